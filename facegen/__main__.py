@@ -1,0 +1,82 @@
+"""Command line: ``python -m facegen COMMAND ...``
+
+    convert SRC OUTDIR                       any supported generator -> Hub-native folder
+    generate --model SRC --seeds 0-7 --psi 0.7 --outdir DIR    PNGs + latents
+    world sample --n 64 --size 128 --outdir DIR                 face-world renders + labels
+    train ...                                 train a StyleGAN2 (see facegen.training)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def cmd_convert(args) -> int:
+    from . import load_generator
+    G = load_generator(args.src)
+    out = G.save_pretrained(args.outdir)
+    print(json.dumps({"outdir": str(out), "fingerprint": G.fingerprint, "resolution": G.img_resolution,
+                      "num_ws": G.num_ws, "format": G.meta.get("format")}))
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from PIL import Image
+    from . import load_generator
+    from .generate import generate_seeds
+    from .latents import save_latent
+    G = load_generator(args.model, device=args.device)
+    outdir = Path(args.outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    images, ws, seeds = generate_seeds(G, args.seeds, psi=args.psi, cutoff=args.cutoff, noise_mode=args.noise_mode)
+    for img, w, seed in zip(images, ws, seeds):
+        Image.fromarray(img).save(outdir / f"seed{seed:04d}.png")
+        save_latent(outdir / f"seed{seed:04d}.npz", w, fingerprint=G.fingerprint, seed=seed, psi=args.psi,
+                    cutoff=args.cutoff, model=str(args.model))
+    print(f"wrote {len(seeds)} images and latents to {outdir} (generator {G.fingerprint})")
+    return 0
+
+
+def main(argv=None) -> int:
+    from .errors import FacegenError
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("world", "train", "predictor"):
+        module = {"world": "world", "train": "training", "predictor": "predictor"}[argv[0]]
+        import importlib
+        mod = importlib.import_module(f".{module}", __package__)
+        try:
+            return mod.cli_main(argv[1:])
+        except FacegenError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    p = argparse.ArgumentParser(prog="python -m facegen", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("convert", help="convert a generator to a Hub-native folder")
+    c.add_argument("src")
+    c.add_argument("outdir")
+    c.set_defaults(fn=cmd_convert)
+    g = sub.add_parser("generate", help="generate images and latents from seeds")
+    g.add_argument("--model", default="mini")
+    g.add_argument("--seeds", default="0-7")
+    g.add_argument("--psi", type=float, default=0.7)
+    g.add_argument("--cutoff", type=int, default=None)
+    g.add_argument("--noise-mode", default="const", choices=["const", "random", "none"])
+    g.add_argument("--device", default=None)
+    g.add_argument("--outdir", required=True)
+    g.set_defaults(fn=cmd_generate)
+    sub.add_parser("world", help="face-world renderer (see `world --help`)")
+    sub.add_parser("train", help="train a StyleGAN2 (see `train --help`)")
+    args = p.parse_args(argv)
+    try:
+        return args.fn(args)
+    except FacegenError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Hub-native weights: ``config.json`` + ``model.safetensors``, through ``huggingface_hub``.
+
+Layout of a facegen model folder (and Hub repo), as in ``diffusers``::
+
+    config.json          {"_class_name": "Generator", "_facegen_version": ..., init kwargs..., "meta": {...}}
+    model.safetensors    the state dict (official StyleGAN2-ADA parameter names), float32
+
+Hub references name a repo, optionally a file inside it and a revision::
+
+    hf://OWNER/REPO                       a Hub-native repo
+    hf://OWNER/REPO@REVISION              ... at a branch, tag or commit
+    hf://OWNER/REPO/path/network.pkl      a network pickle inside the repo (converted on load)
+    OWNER/REPO                            shorthand for hf://OWNER/REPO
+
+Every download goes through the Hub cache (``HF_HUB_CACHE``), so a repo fetched once loads
+offline later. Offline and not cached, or missing, the error says what is missing and how
+to get it -- never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import ModelNotFoundError, OfflineError, UnsupportedModelError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+
+_REF = re.compile(r"^(?:hf://)?(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?P<path>(?:/[^@]+)?)(?:@(?P<rev>[\w./-]+))?$")
+
+
+@dataclass
+class HubReference:
+    repo_id: str
+    filename: Optional[str] = None
+    revision: Optional[str] = None
+
+    def __str__(self):
+        s = f"hf://{self.repo_id}"
+        if self.filename:
+            s += f"/{self.filename}"
+        if self.revision:
+            s += f"@{self.revision}"
+        return s
+
+
+def parse_reference(ref: str) -> HubReference:
+    m = _REF.match(ref.strip())
+    if not m:
+        raise ModelNotFoundError(f"'{ref}' is not a Hub reference; expected hf://OWNER/REPO[/FILE][@REVISION].")
+    path = m.group("path").lstrip("/") or None
+    return HubReference(m.group("repo"), path, m.group("rev"))
+
+
+def is_hub_reference(ref: str) -> bool:
+    if ref.startswith("hf://"):
+        return True
+    return bool(_REF.match(ref)) and ref.count("/") == 1 and not ref.startswith((".", "/", "~"))
+
+
+# ---------------------------------------------------------------------------
+# Save / load a folder
+# ---------------------------------------------------------------------------
+
+def save_pretrained(G, folder, **meta) -> Path:
+    """Write config.json + model.safetensors; returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    from . import __version__
+    config = {"_class_name": "Generator", "_facegen_version": __version__, "format_version": FORMAT_VERSION,
+              "architecture": "stylegan2", **G.init_kwargs,
+              "num_ws": G.num_ws, "fingerprint": G.fingerprint,
+              "meta": {**{k: v for k, v in G.meta.items() if _jsonable(v)}, **meta}}
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in G.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "fingerprint": G.fingerprint})
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    return folder
+
+
+def _jsonable(v) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except TypeError:
+        return False
+
+
+def from_pretrained(source, revision: Optional[str] = None, **hub_kwargs):
+    """Load from a local folder or a Hub repo id / reference."""
+    folder = Path(os.fspath(source)).expanduser()
+    if not folder.is_dir():
+        ref = parse_reference(str(source))
+        if revision:
+            ref.revision = revision
+        return load_from_hub(ref, **hub_kwargs)
+    return _load_folder(folder)
+
+
+def _load_folder(folder: Path):
+    from .networks import Generator
+    cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    for p in (cfg_path, w_path):
+        if not p.exists():
+            raise ModelNotFoundError(f"{folder} is not a facegen model folder: {p.name} is missing "
+                                     f"(expected {CONFIG_NAME} and {WEIGHTS_NAME}; make one with "
+                                     "`python -m facegen convert SRC OUTDIR`).")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise UnsupportedModelError(f"{cfg_path} is not valid JSON ({e}).") from None
+    if config.get("architecture", "stylegan2") != "stylegan2" or config.get("_class_name") != "Generator":
+        raise UnsupportedModelError(f"{cfg_path} describes a {config.get('_class_name')!r} "
+                                    f"({config.get('architecture')!r}), not a StyleGAN2 Generator.")
+    keys = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
+    G = Generator(**{k: config[k] for k in keys if k in config})
+    try:
+        state = load_file(str(w_path))
+    except Exception as e:  # safetensors raises its own error types for corrupt headers
+        raise UnsupportedModelError(f"{w_path} is not a readable safetensors file ({e}).") from None
+    from .loaders import _load_state
+    _load_state(G, state, str(w_path))
+    G.meta.update(config.get("meta") or {})
+    G.meta.update(format="hub-native", source=str(folder))
+    return G
+
+
+# ---------------------------------------------------------------------------
+# The Hub
+# ---------------------------------------------------------------------------
+
+def _hub_errors(ref: HubReference, filename: str, exc: Exception):
+    from huggingface_hub import errors as hf_errors
+    what = f"{filename} from {ref}"
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    if isinstance(exc, hf_errors.RepositoryNotFoundError):
+        return ModelNotFoundError(f"Hub repo '{ref.repo_id}' does not exist or is private (log in with "
+                                  "`hf auth login` for private repos).")
+    if isinstance(exc, hf_errors.RevisionNotFoundError):
+        return ModelNotFoundError(f"Hub repo '{ref.repo_id}' has no revision '{ref.revision}'.")
+    if isinstance(exc, hf_errors.EntryNotFoundError) and not isinstance(exc, hf_errors.LocalEntryNotFoundError):
+        return ModelNotFoundError(f"Hub repo '{ref.repo_id}' has no file '{filename}'.")
+    if isinstance(exc, (hf_errors.LocalEntryNotFoundError, OSError)) or offline:
+        how = ("HF_HUB_OFFLINE=1 is set; unset it" if offline else "the Hub cannot be reached; connect")
+        return OfflineError(f"Cannot get {what}: it is not in the local Hub cache and {how}, or download it on a "
+                            f"connected machine with `hf download {ref.repo_id}` and copy the cache "
+                            f"(HF_HUB_CACHE={_cache_dir()}).")
+    return ModelNotFoundError(f"Cannot get {what}: {type(exc).__name__}: {exc}")
+
+
+def _cache_dir() -> str:
+    from huggingface_hub import constants
+    return str(constants.HF_HUB_CACHE)
+
+
+def download(ref: HubReference, filename: str, **hub_kwargs) -> Path:
+    from huggingface_hub import hf_hub_download
+    try:
+        return Path(hf_hub_download(ref.repo_id, filename, revision=ref.revision, **hub_kwargs))
+    except Exception as e:
+        raise _hub_errors(ref, filename, e) from None
+
+
+def load_from_hub(ref, **hub_kwargs):
+    """hf://OWNER/REPO[/FILE][@REV] -> Generator (Hub-native repo, or a pickle file inside it)."""
+    if isinstance(ref, str):
+        ref = parse_reference(ref)
+    if ref.filename and not ref.filename.endswith((CONFIG_NAME, WEIGHTS_NAME)):
+        from .loaders import load_pickle
+        return load_pickle(download(ref, ref.filename, **hub_kwargs))
+    sub = ref.filename.rsplit("/", 1)[0] + "/" if ref.filename and "/" in ref.filename else ""
+    download(ref, sub + CONFIG_NAME, **hub_kwargs)
+    folder = download(ref, sub + WEIGHTS_NAME, **hub_kwargs).parent
+    G = _load_folder(folder)
+    G.meta["source"] = str(ref)
+    return G
+
+
+def push_to_hub(G, repo_id: str, private: bool = False, token: Optional[str] = None,
+                commit_message: str = "Upload facegen generator", **meta) -> str:
+    """Save to a temporary folder and upload it as a Hub-native model repo; returns the commit URL."""
+    import tempfile
+    from huggingface_hub import HfApi
+    api = HfApi(token=token)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_pretrained(G, tmp, **meta)
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
+    return str(info)
