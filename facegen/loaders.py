@@ -16,6 +16,7 @@ Pickles are read with :mod:`facegen.safe_pickle`: nothing in them is executed.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Optional, Union
 
@@ -220,7 +221,7 @@ def load_pickle(path: Union[str, Path]) -> Generator:
             if head[:1] != b"\x80":
                 raise UnsupportedModelError(f"{path} is not a Python pickle (it does not start with a pickle header).")
             obj = safe_load(f)
-    except (EOFError, ValueError, IndexError, KeyError, TypeError) as e:
+    except (EOFError, ValueError, IndexError, KeyError, TypeError, AttributeError, pickle.UnpicklingError) as e:
         # UnsafePickleError / UnsupportedModelError are FacegenErrors and pass through untouched.
         if isinstance(e, UnsupportedModelError):
             raise

@@ -79,6 +79,9 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: int = 1, down: int
     """
     n, c, h, w = x.shape
     px0, px1, py0, py1 = padding
+    if f is not None and up == 1 and down == 1 and px0 == px1 == py0 == py1 >= 0:
+        f = (f * (gain ** (f.ndim / 2))).to(x.dtype).flip([0, 1])[None, None].repeat([c, 1, 1, 1])
+        return F.conv2d(x, f, padding=px0, groups=c)
     if up > 1:
         x = x.reshape(n, c, h, 1, w, 1)
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
@@ -218,6 +221,48 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     return x
 
 
+def demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+    """1 / sqrt(sum_{i,k} (s_i w_{oik})^2 + eps) = rsqrt(s^2 @ (sum_k w_{oik}^2)^T + eps), without ever
+    forming the [N, O, I, kh, kw] per-sample weights."""
+    return (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
+
+
+def modulated_conv2d_act(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
+                         noise: Optional[torch.Tensor], bias: torch.Tensor, gain: float,
+                         clamp: Optional[float], up: int = 1, padding: int = 0,
+                         resample_filter: Optional[torch.Tensor] = None, flip_weight: bool = True) -> torch.Tensor:
+    """A whole synthesis layer, shared-weight formulation, with the tail fused into one pass:
+
+        y = clamp(lrelu(conv(x * s) * d + noise + b) * g)
+          = clamp(lrelu(conv(x * s) * (d g) + (noise + b) g))        (g > 0)
+
+    computed as one ``addcmul`` and an in-place leaky ReLU. Same maths as
+    ``bias_act(modulated_conv2d(..., fused_modconv=False), b)`` to float rounding.
+    """
+    n = x.shape[0]
+    if x.dtype in (torch.float16, torch.bfloat16):  # keep the reference path for half precision
+        y = modulated_conv2d(x, weight, styles, noise, up, padding, resample_filter, True, flip_weight, False)
+        return bias_act(y, bias, "lrelu", gain, clamp)
+    dg = demodulation_coefficients(weight, styles) * gain
+    x = x * styles.reshape(n, -1, 1, 1)
+    x = conv2d_resample(x, weight, f=resample_filter, up=up, padding=padding, flip_weight=flip_weight)
+    nb = bias.reshape(1, -1, 1, 1) if noise is None else noise + bias.reshape(1, -1, 1, 1)
+    x = torch.addcmul(nb * gain, x, dg.reshape(n, -1, 1, 1))
+    x = F.leaky_relu_(x, 0.2) if not x.requires_grad else F.leaky_relu(x, 0.2)
+    if clamp is not None and clamp >= 0:
+        x = x.clamp_(-clamp, clamp) if not x.requires_grad else x.clamp(-clamp, clamp)
+    return x
+
+
+def modulated_1x1(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+    """1x1 modulated conv without demodulation (toRGB) as a batched matmul over pixels:
+    y_n = (W * s_n) x_n -- per-sample weights are tiny here, so no activation scaling pass."""
+    n, c, h, w = x.shape
+    wn = weight[:, :, 0, 0].unsqueeze(0) * styles.unsqueeze(1)              # [N, O, I]
+    y = torch.bmm(x.permute(0, 2, 3, 1).reshape(n, h * w, c), wn.transpose(1, 2).to(x.dtype))
+    return y.reshape(n, h, w, -1).permute(0, 3, 1, 2)
+
+
 def choose_fused_modconv(device: torch.device, batch: int, training: bool) -> bool:
     """Pick the faster modconv formulation (both give the same result to ~1e-6).
 
@@ -312,10 +357,14 @@ class SynthesisLayer(torch.nn.Module):
             noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        if not fused_modconv and self.activation == "lrelu":
+            return modulated_conv2d_act(x, self.weight, styles, noise, self.bias, self.act_gain * gain, clamp,
+                                        up=self.up, padding=self.padding, resample_filter=self.resample_filter,
+                                        flip_weight=(self.up == 1))
         x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
                              resample_filter=self.resample_filter, flip_weight=(self.up == 1),
                              fused_modconv=fused_modconv)
-        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, self.bias, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
 
 
@@ -333,7 +382,10 @@ class ToRGBLayer(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
+        if not fused_modconv and self.weight.shape[-1] == 1 and x.dtype == torch.float32:
+            x = modulated_1x1(x, self.weight, styles)
+        else:
+            x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
         return bias_act(x, self.bias, clamp=self.conv_clamp)
 
 

@@ -108,7 +108,10 @@ def _reconstruct_persistent_obj(meta):
 
 def _load_storage_from_bytes(b: bytes):
     """torch.storage._load_from_bytes, but through torch's weights-only loader."""
-    return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
+    try:
+        return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as e:
+        raise UnsafePickleError(f"torch.storage._load_from_bytes(<a payload that is not a plain storage: {str(e)[:200]}>)")
 
 
 def _numpy_reconstruct(*args):

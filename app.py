@@ -1,0 +1,141 @@
+"""facegen studio -- the Gradio app (Hugging Face Space entry point; ``python app.py``).
+
+Serves on 127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override). Each tab is a module
+in ``demos/``; to add one, write ``demos/<tab>.py`` (TAB, TITLE, available(), build(ctx)) and add it
+to ``TABS`` below. The model is FACEGEN_MODEL if set, else the registry default ("mini", embedded,
+works offline).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+try:  # ZeroGPU needs `spaces` imported before anything touches CUDA.
+    import spaces  # noqa: F401
+except ImportError:  # pragma: no cover
+    spaces = None
+
+import gradio as gr  # noqa: E402
+
+from demos import fusion, generate, mixing, shelf  # noqa: E402
+from demos.common import Ctx, banner_text, load_model, ui_errors  # noqa: E402
+from facegen import studio  # noqa: E402
+from facegen.errors import FacegenError  # noqa: E402
+
+TABS = [generate, mixing, fusion]   # a new tab: a module in demos/ + one entry here
+
+QUEUE_SIZE = int(os.environ.get("FACEGEN_QUEUE_SIZE", "32"))
+THEME = gr.themes.Default(primary_hue="violet", secondary_hue="slate")   # built-in: bundled fonts, no CDN
+CSS = """
+#banner { padding: 6px 12px; border-radius: 8px; background: var(--block-background-fill); }
+#mix-grid img, #fuse-strip img { width: 100%; object-fit: contain; image-rendering: pixelated; }
+#fuse-image img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
+footer { display: none !important; }
+"""
+INTRO = ("# facegen studio\nStyleGAN2 faces: random faces from seeds, style mixing, face fusion. "
+         "Everything you make can go on your **face shelf** and be reused in any tab; "
+         "every result has a **share link** that recreates it.")
+
+
+def _model_values() -> list:
+    return [v for _, v in studio.models().choices()]
+
+
+def build_demo() -> gr.Blocks:
+    manager = studio.models()
+    default = manager.default()
+    try:
+        G = load_model(default)
+        studio.cpu_threads(G)
+        num_ws = G.num_ws
+        banner_value = banner_text(default)
+    except FacegenError as e:
+        num_ws, banner_value = 18, banner_text(default, str(e))
+
+    with gr.Blocks(title="facegen studio", analytics_enabled=False) as demo:
+        gr.Markdown(INTRO)
+        with gr.Row(equal_height=True):
+            model = gr.Dropdown(manager.choices(), value=default, label="Model", scale=1, elem_id="model")
+            with gr.Column(scale=3):
+                banner = gr.Markdown(banner_value, elem_id="banner")
+        active = gr.State(default)
+        ctx = Ctx(model=model, active=active, banner=banner, shelf=gr.State(studio.Shelf()),
+                  shelf_gallery=gr.Gallery(label="Shelf", format="png", columns=2, height=300, render=False,
+                                           object_fit="contain", elem_id="shelf-gallery"),
+                  shelf_selected=gr.Number(None, label="Selected shelf face #", precision=0, minimum=0, render=False,
+                                           elem_id="shelf-selected"),
+                  num_ws=num_ws)
+        with gr.Row():
+            with gr.Column(scale=4):
+                with gr.Tabs() as tabs:
+                    for mod in TABS:
+                        if mod.available():   # never show a tab that cannot work here
+                            mod.build(ctx)
+            with gr.Column(scale=1, min_width=260):
+                shelf.build(ctx)
+
+        listener_outputs = [c for outs, _ in ctx.model_listeners for c in outs]
+
+        def model_updates(G) -> dict:
+            out = {}
+            for _, fn in ctx.model_listeners:
+                out.update(fn(G))
+            return out
+
+        @ui_errors
+        def load_model_event(model):
+            """Switch the session to `model` (a name from the dropdown); errors keep the current model."""
+            G = load_model(model)
+            return {active: model, banner: banner_text(model), **model_updates(G)}
+
+        model.input(load_model_event, model, [active, banner, *listener_outputs], api_name="load_model",
+                    concurrency_id="load", concurrency_limit=2).failure(
+            lambda name: name, active, model, api_name="revert_model", api_visibility="private")
+
+        link_outputs = [tabs, model, active, banner, *listener_outputs]
+        for _, outs in ctx.link_handlers.values():
+            link_outputs += [c for c in outs if c not in link_outputs]
+
+        def open_link(shelf_state, request: gr.Request):
+            """Apply a share link (?tab=...&model=...&...): select the tab, fill it, show the result."""
+            p = studio.decode_link(request.query_params if request is not None else {})
+            if p is None:
+                return {active: gr.skip()}   # a plain visit: nothing to restore
+            if p["tab"] not in ctx.link_handlers:
+                gr.Warning(f"Share link ignored: {'; '.join(p['problems']) or 'this tab is not available here'}.")
+                return {active: gr.skip()}
+            if p["problems"]:
+                gr.Warning("Share link: " + "; ".join(p["problems"]) + " (defaults used).")
+            name = p["model"] or default
+            if name not in _model_values():
+                gr.Warning(f"Share link names model '{name}', which this app does not offer; using {default}.")
+                name = default
+            try:
+                G = load_model(name)
+            except FacegenError as e:
+                gr.Warning(f"Share link model '{name}' cannot be loaded ({e}); using {default}.")
+                name, G = default, load_model(default)
+            p["model"] = name
+            fn, _ = ctx.link_handlers[p["tab"]]
+            out = {tabs: gr.Tabs(selected=p["tab"]), model: name, active: name, banner: banner_text(name),
+                   **model_updates(G)}
+            out.update(fn(p, request, shelf_state))
+            return out
+
+        demo.load(open_link, ctx.shelf, link_outputs, api_name="open_link", api_visibility="undocumented")
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
+    return demo
+
+
+def launch_kwargs() -> dict:
+    return dict(theme=THEME, css=CSS, show_error=True)
+
+
+demo = build_demo()
+
+if __name__ == "__main__":
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), **launch_kwargs())

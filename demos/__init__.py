@@ -1,0 +1,1 @@
+"""One module per app tab (plus shared pieces); see demos/common.py."""

@@ -1,0 +1,335 @@
+"""StyleGAN2 training: the loop that made the embedded ``mini`` generator.
+
+Method (StyleGAN2, Karras et al. 2020, with the StyleGAN2-ADA defaults scaled down):
+
+* **Networks**: the engine's :class:`~facegen.networks.Generator` and the residual
+  :class:`~facegen.networks.Discriminator` (minibatch std).
+* **Loss**: non-saturating logistic. G minimises softplus(-D(G(z))); D minimises
+  softplus(D(G(z))) + softplus(-D(x)).
+* **Regularisation**: lazy R1 on reals every ``r1_interval`` D steps,
+  (gamma / 2) * ||grad_x D(x)||^2 * interval; optimiser hyper-parameters corrected for the
+  lazy schedule (lr * c, beta ** c with c = interval / (interval + 1)).
+* **Style mixing** with probability 0.9: a random crossover layer switches to a second z.
+* **EMA generator** with a half-life of ``ema_kimg`` thousand images (ramped up early on).
+* **Data**: rendered from the face world (pre-rendered in memory, cached as .npy) or read from
+  an image folder (so the same command fine-tunes on real faces on a GPU machine); random
+  horizontal flips.
+* **Checkpoints** hold G, D, G_ema, both optimisers, the step and every RNG state: a resumed
+  run continues bit for bit. ``log.jsonl`` has losses and speed; ``samples/`` has grids.
+
+CLI::
+
+    python -m facegen train --outdir runs/mini --data world:24000 --resolution 64 \\
+        --minutes 90 --export assets/mini
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .networks import Discriminator, Generator
+
+
+@dataclass
+class TrainConfig:
+    outdir: str = "runs/mini"
+    data: str = "world:24000"              # 'world:N' or a folder of images
+    resolution: int = 64
+    batch: int = 16
+    z_dim: int = 128
+    w_dim: int = 128
+    mapping_layers: int = 4
+    g_channel_base: int = 1024             # channels per res = min(base // res, max)
+    g_channel_max: int = 128
+    d_channel_base: int = 1024
+    d_channel_max: int = 128
+    lr: float = 0.0025
+    r1_gamma: float = 0.1
+    r1_interval: int = 16
+    style_mixing: float = 0.9
+    ema_kimg: float = 5.0
+    ema_rampup: float = 0.05
+    xflip: bool = True
+    kimg: float = 10000.0                  # stop after this many thousand images ...
+    minutes: float = 0.0                   # ... or this much wall time (0 = no limit)
+    seed: int = 0
+    snapshot_steps: int = 500
+    log_steps: int = 50
+    device: str = "cpu"
+    c_dim: int = 0                         # class-conditional training (labels from the world)
+
+
+# ---------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------
+
+def load_dataset(spec: str, resolution: int, cache_dir: Optional[Path] = None) -> np.ndarray:
+    """'world:N' -> N face-world renders (seeds 0..N-1) | folder -> its images, as uint8 [N, H, W, 3]."""
+    if spec.startswith("world:"):
+        n = int(spec.split(":", 1)[1])
+        cache = cache_dir / f"world_{n}_{resolution}.npy" if cache_dir else None
+        if cache is not None and cache.exists():
+            return np.load(cache)
+        from .world import render_batch
+        images = np.concatenate([render_batch(range(i, min(i + 500, n)), size=resolution)[0]
+                                 for i in range(0, n, 500)])
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.save(cache, images)
+        return images
+    from PIL import Image
+    folder = Path(spec)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
+    if not files:
+        raise FileNotFoundError(f"no images found in {folder}")
+    return np.stack([np.asarray(Image.open(p).convert("RGB").resize((resolution, resolution), Image.LANCZOS))
+                     for p in files])
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1
+
+
+# ---------------------------------------------------------------------------
+# The training state
+# ---------------------------------------------------------------------------
+
+def build_networks(cfg: TrainConfig):
+    G = Generator(z_dim=cfg.z_dim, c_dim=cfg.c_dim, w_dim=cfg.w_dim, img_resolution=cfg.resolution,
+                  mapping_kwargs=dict(num_layers=cfg.mapping_layers),
+                  synthesis_kwargs=dict(channel_base=cfg.g_channel_base, channel_max=cfg.g_channel_max))
+    D = Discriminator(c_dim=cfg.c_dim, img_resolution=cfg.resolution, channel_base=cfg.d_channel_base,
+                      channel_max=cfg.d_channel_max)
+    return G, D
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, images: Optional[np.ndarray] = None, labels: Optional[np.ndarray] = None):
+        self.cfg = cfg
+        self.device = torch.device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        random.seed(cfg.seed)
+        self.G, self.D = build_networks(cfg)
+        self.G.to(self.device).train()
+        self.D.to(self.device).train()
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        c = cfg.r1_interval / (cfg.r1_interval + 1)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(0.0, 0.99), eps=1e-8)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr * c, betas=(0.0, 0.99 ** c), eps=1e-8)
+        self.images = images
+        self.labels = labels
+        self.data_rng = torch.Generator().manual_seed(cfg.seed + 1)
+        self.step = 0
+        self.images_seen = 0
+        self.elapsed = 0.0
+
+    # -- one iteration ------------------------------------------------------------------------
+    def sample_reals(self):
+        idx = torch.randint(len(self.images), (self.cfg.batch,), generator=self.data_rng)
+        x = to_tensor(self.images[idx.numpy()])
+        if self.cfg.xflip:
+            flip = torch.rand(self.cfg.batch, generator=self.data_rng) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        c = torch.from_numpy(self.labels[idx.numpy()]).float() if self.labels is not None else None
+        return x.to(self.device), (c.to(self.device) if c is not None else None)
+
+    def mapping_with_mixing(self, z, c):
+        G = self.G
+        ws = G.mapping(z, c, update_w_avg=True)
+        if self.cfg.style_mixing > 0 and torch.rand([]) < self.cfg.style_mixing:
+            cutoff = int(torch.randint(1, G.num_ws, []))
+            ws2 = G.mapping(torch.randn_like(z), c)
+            ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
+        return ws
+
+    def fake_labels(self, c_real):
+        if c_real is None:
+            return None
+        return c_real[torch.randperm(len(c_real))]
+
+    def train_step(self) -> dict:
+        cfg, G, D = self.cfg, self.G, self.D
+        stats = {}
+        # G: non-saturating loss.
+        x_real, c_real = self.sample_reals()
+        c_fake = self.fake_labels(c_real)
+        z = torch.randn(cfg.batch, cfg.z_dim, device=self.device)
+        G.requires_grad_(True)
+        D.requires_grad_(False)
+        img = G.synthesis(self.mapping_with_mixing(z, c_fake), noise_mode="random")
+        loss_G = F.softplus(-D(img, c_fake)).mean()
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_G.backward()
+        self.opt_G.step()
+        stats["loss_G"] = loss_G.item()
+        # D: logistic loss on fakes and reals.
+        G.requires_grad_(False)
+        D.requires_grad_(True)
+        with torch.no_grad():
+            z = torch.randn(cfg.batch, cfg.z_dim, device=self.device)
+            img = G.synthesis(self.mapping_with_mixing(z, c_fake), noise_mode="random")
+        logits_fake = D(img, c_fake)
+        logits_real = D(x_real, c_real)
+        loss_D = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+        self.opt_D.zero_grad(set_to_none=True)
+        loss_D.backward()
+        self.opt_D.step()
+        stats["loss_D"] = loss_D.item()
+        stats["D_real"] = logits_real.mean().item()
+        stats["D_fake"] = logits_fake.mean().item()
+        # Lazy R1 on reals.
+        if self.step % cfg.r1_interval == 0:
+            x = x_real.detach().requires_grad_(True)
+            logits = D(x, c_real)
+            (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+            penalty = grad.square().sum(dim=[1, 2, 3]).mean()
+            loss_r1 = penalty * (cfg.r1_gamma / 2) * cfg.r1_interval
+            self.opt_D.zero_grad(set_to_none=True)
+            loss_r1.backward()
+            self.opt_D.step()
+            stats["r1"] = penalty.item()
+        # EMA.
+        self.images_seen += cfg.batch
+        ema_nimg = cfg.ema_kimg * 1000
+        if cfg.ema_rampup:
+            ema_nimg = min(ema_nimg, self.images_seen * cfg.ema_rampup)
+        beta = 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
+        with torch.no_grad():
+            for p_ema, p in zip(self.G_ema.parameters(), G.parameters()):
+                p_ema.copy_(p.lerp(p_ema, beta))
+            for b_ema, b in zip(self.G_ema.buffers(), G.buffers()):
+                b_ema.copy_(b)
+        self.step += 1
+        return stats
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"cfg": asdict(self.cfg), "step": self.step, "images_seen": self.images_seen,
+                "elapsed": self.elapsed, "G": self.G.state_dict(), "D": self.D.state_dict(),
+                "G_ema": self.G_ema.state_dict(), "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+                "rng_torch": torch.get_rng_state(), "rng_data": self.data_rng.get_state(),
+                "rng_numpy": np.random.get_state()[1].tolist(), "rng_numpy_pos": int(np.random.get_state()[2]),
+                "rng_python": repr(random.getstate())}
+
+    def save_checkpoint(self, path: Path):
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state(), tmp)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path: Path):
+        st = torch.load(path, map_location=self.device, weights_only=True)
+        self.step, self.images_seen, self.elapsed = st["step"], st["images_seen"], st["elapsed"]
+        self.G.load_state_dict(st["G"])
+        self.D.load_state_dict(st["D"])
+        self.G_ema.load_state_dict(st["G_ema"])
+        self.opt_G.load_state_dict(st["opt_G"])
+        self.opt_D.load_state_dict(st["opt_D"])
+        torch.set_rng_state(st["rng_torch"])
+        self.data_rng.set_state(st["rng_data"])
+        np.random.set_state(("MT19937", np.array(st["rng_numpy"], dtype=np.uint32), st["rng_numpy_pos"], 0, 0.0))
+        import ast
+        state = ast.literal_eval(st["rng_python"])
+        random.setstate(state)
+
+
+# ---------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------
+
+@torch.no_grad()
+def sample_grid(G, path: Path, n: int = 32, seed: int = 0, psi: float = 0.7):
+    from PIL import Image
+    from .generate import synthesize
+    from .latents import seeds_to_ws
+    from .world import make_grid
+    ws = seeds_to_ws(G, list(range(seed, seed + n)), psi=psi) if G.c_dim == 0 else None
+    if ws is None:
+        return
+    Image.fromarray(make_grid(synthesize(G, ws), cols=8)).save(path)
+
+
+def train(cfg: TrainConfig, resume: bool = True, export: Optional[str] = None, log=print) -> Trainer:
+    out = Path(cfg.outdir)
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    images = load_dataset(cfg.data, cfg.resolution, cache_dir=out / "data")
+    log(f"data: {len(images)} images at {cfg.resolution}px ({time.time() - t0:.0f}s)")
+    trainer = Trainer(cfg, images)
+    ckpt = out / "checkpoint.pt"
+    if resume and ckpt.exists():
+        trainer.load_checkpoint(ckpt)
+        log(f"resumed at step {trainer.step} ({trainer.images_seen / 1000:.1f} kimg)")
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    nparams = sum(p.numel() for p in trainer.G.parameters())
+    log(f"G {nparams / 1e6:.2f}M params, D {sum(p.numel() for p in trainer.D.parameters()) / 1e6:.2f}M params")
+    start_elapsed, t_start = trainer.elapsed, time.time()
+    window = []
+    with open(out / "log.jsonl", "a") as logf:
+        while trainer.images_seen < cfg.kimg * 1000:
+            if cfg.minutes and trainer.elapsed >= cfg.minutes * 60:
+                break
+            ts = time.time()
+            stats = trainer.train_step()
+            window.append(time.time() - ts)
+            trainer.elapsed = start_elapsed + (time.time() - t_start)
+            if not all(math.isfinite(v) for v in stats.values()):
+                raise FloatingPointError(f"non-finite loss at step {trainer.step}: {stats}")
+            if trainer.step % cfg.log_steps == 0:
+                rec = {"step": trainer.step, "kimg": trainer.images_seen / 1000, "elapsed_s": round(trainer.elapsed, 1),
+                       "s_per_step": round(float(np.mean(window)), 3), **{k: round(v, 4) for k, v in stats.items()}}
+                window = []
+                logf.write(json.dumps(rec) + "\n")
+                logf.flush()
+                log(json.dumps(rec))
+            if trainer.step % cfg.snapshot_steps == 0:
+                trainer.save_checkpoint(ckpt)
+                sample_grid(trainer.G_ema, out / "samples" / f"step{trainer.step:07d}.png")
+    trainer.save_checkpoint(ckpt)
+    sample_grid(trainer.G_ema, out / "samples" / "final.png")
+    if export:
+        G = copy.deepcopy(trainer.G_ema).eval()
+        G.meta = {"name": Path(export).name, "trained_kimg": round(trainer.images_seen / 1000, 1),
+                  "train_minutes": round(trainer.elapsed / 60, 1), "data": cfg.data}
+        G.save_pretrained(export)
+        log(f"exported G_ema to {export} (fingerprint {G.fingerprint})")
+    return trainer
+
+
+def cli_main(argv) -> int:
+    p = argparse.ArgumentParser(prog="python -m facegen train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in TrainConfig.__dataclass_fields__.values():
+        kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str, "bool": str}[f.type]
+        p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default)
+    p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--export", default=None, help="write G_ema as a Hub-native folder here at the end")
+    p.add_argument("--threads", type=int, default=0)
+    args = vars(p.parse_args(argv))
+    if args.pop("threads"):
+        torch.set_num_threads(args.get("threads") or 2)
+    resume = not args.pop("no_resume")
+    export = args.pop("export")
+    if isinstance(args.get("xflip"), str):
+        args["xflip"] = args["xflip"].lower() in ("1", "true", "yes")
+    cfg = TrainConfig(**args)
+    train(cfg, resume=resume, export=export, log=lambda s: print(s, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main(sys.argv[1:]))

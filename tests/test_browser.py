@@ -1,0 +1,129 @@
+"""What a person sees: the app in headless Chromium (playwright, system browser, nothing downloaded).
+
+Set FACEGEN_SCREENSHOTS=DIR to also save a PNG of each tab there (assets/screenshots/ for the README).
+"""
+
+import io
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CHROMIUM = os.environ.get("FACEGEN_CHROMIUM", "/usr/bin/chromium")
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium); browser tests skipped.",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+from gradio_client import Client  # noqa: E402
+
+pytestmark = pytest.mark.timeout(180)
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+SHOTS = os.environ.get("FACEGEN_SCREENSHOTS")
+TIMEOUT = 30_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    profile = tempfile.mkdtemp(prefix="facegen-chromium-")
+    with sync_api.sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
+                                                   viewport={"width": 1400, "height": 1000})
+        yield ctx
+        ctx.close()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def page(browser, app_url):
+    page = browser.new_page()
+    page.external = []
+    host = urlsplit(app_url).hostname
+
+    def check(req):
+        h = urlsplit(req.url).hostname
+        if req.url.startswith(("http://", "https://", "ws://", "wss://")) and h not in (host, "localhost", "127.0.0.1"):
+            page.external.append(req.url)
+    page.on("request", check)
+    yield page
+    errors = page.locator('[data-testid="toast-body"].error')
+    assert errors.count() == 0, f"error shown in the page: {errors.first.inner_text()}"
+    assert page.external == [], f"the page reached outside the server: {page.external[:5]}"
+    page.close()
+
+
+def img_pixels(page, locator) -> np.ndarray:
+    """Fetch the image a locator shows, as the page got it from the server."""
+    src = locator.get_attribute("src")
+    src = src if src.startswith("http") else page.evaluate("(s) => new URL(s, location.href).href", src)
+    return np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"))
+
+
+def shot(page, name):
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+
+
+def test_tabs_work_in_the_browser(page, app_url, studio_model):
+    page.goto(app_url)
+    banner = page.locator("#banner")
+    sync_api.expect(banner).to_contain_text(Path(studio_model).name, timeout=TIMEOUT)
+    sync_api.expect(banner).to_contain_text("fingerprint")
+
+    page.locator("#gen-run").click()
+    sync_api.expect(page.locator("#gen-gallery img")).to_have_count(4, timeout=TIMEOUT)
+    sync_api.expect(page.locator("#generate-share textarea, #generate-share input").first).to_have_value(
+        re.compile(r"\?tab=generate&.*seeds=0-3"), timeout=TIMEOUT)
+    page.locator("#gen-shelf-all").click()
+    sync_api.expect(page.locator("#shelf-gallery img")).to_have_count(4, timeout=TIMEOUT)
+    shot(page, "generate")
+
+    page.get_by_role("tab", name="Style mixing").click()
+    page.locator("#mix-run").click()
+    sync_api.expect(page.locator("#mix-grid img")).to_be_visible(timeout=TIMEOUT)
+    sync_api.expect(page.locator("#mix-cells img")).to_have_count(12, timeout=TIMEOUT)
+    shot(page, "style-mixing")
+
+    page.get_by_role("tab", name="Face fusion").click()
+    page.locator("#fuse-faces textarea, #fuse-faces input").first.fill("#1, #2, 3")
+    page.locator("#fuse-run").click()
+    sync_api.expect(page.locator("#fuse-image img")).to_be_visible(timeout=TIMEOUT)
+    sync_api.expect(page.locator("#fuse-strip img")).to_be_visible(timeout=TIMEOUT)
+    shot(page, "face-fusion")
+
+
+def test_share_link_shows_the_same_image(page, app_url, studio_model):
+    client = Client(app_url, verbose=False)
+    grid, _, _, link = client.predict(sources="3,5", templates="8-9", layer_start=2, layer_end=6, psi=0.6,
+                                      noise_mode="const", model=studio_model, api_name="/mix")
+    expected = np.asarray(Image.open(grid).convert("RGB"))
+    page.goto(link)
+    sync_api.expect(page.get_by_role("tab", name="Style mixing")).to_have_attribute("aria-selected", "true",
+                                                                                  timeout=TIMEOUT)
+    img = page.locator("#mix-grid img")
+    sync_api.expect(img).to_be_visible(timeout=TIMEOUT)
+    sync_api.expect(page.locator("#mix-src textarea, #mix-src input").first).to_have_value("3,5")
+    np.testing.assert_array_equal(img_pixels(page, img), expected)
+
+    gallery, _, link = client.predict(seeds="11-12", count=1, psi=0.5, cutoff=0, noise_mode="const",
+                                      model=studio_model, api_name="/generate")
+    page.goto(link)
+    thumbs = page.locator("#gen-gallery img")
+    sync_api.expect(thumbs).to_have_count(2, timeout=TIMEOUT)
+    np.testing.assert_array_equal(img_pixels(page, thumbs.first),
+                                  np.asarray(Image.open(gallery[0]["image"]).convert("RGB")))
+
+
+def test_bad_share_link_warns_and_uses_defaults(page, app_url):
+    page.goto(app_url.rstrip("/") + "/?tab=fuse&faces=4,6&steps=lots")
+    sync_api.expect(page.get_by_role("tab", name="Face fusion")).to_have_attribute("aria-selected", "true",
+                                                                                 timeout=TIMEOUT)
+    sync_api.expect(page.locator("#fuse-image img")).to_be_visible(timeout=TIMEOUT)
+    sync_api.expect(page.locator('[data-testid="toast-body"].warning')).to_contain_text("steps", timeout=TIMEOUT)
