@@ -60,7 +60,7 @@ def build_demo() -> gr.Blocks:
         with gr.Row(equal_height=True):
             model = gr.Dropdown(manager.choices(), value=default, label="Model", scale=1, elem_id="model")
             with gr.Column(scale=3):
-                banner = gr.Markdown(banner_value, elem_id="banner")
+                banner = gr.Markdown(banner_value, label="Model banner", elem_id="banner")
         active = gr.State(default)
         ctx = Ctx(model=model, active=active, banner=banner, shelf=gr.State(studio.Shelf()),
                   shelf_gallery=gr.Gallery(label="Shelf", format="png", columns=2, height=300, render=False,
@@ -86,9 +86,9 @@ def build_demo() -> gr.Blocks:
             return out
 
         @ui_errors
-        def load_model_event(model):
+        def load_model_event(model, progress=gr.Progress()):
             """Switch the session to `model` (a name from the dropdown); errors keep the current model."""
-            G = load_model(model)
+            G = load_model(model, progress)
             return {active: model, banner: banner_text(model), **model_updates(G)}
 
         model.input(load_model_event, model, [active, banner, *listener_outputs], api_name="load_model",

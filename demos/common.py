@@ -144,7 +144,7 @@ class Ctx:
 def load_model(name: str, progress=None):
     """Load (cached) on CPU, outside any GPU slot; typed errors pass through."""
     if progress is not None and not studio.models().loaded(name):
-        progress(0.05, desc=f"Loading {name}")
+        progress(0.05, desc=f"Loading {name} (a Hub model downloads on first use)")
     return studio.models().get(name)
 
 

@@ -78,7 +78,7 @@ def build(ctx: Ctx):
         gr.Markdown("### Face shelf\nYour faces for this session (private to you). Use them in any tab as "
                     "`#1`, `#2` …")
         ctx.shelf_gallery.render()
-        status = gr.Markdown(_status(studio.Shelf()), elem_id="shelf-status")
+        status = gr.Markdown(_status(studio.Shelf()), label="Shelf status", elem_id="shelf-status")
         ctx.shelf_selected.render()
         with gr.Row():
             remove = gr.Button("Remove", size="sm")

@@ -3,7 +3,9 @@
     convert SRC OUTDIR                       any supported generator -> Hub-native folder
     generate --model SRC --seeds 0-7 --psi 0.7 --outdir DIR    PNGs + latents
     world sample --n 64 --size 128 --outdir DIR                 face-world renders + labels
-    train ...                                 train a StyleGAN2 (see facegen.training)
+    train ...                    train a StyleGAN2 (facegen.training)
+    predictor train ...          train the face world's attribute predictor (facegen.predictor)
+    directions fit ...           fit attribute directions (facegen.directions)
 """
 
 from __future__ import annotations
@@ -40,11 +42,16 @@ def cmd_generate(args) -> int:
     return 0
 
 
+# Commands implemented by a facegen module's own cli_main(argv).
+SUBMODULE_COMMANDS = {"world": "world", "train": "training", "predictor": "predictor", "directions": "directions",
+                      "encoder": "encoder", "bank": "bank", "customize": "customize"}
+
+
 def main(argv=None) -> int:
     from .errors import FacegenError
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("world", "train", "predictor"):
-        module = {"world": "world", "train": "training", "predictor": "predictor"}[argv[0]]
+    if argv and argv[0] in SUBMODULE_COMMANDS:
+        module = SUBMODULE_COMMANDS[argv[0]]
         import importlib
         mod = importlib.import_module(f".{module}", __package__)
         try:
@@ -68,8 +75,8 @@ def main(argv=None) -> int:
     g.add_argument("--device", default=None)
     g.add_argument("--outdir", required=True)
     g.set_defaults(fn=cmd_generate)
-    sub.add_parser("world", help="face-world renderer (see `world --help`)")
-    sub.add_parser("train", help="train a StyleGAN2 (see `train --help`)")
+    for name, module in SUBMODULE_COMMANDS.items():
+        sub.add_parser(name, help=f"see `python -m facegen {name} --help` (facegen.{module})")
     args = p.parse_args(argv)
     try:
         return args.fn(args)

@@ -837,7 +837,19 @@ and the rate of corrupted images (noise, pixel/patch shuffles, blobs, colour fie
 
 {_fmt_metrics_md(metrics)}
 
-Full numbers (per corruption kind, on blurred renders, loss history): `metrics.json`.
+Full numbers (per corruption kind, on renders blurred with sigma 1, loss history): `metrics.json`.
+
+`--minutes` caps the whole command (rendering + training + evaluation); the learning-rate schedule
+follows the elapsed fraction of that budget, so a slower or busier machine trains fewer epochs
+(here {record['epochs_done']} of {record['epochs']}) but still ends fully annealed.
+
+## Limitations
+
+* Validity separates faces from non-faces (noise, blobs, shuffled pixels/patches, colour fields).
+  It is not a sharpness or artefact score: blurred renders and the average of two faces still
+  score as valid.
+* Eye colour is 1-2 pixels at 64 px; it degrades on blurry inputs (Gaussian sigma >= 1.5 px).
+* Trained on face-world renders only; on anything else the attribute outputs are meaningless.
 """
 
 

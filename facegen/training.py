@@ -310,6 +310,17 @@ def train(cfg: TrainConfig, resume: bool = True, export: Optional[str] = None, l
     return trainer
 
 
+def export_checkpoint(checkpoint, folder, **meta) -> Path:
+    """Write the G_ema of a training checkpoint as a Hub-native folder (e.g. an interim snapshot)."""
+    st = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    cfg = TrainConfig(**st["cfg"])
+    G, _ = build_networks(cfg)
+    G.load_state_dict(st["G_ema"])
+    G.meta = {"trained_kimg": round(st["images_seen"] / 1000, 1), "train_minutes": round(st["elapsed"] / 60, 1),
+              "data": cfg.data, **meta}
+    return G.eval().save_pretrained(folder)
+
+
 def cli_main(argv) -> int:
     p = argparse.ArgumentParser(prog="python -m facegen train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -319,7 +330,13 @@ def cli_main(argv) -> int:
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--export", default=None, help="write G_ema as a Hub-native folder here at the end")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--export-checkpoint", default=None, metavar="CKPT",
+                   help="only export the G_ema of CKPT to --export, no training")
     args = vars(p.parse_args(argv))
+    if args.get("export_checkpoint"):
+        print(export_checkpoint(args["export_checkpoint"], args["export"] or "exported"))
+        return 0
+    args.pop("export_checkpoint")
     if args.pop("threads"):
         torch.set_num_threads(args.get("threads") or 2)
     resume = not args.pop("no_resume")

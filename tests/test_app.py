@@ -38,7 +38,7 @@ def close(a, b, tol=2):
     assert a.shape == b.shape and np.abs(a - b).max() <= tol
 
 
-def gen(client, model, seeds="0-3", count=4, psi=0.7, cutoff=0, noise_mode="const"):
+def gen(client, model=None, seeds="0-3", count=4, psi=0.7, cutoff=0, noise_mode="const"):
     return client.predict(seeds=seeds, count=count, psi=psi, cutoff=cutoff, noise_mode=noise_mode, model=model,
                           api_name="/generate")
 
@@ -95,7 +95,7 @@ def test_generate_count_and_random(client, studio_model):
 ])
 def test_generate_bad_input(client, studio_model, kwargs, message):
     with pytest.raises(AppError, match=message):
-        gen(client, studio_model, **kwargs)
+        gen(client, **{"model": studio_model, **kwargs})
 
 
 def test_mix_grid(client, G, studio_model):
