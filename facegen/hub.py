@@ -149,7 +149,7 @@ def _hub_errors(ref: HubReference, filename: str, exc: Exception):
     if isinstance(exc, hf_errors.EntryNotFoundError) and not isinstance(exc, hf_errors.LocalEntryNotFoundError):
         return ModelNotFoundError(f"Hub repo '{ref.repo_id}' has no file '{filename}'.")
     if isinstance(exc, (hf_errors.LocalEntryNotFoundError, OSError)) or offline:
-        how = ("HF_HUB_OFFLINE=1 is set; unset it" if offline else "the Hub cannot be reached; connect")
+        how = ("HF_HUB_OFFLINE=1 is set; unset it" if offline else "the Hub cannot be reached; connect to the internet")
         return OfflineError(f"Cannot get {what}: it is not in the local Hub cache and {how}, or download it on a "
                             f"connected machine with `hf download {ref.repo_id}` and copy the cache "
                             f"(HF_HUB_CACHE={_cache_dir()}).")
@@ -161,8 +161,36 @@ def _cache_dir() -> str:
     return str(constants.HF_HUB_CACHE)
 
 
+_REACHABLE: dict = {}
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """One quick TCP probe of the Hub endpoint (cached for a minute), so that an offline machine
+    falls back to the local cache at once instead of waiting through HTTP retries."""
+    import socket
+    import time
+    from urllib.parse import urlparse
+    from huggingface_hub import constants
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    hit = _REACHABLE.get((host, port))
+    if hit and time.monotonic() - hit[1] < 60:
+        return hit[0]
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        ok = True
+    except OSError:
+        ok = False
+    _REACHABLE[(host, port)] = (ok, time.monotonic())
+    return ok
+
+
 def download(ref: HubReference, filename: str, **hub_kwargs) -> Path:
     from huggingface_hub import hf_hub_download
+    if not hub_kwargs.get("local_files_only") and not hub_reachable():
+        hub_kwargs["local_files_only"] = True
     try:
         return Path(hf_hub_download(ref.repo_id, filename, revision=ref.revision, **hub_kwargs))
     except Exception as e:

@@ -263,7 +263,8 @@ def sample_grid(G, path: Path, n: int = 32, seed: int = 0, psi: float = 0.7):
     Image.fromarray(make_grid(synthesize(G, ws), cols=8)).save(path)
 
 
-def train(cfg: TrainConfig, resume: bool = True, export: Optional[str] = None, log=print) -> Trainer:
+def train(cfg: TrainConfig, resume: bool = True, export: Optional[str] = None, log=print,
+          command: Optional[str] = None) -> Trainer:
     out = Path(cfg.outdir)
     (out / "samples").mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -279,6 +280,7 @@ def train(cfg: TrainConfig, resume: bool = True, export: Optional[str] = None, l
     log(f"G {nparams / 1e6:.2f}M params, D {sum(p.numel() for p in trainer.D.parameters()) / 1e6:.2f}M params")
     start_elapsed, t_start = trainer.elapsed, time.time()
     window = []
+    last = {}
     with open(out / "log.jsonl", "a") as logf:
         while trainer.images_seen < cfg.kimg * 1000:
             if cfg.minutes and trainer.elapsed >= cfg.minutes * 60:
@@ -290,7 +292,7 @@ def train(cfg: TrainConfig, resume: bool = True, export: Optional[str] = None, l
             if not all(math.isfinite(v) for v in stats.values()):
                 raise FloatingPointError(f"non-finite loss at step {trainer.step}: {stats}")
             if trainer.step % cfg.log_steps == 0:
-                rec = {"step": trainer.step, "kimg": trainer.images_seen / 1000, "elapsed_s": round(trainer.elapsed, 1),
+                rec = last = {"step": trainer.step, "kimg": trainer.images_seen / 1000, "elapsed_s": round(trainer.elapsed, 1),
                        "s_per_step": round(float(np.mean(window)), 3), **{k: round(v, 4) for k, v in stats.items()}}
                 window = []
                 logf.write(json.dumps(rec) + "\n")
@@ -306,6 +308,16 @@ def train(cfg: TrainConfig, resume: bool = True, export: Optional[str] = None, l
         G.meta = {"name": Path(export).name, "trained_kimg": round(trainer.images_seen / 1000, 1),
                   "train_minutes": round(trainer.elapsed / 60, 1), "data": cfg.data}
         G.save_pretrained(export)
+        metrics = {"command": command, "config": asdict(cfg), "fingerprint": G.fingerprint,
+                   "steps": trainer.step, "kimg": round(trainer.images_seen / 1000, 2),
+                   "wall_minutes": round(trainer.elapsed / 60, 1),
+                   "params_G": sum(p.numel() for p in G.parameters()),
+                   "params_D": sum(p.numel() for p in trainer.D.parameters()),
+                   "weights_mb": round((Path(export) / "model.safetensors").stat().st_size / 2 ** 20, 2),
+                   "last_log": last, "torch": torch.__version__, "threads": torch.get_num_threads()}
+        mpath = Path(export) / "metrics.json"
+        old = json.loads(mpath.read_text()) if mpath.exists() else {}
+        mpath.write_text(json.dumps({**old, **metrics}, indent=1) + "\n")
         log(f"exported G_ema to {export} (fingerprint {G.fingerprint})")
     return trainer
 
@@ -337,14 +349,16 @@ def cli_main(argv) -> int:
         print(export_checkpoint(args["export_checkpoint"], args["export"] or "exported"))
         return 0
     args.pop("export_checkpoint")
-    if args.pop("threads"):
-        torch.set_num_threads(args.get("threads") or 2)
+    threads = args.pop("threads")
+    if threads:
+        torch.set_num_threads(threads)
     resume = not args.pop("no_resume")
     export = args.pop("export")
     if isinstance(args.get("xflip"), str):
         args["xflip"] = args["xflip"].lower() in ("1", "true", "yes")
     cfg = TrainConfig(**args)
-    train(cfg, resume=resume, export=export, log=lambda s: print(s, flush=True))
+    command = "python -m facegen train " + " ".join(argv)
+    train(cfg, resume=resume, export=export, log=lambda s: print(s, flush=True), command=command)
     return 0
 
 

