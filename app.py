@@ -20,12 +20,12 @@ except ImportError:  # pragma: no cover
 
 import gradio as gr  # noqa: E402
 
-from demos import fusion, generate, mixing, shelf  # noqa: E402
+from demos import animate, edit, encode, fusion, generate, mixing, shelf  # noqa: E402
 from demos.common import Ctx, banner_text, load_model, ui_errors  # noqa: E402
 from facegen import studio  # noqa: E402
 from facegen.errors import FacegenError  # noqa: E402
 
-TABS = [generate, mixing, fusion]   # a new tab: a module in demos/ + one entry here
+TABS = [generate, mixing, fusion, edit, animate, encode]   # a new tab: a module in demos/ + one entry here
 
 QUEUE_SIZE = int(os.environ.get("FACEGEN_QUEUE_SIZE", "32"))
 THEME = gr.themes.Default(primary_hue="violet", secondary_hue="slate")   # built-in: bundled fonts, no CDN
@@ -33,6 +33,7 @@ CSS = """
 #banner { padding: 6px 12px; border-radius: 8px; background: var(--block-background-fill); }
 #mix-grid img, #fuse-strip img { width: 100%; object-fit: contain; image-rendering: pixelated; }
 #fuse-image img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
+#edit-before img, #edit-after img, #anim-gif img, #anim-grid img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
 footer { display: none !important; }
 """
 INTRO = ("# facegen studio\nStyleGAN2 faces: random faces from seeds, style mixing, face fusion. "

@@ -42,21 +42,23 @@ def run_path(path: str, res: int, batch: int, iters: int) -> dict:
     fused = PATHS[path]
     ws = G.mapping(torch.randn(batch, 512, generator=torch.Generator().manual_seed(1)), None, truncation_psi=0.7)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
     with torch.inference_mode():
         img = G.synthesis(ws, noise_mode="const", fused_modconv=fused)  # warm-up
-        t = time.perf_counter()
         for _ in range(iters):
+            t = time.perf_counter()
             img = G.synthesis(ws, noise_mode="const", fused_modconv=fused)
-        dt = time.perf_counter() - t
+            times.append(time.perf_counter() - t)
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"path": path, "images_per_s": batch * iters / dt, "peak_mem_mb": (rss1 - rss0) / 1024,
+    # Best of `iters`: the least disturbed run on a shared machine.
+    return {"path": path, "images_per_s": batch / min(times), "peak_mem_mb": (rss1 - rss0) / 1024,
             "img": img}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--res", type=int, default=256)
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--child", default=None)
     a = ap.parse_args()
@@ -65,21 +67,24 @@ def main():
         torch.save(r.pop("img"), f"/tmp/facegen_bench_{a.child}.pt")
         print(json.dumps(r))
         return
-    results = {}
-    for path in PATHS:
-        out = subprocess.run([sys.executable, __file__, "--child", path, "--res", str(a.res), "--batch",
-                              str(a.batch), "--iters", str(a.iters)], capture_output=True, text=True, check=True)
-        results[path] = json.loads(out.stdout.strip().splitlines()[-1])
-    base, ours = results["baseline-fused-fp32"], results["facegen-auto"]
-    diff = (torch.load("/tmp/facegen_bench_baseline-fused-fp32.pt") - torch.load("/tmp/facegen_bench_facegen-auto.pt")).abs().max().item()
-    print(f"generator: {a.res}px, config-f width, batch {a.batch}, {a.iters} timed iterations, "
-          f"{torch.get_num_threads()} threads, device cpu")
-    for r in results.values():
-        print(f"  {r['path']:<22} {r['images_per_s']:7.2f} images/s   peak +{r['peak_mem_mb']:7.1f} MB")
-    print(f"speed ratio facegen / baseline: {ours['images_per_s'] / base['images_per_s']:.2f}x (goal >= 2x)")
-    print(f"memory ratio facegen / baseline: {ours['peak_mem_mb'] / max(base['peak_mem_mb'], 1e-9):.2f}x")
-    print(f"max abs difference between outputs: {diff:.2e} (must be <= 1e-4)")
-    assert diff <= 1e-4
+    print(f"generator: {a.res}px, config-f width, best of {a.iters} timed runs, {torch.get_num_threads()} threads, cpu")
+    worst = 0.0
+    for batch in a.batch:
+        results = {}
+        for path in PATHS:
+            out = subprocess.run([sys.executable, __file__, "--child", path, "--res", str(a.res), "--batch",
+                                  str(batch), "--iters", str(a.iters)], capture_output=True, text=True, check=True)
+            results[path] = json.loads(out.stdout.strip().splitlines()[-1])
+        base, ours = results["baseline-fused-fp32"], results["facegen-auto"]
+        diff = (torch.load("/tmp/facegen_bench_baseline-fused-fp32.pt")
+                - torch.load("/tmp/facegen_bench_facegen-auto.pt")).abs().max().item()
+        worst = max(worst, diff)
+        print(f"batch {batch}:")
+        for r in results.values():
+            print(f"  {r['path']:<22} {r['images_per_s']:7.2f} images/s   peak +{r['peak_mem_mb']:7.1f} MB")
+        print(f"  speed ratio facegen / baseline: {ours['images_per_s'] / base['images_per_s']:.2f}x (goal >= 2x); "
+              f"memory ratio {ours['peak_mem_mb'] / max(base['peak_mem_mb'], 1e-9):.2f}x; max abs diff {diff:.2e}")
+    assert worst <= 1e-4, worst
 
 
 if __name__ == "__main__":

@@ -52,6 +52,10 @@ the metadata. Two optional extras fit this interface (not implemented or install
 
 Either would be passed as ``fit_directions(G, labeller=MyLabeller(), attributes=[...])``; the CLI's
 ``--labeller module:Class`` loads such a class by import path.
+
+Where the app finds directions: :func:`find_directions` matches the generator's fingerprint against
+every ``.npz`` in the folders of ``FACEGEN_DIRECTIONS`` (``os.pathsep``-separated) and then the
+shipped ``assets/directions/``.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ import argparse
 import datetime
 import importlib
 import json
+import os
 import shlex
 import sys
 import time
@@ -289,6 +294,8 @@ class DirectionSet:
         if int(meta.get("version", 0)) > FORMAT_VERSION:
             raise LatentError(f"{name} uses directions format {meta['version']}; this facegen reads up to "
                               f"{FORMAT_VERSION}. Upgrade facegen.")
+        if arrs["names"].dtype.kind != "U":
+            raise LatentError(f"{name}: 'names' must be an array of strings.")
         names = [str(n) for n in arrs["names"].reshape(-1)]
         A = len(names)
         v, bv = arrs["vectors"], arrs["band_vectors"]
@@ -298,7 +305,7 @@ class DirectionSet:
         if not ok:
             raise LatentError(f"{name} has inconsistent array shapes; it is damaged.")
         for k, a in arrs.items():
-            if a.dtype.kind != "f" or not np.all(np.isfinite(a)):
+            if k != "names" and (a.dtype.kind != "f" or not np.all(np.isfinite(a))):
                 raise LatentError(f"{name}: array '{k}' must hold finite floats.")
         return cls(names, v.astype(np.float32), arrs["scales"].astype(np.float32),
                    arrs["accuracy"].astype(np.float32), bv.astype(np.float32),
@@ -327,22 +334,30 @@ def load_directions(path: Union[str, Path], G=None, strict: bool = True) -> Dire
 _FOUND: dict = {}
 
 
+def directions_folders() -> list:
+    """Where :func:`find_directions` looks: the folders in FACEGEN_DIRECTIONS (os.pathsep-separated),
+    then the shipped assets/directions."""
+    extra = [Path(p) for p in os.environ.get("FACEGEN_DIRECTIONS", "").split(os.pathsep) if p.strip()]
+    return extra + [DEFAULT_DIR]
+
+
 def find_directions(G, folder: Union[str, Path, None] = None) -> Optional[DirectionSet]:
-    """The directions in `folder` (default: the shipped assets/directions) fitted for G, or None."""
-    folder = Path(folder) if folder is not None else DEFAULT_DIR
-    if not folder.is_dir():
-        return None
+    """The directions fitted for G (matched by fingerprint) in `folder`, or by default in
+    :func:`directions_folders`; None when there are none."""
     fp = G.fingerprint
-    for p in sorted(folder.glob("*.npz")):
-        key = (str(p.resolve()), p.stat().st_mtime_ns)
-        if key not in _FOUND:
-            try:
-                _FOUND[key] = DirectionSet.load(p)
-            except LatentError:
-                _FOUND[key] = None
-        ds = _FOUND[key]
-        if ds is not None and ds.fingerprint == fp and ds.w_dim == G.w_dim:
-            return ds
+    for d in ([Path(folder)] if folder is not None else directions_folders()):
+        if not d.is_dir():
+            continue
+        for p in sorted(d.glob("*.npz")):
+            key = (str(p.resolve()), p.stat().st_mtime_ns)
+            if key not in _FOUND:
+                try:
+                    _FOUND[key] = DirectionSet.load(p)
+                except LatentError:
+                    _FOUND[key] = None
+            ds = _FOUND[key]
+            if ds is not None and ds.fingerprint == fp and ds.w_dim == G.w_dim:
+                return ds
     return None
 
 
@@ -368,8 +383,11 @@ def check_attributes(labeller, attributes: Sequence[str]) -> list:
     for a in attributes:
         a = str(a).strip()
         if a not in kinds:
+            plain = [k for k, (kind, _) in kinds.items() if kind not in ("categorical", "one-vs-rest")]
+            cats = [k for k, (kind, _) in kinds.items() if kind == "categorical"]
             raise InputError(f"Unknown attribute '{a}' for labeller {labeller_name(labeller)}: use "
-                             f"{', '.join(k for k in kinds if kinds[k][0] != 'categorical')}.")
+                             f"{', '.join(plain)}" + (f", or one value of {', '.join(cats)} against the rest "
+                                                      f"('{cats[0]}:{kinds[cats[0]][1][0]}')" if cats else "") + ".")
         if kinds[a][0] == "categorical":
             raise InputError(f"'{a}' is categorical: fit one value against the rest, e.g. "
                              f"{', '.join(f'{a}:{c}' for c in kinds[a][1][:3])}.")
@@ -457,7 +475,8 @@ def fit_directions(G, labeller=None, attributes: Sequence[str] = DEFAULT_ATTRIBU
     t0 = time.perf_counter()
     log = log or (lambda *_: None)
     seeds = list(range(seed_start, seed_start + n))
-    ws = L.seeds_to_ws(G, seeds, psi=psi).cpu()                     # [n, num_ws, w_dim], all layers equal
+    ws = torch.cat([L.z_to_ws(G, L.seeds_to_z(seeds[i:i + 1000], G.z_dim), psi=psi).cpu()   # all layers equal
+                    for i in range(0, n, 1000)])                     # [n, num_ws, w_dim]
     w = ws[:, 0].numpy().astype(np.float64)
     log(f"rendering and labelling {n} samples (seeds {seeds[0]}-{seeds[-1]}, psi {psi}) ...")
     pred, valid = _render_and_label(G, labeller, ws, batch, noise_mode, log, "W samples")

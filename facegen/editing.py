@@ -20,7 +20,6 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from . import latents as L
 from .directions import MAX_STEP, DirectionSet, check_step
 from .errors import InputError, LatentError
 

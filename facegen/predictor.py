@@ -326,16 +326,7 @@ class WorldPredictor(nn.Module, Labeller):
 
     def predict(self, images: ImageArray) -> dict[str, np.ndarray]:
         """See :meth:`Labeller.predict`; does not include validity (use :meth:`validity`)."""
-        _, dec = self._run(images)
-        res = {}
-        for name, kind, rng, _, _ in self.layout:
-            if kind == "validity":
-                continue
-            res[name] = dec[name]
-            if kind == "categorical":
-                res[f"{name}_label"] = np.asarray(rng, dtype=str)[dec[name].argmax(1)] if len(dec[name]) \
-                    else np.zeros(0, dtype=str)
-        return res
+        return self.predict_all(images)[0]
 
     def features(self, images: ImageArray) -> np.ndarray:
         """See :meth:`Labeller.features` (post-ReLU penultimate layer, D = 128)."""

@@ -127,3 +127,28 @@ def test_bad_share_link_warns_and_uses_defaults(page, app_url):
                                                                                  timeout=TIMEOUT)
     sync_api.expect(page.locator("#fuse-image img")).to_be_visible(timeout=TIMEOUT)
     sync_api.expect(page.locator('[data-testid="toast-body"].warning')).to_contain_text("steps", timeout=TIMEOUT)
+
+
+def test_animation_video_plays_in_the_browser(page, app_url, studio_model):
+    """The Animation tab's H.264 mp4 decodes and plays in Chromium (needs directions for the served model)."""
+    from facegen import studio
+    from facegen.directions import find_directions
+    if find_directions(studio.models().get(studio_model)) is None:
+        pytest.skip("no attribute directions for the served model (assets/directions or FACEGEN_DIRECTIONS)")
+    page.goto(app_url)
+    page.get_by_role("tab", name="Animation").click()
+    page.locator("#anim-run").click()
+    video = page.locator("#anim-video video")
+    sync_api.expect(video).to_have_count(1, timeout=TIMEOUT)
+    state = page.evaluate("""async () => {
+      const v = document.querySelector('#anim-video video');
+      if (v.readyState < 2) await new Promise((ok, bad) => { v.onloadeddata = ok; v.onerror = () => bad(v.error); });
+      v.muted = true; await v.play(); const t0 = v.currentTime;
+      await new Promise(r => setTimeout(r, 600));
+      return {w: v.videoWidth, h: v.videoHeight, duration: v.duration, advanced: v.currentTime > t0,
+              error: v.error && v.error.code, h264: v.canPlayType('video/mp4; codecs="avc1.42E01E"')};
+    }""")
+    assert state["error"] is None and state["w"] == state["h"] == 256, state
+    assert 2.0 < state["duration"] < 3.0 and state["advanced"], state     # 60 frames at 24 fps, playing
+    sync_api.expect(page.locator("#anim-gif img")).to_be_visible(timeout=TIMEOUT)
+    shot(page, "animation")

@@ -1,0 +1,169 @@
+"""The editing (/edit) and animation (/animate) tabs end to end: the real app, through gradio_client.
+
+The app serves `mini` when assets/mini exists (else a random stand-in, see conftest.py). The tests
+upload a small direction set fitted here for that generator, so they run without shipped assets;
+the test of the shipped directions skips when there are none for the served model.
+"""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from facegen import editing, studio, video  # noqa: E402
+from facegen import latents as L  # noqa: E402
+from facegen.directions import fit_directions, find_directions  # noqa: E402
+from facegen.generate import generate_seeds  # noqa: E402
+
+torch.set_num_threads(1)
+pytestmark = pytest.mark.timeout(120)
+ATTRS = ("yaw", "smile", "age", "gender", "glasses", "beard", "hair_length", "skin_tone")
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def G(app_url, studio_model):
+    return studio.models().get(studio_model)
+
+
+@pytest.fixture(scope="module")
+def dirs(G, tmp_path_factory):
+    """(DirectionSet, path): yaw/smile/age/gender fitted for the served generator (small, quick)."""
+    ds = fit_directions(G, attributes=["yaw", "smile", "age", "gender"], n=200, min_validity=0.0, mixed=False,
+                        log=None, model="test")
+    return ds, str(ds.save(tmp_path_factory.mktemp("dirs")))
+
+
+def png(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def edit(client, model, directions=None, **kw):
+    args = dict(face="3", psi=0.7, **{a: 0 for a in ATTRS}, keep_others=False, layer_start=0, layer_end=7, more="",
+                latent_file=None, directions_file=handle_file(directions) if directions else None,
+                noise_mode="const", model=model)
+    args.update(kw)
+    return client.predict(**args, api_name="/edit")
+
+
+def animate(client, model, directions=None, **kw):
+    args = dict(face="3", psi=0.7, mode="yaw", frames=12, fps=12, amount=2.0, pingpong=False, keep_others=False,
+                size=128, grid_size=3, layer_start=0, layer_end=7, latent_file=None,
+                directions_file=handle_file(directions) if directions else None, noise_mode="const", model=model)
+    args.update(kw)
+    return client.predict(**args, api_name="/animate")
+
+
+def test_endpoints_listed(client):
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    for ep in ("/edit", "/edit_to_shelf", "/edit_directions", "/animate"):
+        assert ep in names, ep
+
+
+def test_edit_matches_core_and_goes_to_shelf(client, G, dirs, studio_model):
+    ds, path = dirs
+    before, after, files, note = edit(client, studio_model, path, age=2, smile=-1)
+    plain, ws, _ = generate_seeds(G, "3", psi=0.7)
+    np.testing.assert_array_equal(png(before), plain[0])
+    expected_ws, expected = editing.edit(G, ws[0], ds, {"age": 2, "smile": -1}, layers=range(8))
+    assert np.abs(png(after).astype(int) - expected).max() <= 2
+    assert not np.array_equal(png(after), png(before))
+    assert "age +2" in note and "smile -1" in note
+    npz = next(f for f in files if f.endswith(".npz"))
+    got, meta = L.load_latent(npz, G)
+    np.testing.assert_allclose(got, expected_ws, atol=1e-5)
+    assert meta["fingerprint"] == G.fingerprint and meta["steps"] == {"age": 2.0, "smile": -1.0}
+    # Keep other attributes: a different (conditional) edit; no steps: the face itself.
+    _, kept, _, note2 = edit(client, studio_model, path, age=2, smile=-1, keep_others=True)
+    assert not np.array_equal(png(kept), png(after)) and "keeping the other attributes" in note2
+    _, same, _, _ = edit(client, studio_model, path)
+    np.testing.assert_array_equal(png(same), png(before))
+    n = len(client.predict(api_name="/shelf_list")[0])
+    assert len(client.predict(api_name="/edit_to_shelf")) == n + 1
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(more="agee=1"), "Unknown attribute 'agee'"),
+    (dict(more="age=9"), "out of range: use -5 to 5"),
+    (dict(more="age: lots"), "Cannot read 'age: lots'"),
+    (dict(glasses=1.0), "Unknown attribute 'glasses'"),        # not in the uploaded set
+    (dict(age=7), "greater than maximum"),                     # the slider's own range
+    (dict(layer_start=6, layer_end=2), "Layer range 6-2 is not valid"),
+    (dict(face="#40"), "no face #40 on the shelf"),
+])
+def test_edit_bad_input(client, dirs, studio_model, kw, message):
+    with pytest.raises(AppError, match=message):
+        edit(client, studio_model, dirs[1], **kw)
+
+
+def test_directions_of_another_generator(client, other_generator, studio_model, tmp_path):
+    foreign = fit_directions(other_generator.eval(), attributes=["yaw", "smile"], n=100, min_validity=0.0,
+                             mixed=False, log=None)
+    p = str(foreign.save(tmp_path / "foreign.npz"))
+    with pytest.raises(AppError, match=f"fitted for generator {other_generator.fingerprint}.*do not transfer"):
+        edit(client, studio_model, p, age=1)
+    with pytest.raises(AppError, match="do not transfer"):
+        animate(client, studio_model, p)
+    latent = L.save_latent(tmp_path / "face.npz", np.zeros((3, 7), np.float32))
+    with pytest.raises(AppError, match="a latent file, not directions"):
+        edit(client, studio_model, str(latent))
+
+
+def test_no_directions_for_model_is_clear(client, G, studio_model):
+    if find_directions(G) is not None:
+        pytest.skip("the served model has shipped directions")
+    with pytest.raises(AppError, match="No attribute directions for model"):
+        edit(client, studio_model, None, age=1)
+
+
+def test_edit_uploaded_latent(client, G, dirs, studio_model, tmp_path):
+    ws = L.seeds_to_ws(G, [11], psi=0.5)[0].numpy()
+    lat = L.save_latent(tmp_path / "eleven.npz", ws, fingerprint=G.fingerprint)
+    before, after, _, note = edit(client, studio_model, dirs[1], latent_file=handle_file(str(lat)), yaw=1.5)
+    assert np.abs(png(before).astype(int) - studio.render(studio_model, ws[None])[0]).max() <= 2
+    assert "eleven.npz" in note
+
+
+def test_animate_yaw_mp4_gif(client, G, dirs, studio_model):
+    mp4, gif, grid, files, note = animate(client, studio_model, dirs[1], frames=12, fps=12)
+    path = mp4["video"] if isinstance(mp4, dict) else mp4
+    frames = video.read_video(path)
+    assert frames.shape == (12, 128, 128, 3)
+    g = video.read_video(gif)
+    assert g.shape[0] == 12
+    assert grid is None and "12 frames at 12 fps" in note
+    # The video shows the core's sweep.
+    ws = L.seeds_to_ws(G, [3], psi=0.7)[0].numpy()
+    core = video.animate(G, ws, dirs[0], "yaw", 12, 12, 2.0, layers=range(8))["frames"]
+    assert np.abs(frames.astype(int) - video.upscale(core, 128)).mean() < 8
+    assert any(f.endswith(".npz") for f in files)
+
+
+def test_animate_grid_and_errors(client, G, dirs, studio_model):
+    mp4, gif, grid, files, note = animate(client, studio_model, dirs[1], mode="grid", frames=10, grid_size=3)
+    R = G.img_resolution
+    k = max(1, 512 // (3 * R))
+    assert png(grid).shape == (3 * R * k, 3 * R * k, 3)
+    assert video.read_video(mp4["video"] if isinstance(mp4, dict) else mp4).shape[0] == 10
+    with pytest.raises(AppError, match="less than minimum"):
+        animate(client, studio_model, dirs[1], frames=1)
+    with pytest.raises(AppError, match="not in the list of choices|Unknown animation"):
+        animate(client, studio_model, dirs[1], mode="spin")
+
+
+def test_shipped_directions_in_the_app(client, G, studio_model):
+    ds = find_directions(G)
+    if ds is None:
+        pytest.skip("no shipped directions for the served model (build them with `python -m facegen directions fit "
+                    "--model mini --n 3000 --out assets/directions`)")
+    before, after, _, _ = edit(client, studio_model, None, yaw=2)
+    assert not np.array_equal(png(before), png(after))
+    assert "yaw" in client.predict(None, studio_model, api_name="/edit_directions")
