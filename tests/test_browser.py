@@ -98,6 +98,14 @@ def test_tabs_work_in_the_browser(page, app_url, studio_model):
     sync_api.expect(page.locator("#fuse-strip img")).to_be_visible(timeout=TIMEOUT)
     shot(page, "face-fusion")
 
+    edit_tab = page.get_by_role("tab", name="Attribute editing")
+    if edit_tab.count():  # shown only when the model has attribute directions
+        edit_tab.click()
+        page.locator("#edit-run").click()
+        sync_api.expect(page.locator("#edit-before img")).to_be_visible(timeout=TIMEOUT)
+        sync_api.expect(page.locator("#edit-after img")).to_be_visible(timeout=TIMEOUT)
+        shot(page, "attribute-editing")
+
 
 def test_share_link_shows_the_same_image(page, app_url, studio_model):
     client = Client(app_url, verbose=False)
