@@ -387,7 +387,9 @@ class AlignResult:
 
 def _world_validity(img: np.ndarray) -> float:
     from .predictor import load_world_predictor
-    return float(load_world_predictor().validity(img[None])[0])
+    if img.shape[0] > 256:   # the predictor looks at 64 px: shrink big images here, cheaply
+        img = np.array(Image.fromarray(img).resize((256, 256), Image.BILINEAR, reducing_gap=2.0))
+    return float(load_world_predictor().validity(np.array(img[None]))[0])
 
 
 def align_image(img: np.ndarray, resolution: int, index: Optional[int] = None, mode: str = "auto",
@@ -405,7 +407,12 @@ def align_image(img: np.ndarray, resolution: int, index: Optional[int] = None, m
             raise InputError(f"An already aligned face must be a square image; {name} is {w} x {h}.")
         return AlignResult(_resize_square(img, resolution), "pre-aligned", None, [], None, img,
                            seconds=time.perf_counter() - t0)
-    faces = detect_faces(img) if min(h, w) >= 16 else []
+    try:
+        faces = detect_faces(img) if min(h, w) >= 16 else []
+    except FaceToolsMissingError:
+        if not (mode == "auto" and h == w):
+            raise
+        faces = []          # without dlib, square face-world images still work (validity check below)
     if not faces:
         if mode == "auto" and h == w and h >= 16:
             v = _world_validity(img)
@@ -448,7 +455,7 @@ def looks_aligned(quad: np.ndarray, side: float) -> bool:
 def _resize_square(img: np.ndarray, resolution: int) -> np.ndarray:
     if img.shape[0] == resolution and img.shape[1] == resolution:
         return img.copy()
-    return np.asarray(Image.fromarray(img).resize((resolution, resolution), Image.LANCZOS))
+    return np.array(Image.fromarray(img).resize((resolution, resolution), Image.LANCZOS))
 
 
 def align_face(src, resolution: int, index: Optional[int] = None, mode: str = "auto",

@@ -13,7 +13,11 @@ is drawn from the generator itself -- z -> w (truncation psi ~ U(psi_min, 1)), h
 style-mixed at a random layer so w+ is covered, images synthesised with random noise -- so every
 image has a known w+. Loss = latent MSE (in units of the w distribution's per-dimension std)
 + ``pixel_weight`` x pixel MSE of the re-synthesised image + ``feature_weight`` x perceptual
-distance. Adam with warm-up and cosine decay driven by ``max(step fraction, time fraction)``,
+distance. Optionally (``--real-pool N``, used for the face world's mini) a quarter of the
+pixel/perceptual batch is face-world renders from the GAN's own training seed range (0 ..
+real_pool-1): no latent is known for them, so they only get the reconstruction losses -- this
+closes the gap between the generator's samples and the "photos" the encoder will see. Evaluation
+seeds (>= 20_000_000) are never used. Adam with warm-up and cosine decay driven by ``max(step fraction, time fraction)``,
 so ``--minutes`` always ends on a decayed learning rate.
 
 Perceptual term. Reconstruction work usually uses LPIPS (VGG features). No LPIPS/VGG weights can
@@ -30,6 +34,16 @@ perceptual term + a small pull towards the encoder's latent (keeps the result ed
 inputs are held at their constant values (not optimised), so no noise regularisation is needed.
 It stops at ``steps``, at ``time_budget`` seconds, or early when the loss has not improved by
 ``min_rel_improvement`` for ``patience`` steps; ``progress(fraction, text)`` is called as it goes.
+
+Rebuild the shipped encoder for ``mini`` (about 10 minutes on one CPU core; see ``assets/encoder/README.md``,
+and ``bench/encode.py`` for the held-out numbers)::
+
+    python -m facegen encoder train --model mini --out assets/encoder --minutes 9 --real-pool 2000 --threads 1
+    python bench/encode.py --n 64 --refine-n 16 --steps 200 --budget 8 --threads 1 --write
+
+Encode photos from the command line (aligned crop, reconstruction and latent .npz per photo)::
+
+    python -m facegen encoder encode PHOTO.jpg [...] --model mini --outdir out/ [--face 2] [--refine-steps 200]
 """
 
 from __future__ import annotations
@@ -223,7 +237,8 @@ def to_tensor(images: np.ndarray, device=None) -> torch.Tensor:
         a = a[None]
     if a.ndim != 4 or a.shape[-1] != 3 or a.dtype != np.uint8:
         raise InputError(f"Images must be uint8 [N, H, W, 3], got {a.dtype} {list(a.shape)}.")
-    return torch.from_numpy(np.ascontiguousarray(a)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    a = np.ascontiguousarray(a) if a.flags.writeable else np.array(a)
+    return torch.from_numpy(a).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def _fit(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -246,15 +261,30 @@ def encode(E: Encoder, images, batch_size: int = 64) -> np.ndarray:
     return torch.cat(out).numpy() if out else np.zeros((0, E.num_ws, E.w_dim), np.float32)
 
 
+_PREDICTORS: dict = {}
+
+
+def _predictor_on(device: torch.device):
+    """The shipped world predictor, frozen, on `device` (the shared CPU copy, or a private copy per device)."""
+    from .predictor import load_world_predictor
+    key = str(device)
+    if key not in _PREDICTORS:
+        P = load_world_predictor()
+        if device.type != "cpu":
+            import copy
+            P = copy.deepcopy(P).to(device)
+        for p in P.parameters():
+            p.requires_grad_(False)
+        _PREDICTORS[key] = P.eval()
+    return _PREDICTORS[key]
+
+
 class FeatureLoss:
     """Perceptual distance through the face world predictor: mean squared difference of its 128-d
     penultimate features (scaled by the features' typical magnitude) -- the stand-in for LPIPS here."""
 
-    def __init__(self, predictor=None):
-        from .predictor import load_world_predictor
-        self.P = predictor or load_world_predictor()
-        for p in self.P.parameters():
-            p.requires_grad_(False)
+    def __init__(self, predictor=None, device=None):
+        self.P = predictor or _predictor_on(torch.device(device or "cpu"))
         self.scale = 10.0   # about the mean squared feature of a face: the term is O(1) for unrelated faces
 
     def features(self, img: torch.Tensor) -> torch.Tensor:
@@ -266,12 +296,12 @@ class FeatureLoss:
         return (self.features(a) - b_features).square().mean(1) / self.scale
 
 
-def perceptual_loss(kind: str = "world"):
+def perceptual_loss(kind: str = "world", device=None):
     """'world' (face-world predictor features; the default offline) or 'none'."""
     if kind == "none":
         return None
     if kind == "world":
-        return FeatureLoss()
+        return FeatureLoss(device=device)
     raise InputError(f"Unknown perceptual loss '{kind}' (use world or none).")
 
 
@@ -286,7 +316,7 @@ class RefineResult:
     final_loss: float = float("nan")
 
 
-def refine(G, image: np.ndarray, ws_init, steps: int = 150, time_budget: float = 8.0, lr: float = 0.03,
+def refine(G, image: np.ndarray, ws_init, steps: int = 200, time_budget: float = 8.0, lr: float = 0.03,
            pixel_weight: float = 1.0, feature_weight: float = 0.1, latent_weight: float = 0.002,
            perceptual: Union[str, Callable, None] = "world", patience: int = 25, min_rel_improvement: float = 2e-3,
            noise_mode: str = "const", progress: Optional[Callable] = None) -> RefineResult:
@@ -302,17 +332,17 @@ def refine(G, image: np.ndarray, ws_init, steps: int = 150, time_budget: float =
     target = _fit(target, G.img_resolution)
     if steps == 0:
         return RefineResult(ws0[0].cpu().numpy(), 0, 0.0, "no-steps")
-    perc = perceptual_loss(perceptual) if isinstance(perceptual, str) else perceptual
+    perc = perceptual_loss(perceptual, dev) if isinstance(perceptual, str) else perceptual
     t0 = time.perf_counter()
     with torch.no_grad():
         tfeat = perc.features(target) if isinstance(perc, FeatureLoss) else None
     ws = ws0.clone().requires_grad_(True)
     opt = torch.optim.Adam([ws], lr=lr, betas=(0.9, 0.999))
-    for p in G.parameters():
-        p.requires_grad_(False)
     best, best_ws, hist = float("inf"), ws0.detach().clone(), []
     since, ref, stopped = 0, float("inf"), "steps"
-    try:
+    # Gradients w.r.t. ws only (torch.autograd.grad): G's parameters are never touched, so concurrent
+    # refinements on one shared generator do not interfere.
+    with torch.enable_grad():
         for i in range(steps):
             img = G.synthesis(ws, noise_mode=noise_mode)
             loss = pixel_weight * (img - target).square().mean()
@@ -338,12 +368,8 @@ def refine(G, image: np.ndarray, ws_init, steps: int = 150, time_budget: float =
             if el >= time_budget:
                 stopped = "time"
                 break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            ws.grad, = torch.autograd.grad(loss, [ws])
             opt.step()
-    finally:
-        for p in G.parameters():
-            p.requires_grad_(True)
     return RefineResult(best_ws[0].cpu().numpy().astype(np.float32), len(hist), time.perf_counter() - t0, stopped,
                         hist, hist[0] if hist else float("nan"), best)
 
@@ -409,9 +435,9 @@ class TrainConfig:
     mix_prob: float = 0.5
     latent_weight: float = 1.0
     pixel_weight: float = 4.0
-    feature_weight: float = 0.5
+    feature_weight: float = 1.5
     pixel_every: int = 2          # steps with the (costlier) pixel + feature losses: every k-th
-    real_pool: int = 0            # face-world renders (seeds < 10M) mixed in with pixel/feature loss only
+    real_pool: int = 0            # face-world renders (seeds 0.., the GAN's training range) mixed in, pixel/feature loss only
     real_frac: float = 0.25
     seed: int = 0
     channels: str = "32,64,128,256"
@@ -436,9 +462,7 @@ def train_encoder(G, cfg: TrainConfig, E: Optional[Encoder] = None, log=print) -
     for p in G.parameters():
         p.requires_grad_(False)
     G.eval()
-    perc = FeatureLoss() if cfg.feature_weight > 0 else None
-    if perc is not None:
-        perc.P.to(dev)
+    perc = FeatureLoss(device=dev) if cfg.feature_weight > 0 else None
     pool = _render_pool(cfg.real_pool, G.img_resolution, log=log).to(dev) if cfg.real_pool else None
     opt = torch.optim.AdamW(E.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     w_std = E.w_std.to(dev)
@@ -468,6 +492,8 @@ def train_encoder(G, cfg: TrainConfig, E: Optional[Encoder] = None, log=print) -
                 x = torch.cat([img[k:], real])
                 predx = torch.cat([pred[k:], E(real)])
             rec = G.synthesis(predx, noise_mode="const")
+            if rec.shape[-1] > MAX_INPUT:      # large generators: reconstruction losses at <= 256 px
+                rec, x = _fit(rec, MAX_INPUT), _fit(x, MAX_INPUT)
             l_pix = (rec - x).square().mean()
             loss = loss + cfg.pixel_weight * l_pix
             stats["pixel"] = l_pix.item()
@@ -596,13 +622,6 @@ def evaluate(G, E, n: int = 64, refine_n: int = 0, start: int = EVAL_SEED_START,
 # 5. Figures (numpy/PIL, for the app and the CLI)
 # ---------------------------------------------------------------------------
 
-def _up(img: np.ndarray, size: int) -> np.ndarray:
-    from PIL import Image
-    if img.shape[0] == size:
-        return img
-    return np.asarray(Image.fromarray(img).resize((size, size), Image.NEAREST if img.shape[0] < size else Image.LANCZOS))
-
-
 def error_map(a: np.ndarray, b: np.ndarray, gain: float = 4.0) -> np.ndarray:
     """|a - b| per pixel (mean over RGB, x gain) as a black-red-yellow-white heat map, uint8 [H, W, 3]."""
     d = np.abs(a.astype(np.float32) - b.astype(np.float32)).mean(-1) / 255.0 * gain
@@ -614,16 +633,23 @@ def error_map(a: np.ndarray, b: np.ndarray, gain: float = 4.0) -> np.ndarray:
 
 
 def comparison_figure(panels: list, size: int = 192) -> np.ndarray:
-    """[(title, uint8 image), ...] -> one labelled strip (nearest-neighbour upscaled for small images)."""
+    """[(title, uint8 image), ...] -> one labelled strip, every panel `size` px high (small images are
+    upscaled with nearest neighbour so their pixels stay visible; other shapes keep their aspect)."""
     from PIL import Image, ImageDraw
     pad, head = 6, 18
-    W = len(panels) * (size + pad) + pad
+    ims = []
+    for _, img in panels:
+        im = Image.fromarray(np.asarray(img, np.uint8))
+        w = max(1, round(im.width * size / im.height))
+        ims.append(im.resize((w, size), Image.NEAREST if im.height < size else Image.LANCZOS))
+    W = sum(im.width for im in ims) + pad * (len(ims) + 1)
     canvas = Image.new("RGB", (W, size + head + pad), (255, 255, 255))
     d = ImageDraw.Draw(canvas)
-    for i, (title, img) in enumerate(panels):
-        x = pad + i * (size + pad)
-        canvas.paste(Image.fromarray(_up(np.asarray(img, np.uint8), size)), (x, head))
+    x = pad
+    for (title, _), im in zip(panels, ims):
+        canvas.paste(im, (x, head))
         d.text((x + 2, 3), str(title), fill=(20, 20, 20))
+        x += im.width + pad
     return np.asarray(canvas)
 
 
@@ -702,10 +728,11 @@ def _readme(record: dict) -> str:
         "2. Train at an input of 256 px (`MAX_INPUT`; images are area-downsampled), with wider stages, e.g.",
         "   ```",
         "   python -m facegen encoder train --model ffhq-config-f --out encoders/ffhq --minutes 600 \\",
-        "       --batch 16 --channels 64,128,256,512 --hidden 1024 --pixel-every 1 --feature-weight 0",
+        "       --batch 16 --channels 64,128,256,512 --blocks 2 --hidden 1024 --pixel-every 1 --feature-weight 0",
         "   ```",
-        "   on one GPU (FACEGEN_DEVICE=cuda). Pixel loss should be computed at 256 px (downsample G's output) "
-        "to keep it affordable; expect roughly 10-20 GPU-hours for a usable encoder, as with pSp/e4e.",
+        "   on one GPU (FACEGEN_DEVICE=cuda; no `--real-pool`: face-world renders are for mini only). The encoder "
+        "sees 256 px inputs and the reconstruction losses are computed at 256 px (facegen area-downsamples "
+        "G's 1024 px output); expect roughly 10-20 GPU-hours for a usable encoder, as with pSp/e4e.",
         "3. Perceptual term: where LPIPS weights are available (`pip install lpips`, weights cached), pass "
         "`perceptual=lpips.LPIPS(net='vgg')`-style callables to `refine()` and add them to the training loss "
         "(weight ~0.8 as in pSp), plus an identity loss (ArcFace) for faces if licences allow.",
@@ -725,6 +752,7 @@ def cli_main(argv) -> int:
     t.add_argument("--out", required=True)
     t.add_argument("--threads", type=int, default=0)
     t.add_argument("--eval-n", type=int, default=64)
+    t.add_argument("--device", default=None, help="cpu, cuda, mps (default: FACEGEN_DEVICE or the best available)")
     for f in TrainConfig.__dataclass_fields__.values():
         kind = {"int": int, "float": float, "str": str}[f.type] if isinstance(f.type, str) else f.type
         t.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default)
@@ -733,7 +761,7 @@ def cli_main(argv) -> int:
     e.add_argument("--model", default="mini")
     e.add_argument("--encoder", default=None)
     e.add_argument("--outdir", required=True)
-    e.add_argument("--refine-steps", type=int, default=150)
+    e.add_argument("--refine-steps", type=int, default=200)
     e.add_argument("--time-budget", type=float, default=8.0)
     e.add_argument("--face", type=int, default=1, help="which face (1 = largest)")
     args = p.parse_args(argv)
@@ -743,6 +771,8 @@ def cli_main(argv) -> int:
         configure_cpu_threads(args.threads)
     G = load_generator(args.model)
     if args.cmd == "train":
+        from .device import pick_device
+        G = G.to(pick_device(args.device))
         fields = TrainConfig.__dataclass_fields__
         cfg = TrainConfig(**{k: getattr(args, k) for k in fields})
         command = "python -m facegen encoder " + " ".join(shlex.quote(a) for a in argv)
@@ -790,15 +820,19 @@ def cli_main(argv) -> int:
     return 0
 
 
-def encode_photo(G, E, src, index: Optional[int] = None, mode: str = "auto", refine_steps: int = 150,
+def encode_photo(G, E, src, index: Optional[int] = None, mode: str = "auto", refine_steps: int = 200,
                  time_budget: float = 8.0, progress: Optional[Callable] = None, aligned=None) -> dict:
     """The whole path for one photo: align -> encoder -> refinement. Returns a dict of picklable values
-    (aligned / encoder / refined images, ws, metrics, timings) plus the AlignResult and RefineResult."""
-    from .align import align_face
+    (aligned / encoder / refined images, ws, metrics, timings) plus the AlignResult and RefineResult.
+
+    `aligned` (an AlignResult or an aligned uint8 crop) skips the alignment of `src`."""
+    from .align import AlignResult, align_face
     from .generate import synthesize
     t0 = time.perf_counter()
     say = progress or (lambda *a, **k: None)
     say(0.02, "finding the face")
+    if isinstance(aligned, np.ndarray):     # an aligned crop (uint8 [R, R, 3]) made earlier
+        aligned = AlignResult(aligned, "given", None, source=aligned)
     al = aligned if aligned is not None else align_face(src, G.img_resolution, index=index, mode=mode)
     say(0.1, "encoding")
     t1 = time.perf_counter()
