@@ -106,6 +106,19 @@ def test_tabs_work_in_the_browser(page, app_url, studio_model):
         sync_api.expect(page.locator("#edit-after img")).to_be_visible(timeout=TIMEOUT)
         shot(page, "attribute-editing")
 
+    enc_tab = page.get_by_role("tab", name="Photo encoding")
+    if enc_tab.count():  # shown only when an encoder matches the model
+        from facegen.world import render_seed
+        photo = Path(tempfile.mkdtemp()) / "world-face.png"
+        Image.fromarray(render_seed(20_000_007, size=128).image).save(photo)
+        enc_tab.click()
+        page.locator("#enc-photo input[type=file]").set_input_files(str(photo))
+        page.locator("#enc-run").click()
+        sync_api.expect(page.locator("#enc-aligned img")).to_be_visible(timeout=TIMEOUT)
+        sync_api.expect(page.locator("#enc-refined img")).to_be_visible(timeout=TIMEOUT)
+        sync_api.expect(page.locator("#enc-metrics")).to_contain_text("s", timeout=TIMEOUT)
+        shot(page, "photo-encoding")
+
 
 def test_share_link_shows_the_same_image(page, app_url, studio_model):
     client = Client(app_url, verbose=False)
