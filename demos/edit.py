@@ -20,7 +20,8 @@ TAB = "edit"
 TITLE = "Attribute editing"
 ATTRS = list(DEFAULT_ATTRIBUTES)             # one slider each; any other fitted attribute via "More steps"
 SLIDER_MAX = 3.0                             # the UI range; the API accepts up to +-MAX_STEP
-FACE_INFO = "a seed ('12'), a seed at its own ψ ('12@0.5') or a shelf face ('#2'); an uploaded latent wins"
+FACE_INFO = ("a seed ('12'), a seed at its own ψ ('12@0.5'), a shelf face ('#2') or a bank face ('@Name'); "
+             "an uploaded latent wins")
 
 
 def available() -> bool:
@@ -57,9 +58,7 @@ def resolve_face(G, face: str, psi: float, shelf, latent_file: Optional[str]) ->
         return ws.astype(np.float32), str(latent_file).rsplit("/", 1)[-1][:30], notes
     refs = studio.parse_faces(face, 1, "face")
     ws, notes = studio.resolve_faces(G, refs, psi, shelf)
-    r = refs[0]
-    label = f"#{r.shelf}" if r.shelf is not None else f"seed {r.seed}"
-    return ws[0], label, notes
+    return ws[0], refs[0].label(), notes
 
 
 def directions_info(ds: DirectionSet, names=None) -> str:

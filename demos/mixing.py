@@ -14,7 +14,7 @@ from .common import GPU_EVENT, NO_PROGRESS, NOISE_MODES, Ctx, add_faces, gpu, lo
 TAB = "mix"
 TITLE = "Style mixing"
 PRESETS = ["coarse", "middle", "fine", "custom"]
-FACES_INFO = "seeds ('0-3', '7'), a seed at its own ψ ('7@0.5') or shelf faces ('#1')"
+FACES_INFO = "seeds ('0-3', '7'), a seed at its own ψ ('7@0.5'), shelf faces ('#1') or bank faces ('@Name')"
 
 
 def available() -> bool:

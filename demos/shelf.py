@@ -28,8 +28,8 @@ def shelf_add(faces, psi, model, shelf):
     ws, notes = studio.resolve_faces(G, refs, psi, shelf)
     imgs = _render_gpu(model, ws)
     add_faces(shelf, imgs, ws, G, model,
-              [f"seed {r.seed}" if r.shelf is None else f"copy of #{r.shelf}" for r in refs],
-              [shelf.get(r.shelf).token if r.shelf is not None else
+              [f"copy of #{r.shelf}" if r.shelf is not None else r.label() for r in refs],
+              [shelf.get(r.shelf).token if r.shelf is not None else "@" + r.bank if r.bank is not None else
                studio.seed_token(r.seed, float(psi) if r.psi is None else r.psi, r.cutoff) for r in refs])
     warn_all(notes)
     return shelf, shelf.gallery(), _status(shelf, notes)

@@ -267,7 +267,7 @@ class Shelf:
 # Face specs: "0-3, 12, 7@0.5c4, #2"
 # ---------------------------------------------------------------------------
 
-_TOKEN = re.compile(r"#(?P<shelf>\d+)|(?P<seed>\d+)\s*(?:-\s*(?P<end>\d+)|@\s*(?P<psi>[-+]?\d*\.?\d+)(?:c(?P<cut>\d+))?)?")
+_TOKEN = re.compile(r"@(?P<bank>[A-Za-z][\w .'-]*)|#(?P<shelf>\d+)|(?P<seed>\d+)\s*(?:-\s*(?P<end>\d+)|@\s*(?P<psi>[-+]?\d*\.?\d+)(?:c(?P<cut>\d+))?)?")
 
 
 @dataclass
@@ -276,9 +276,18 @@ class FaceRef:
     psi: Optional[float] = None          # None: the tab's ψ
     cutoff: Optional[int] = None
     shelf: Optional[int] = None          # 1-based shelf number
+    bank: Optional[str] = None           # a named face of a latent bank made for the active generator
+
+    def label(self) -> str:
+        """How a person reads this face: '@Name', '#2' or 'seed 7'."""
+        if self.bank is not None:
+            return "@" + self.bank
+        return f"#{self.shelf}" if self.shelf is not None else f"seed {self.seed}"
 
     def token(self, tab_psi: float, shelf: Optional[Shelf] = None) -> Optional[str]:
-        """The share token for this face, or None when it cannot be recreated from a seed."""
+        """The share token for this face, or None when it cannot be recreated from a seed or bank name."""
+        if self.bank is not None:
+            return "@" + self.bank
         if self.shelf is not None:
             tok = shelf.get(self.shelf).token if shelf is not None else None
             m = re.fullmatch(r"(\d+)@([-+]?[\d.]+)", tok or "")
@@ -301,7 +310,10 @@ def parse_faces(text, max_count: int = MAX_FACES, what: str = "faces") -> list:
         m = _TOKEN.fullmatch(part)
         if not m:
             raise InputError(f"Cannot read '{part}' in {what} '{text}': use seeds ('12'), ranges ('0-3'), "
-                             "a seed at its own ψ ('12@0.5') or shelf faces ('#2').")
+                             "a seed at its own ψ ('12@0.5'), shelf faces ('#2') or bank faces ('@Name').")
+        if m.group("bank"):
+            refs.append(FaceRef(bank=m.group("bank").strip()))
+            continue
         if m.group("shelf"):
             refs.append(FaceRef(shelf=int(m.group("shelf"))))
             continue
@@ -326,7 +338,9 @@ def resolve_faces(G, refs: Sequence[FaceRef], psi: float, shelf: Optional[Shelf]
     psi = L.check_psi(psi)
     out, notes = [], []
     for r in refs:
-        if r.shelf is not None:
+        if r.bank is not None:
+            out.append(torch.from_numpy(bank_face(G, r.bank)).unsqueeze(0))
+        elif r.shelf is not None:
             face = (shelf or Shelf()).get(r.shelf)
             if face.ws.shape != (G.num_ws, G.w_dim):
                 raise LatentError(f"Shelf face #{r.shelf} has shape {list(face.ws.shape)}, which does not fit the "
@@ -339,6 +353,17 @@ def resolve_faces(G, refs: Sequence[FaceRef], psi: float, shelf: Optional[Shelf]
             p = psi if r.psi is None else r.psi
             out.append(L.seeds_to_ws(G, [r.seed], psi=p, cutoff=r.cutoff).cpu())
     return torch.cat(out).numpy().astype(np.float32), notes
+
+
+def bank_face(G, name: str) -> np.ndarray:
+    """w+ of the face called `name` in any latent bank made for G (assets/banks, FACEGEN_BANKS)."""
+    from .bank import banks_for
+    banks = banks_for(G)
+    for b in banks:
+        if name.lower() in (n.lower() for n in b.names):
+            return b.ws[b.index(name)].astype(np.float32)
+    known = ", ".join(n for b in banks for n in b.names) or "none: no bank was made for this generator"
+    raise InputError(f"No bank face called '{name}' for the active generator (bank faces: {known}).")
 
 
 def link_tokens(refs: Sequence[FaceRef], psi: float, shelf: Optional[Shelf]) -> Optional[str]:

@@ -129,6 +129,25 @@ def test_mix_presets_and_errors(client, G, studio_model):
                        model=studio_model, api_name="/mix")
 
 
+def test_mix_with_bank_faces(client, G, studio_model):
+    from facegen.bank import banks_for
+    banks = banks_for(G)
+    if not banks:
+        pytest.skip("no latent bank for the served model (assets/banks is made for mini)")
+    name = banks[0].names[0]
+    grid, cells, files, link = client.predict(sources=f"@{name}", templates="@" + banks[0].names[1] + ", 3",
+                                              layer_start=0, layer_end=3, psi=0.7, noise_mode="const",
+                                              model=studio_model, api_name="/mix")
+    R = G.img_resolution
+    g = png(grid)
+    assert g.shape == (2 * R, 3 * R, 3) and len(cells) == 2
+    close(g[R:, :R], studio.render(studio_model, banks[0].ws[:1])[0])       # the bank face heads its row
+    assert parse_qs(urlsplit(link).query)["src"] == [f"@{name}"]
+    with pytest.raises(AppError, match="No bank face called 'Nobody'"):
+        client.predict(sources="@Nobody", templates="1", layer_start=5, layer_end=8, psi=0.7, noise_mode="const",
+                       model=studio_model, api_name="/mix")
+
+
 def test_fuse_and_interpolation(client, G, studio_model):
     fused, strip, files, link = client.predict(faces="1, 2", weights="", layer_start=0, layer_end=G.num_ws - 1,
                                                psi=0.7, interp_steps=5, noise_mode="const", model=studio_model,
