@@ -160,24 +160,15 @@ class Encoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder) -> "Encoder":
-        from safetensors.torch import load_file
+        from .hub import read_folder
         folder = Path(folder)
-        cfg_p, w_p = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-        if not cfg_p.is_file() or not w_p.is_file():
-            raise ModelNotFoundError(f"No encoder in {folder} (need {CONFIG_NAME} and {WEIGHTS_NAME}). Train one with "
-                                     f"`python -m facegen encoder train --model MODEL --out {folder}`.")
-        try:
-            cfg = json.loads(cfg_p.read_text())
-        except json.JSONDecodeError as e:
-            raise UnsupportedModelError(f"{cfg_p} is not valid JSON ({e}).") from None
-        if cfg.get("_class_name") != "Encoder":
-            raise UnsupportedModelError(f"{cfg_p} describes a {cfg.get('_class_name')!r}, not an Encoder.")
-        if int(cfg.get("format_version", 0)) > FORMAT_VERSION:
-            raise UnsupportedModelError(f"{folder} uses encoder format {cfg['format_version']}; upgrade facegen.")
+        cfg, state = read_folder(folder, "Encoder", "encoder",
+                                 f"python -m facegen encoder train --model MODEL --out {folder}", FORMAT_VERSION)
+        w_p = folder / WEIGHTS_NAME
         keys = ("num_ws", "w_dim", "input_size", "channels", "blocks_per_stage", "hidden", "pool", "stem_stride")
         E = cls(**{k: cfg[k] for k in keys if k in cfg})
         try:
-            E.load_state_dict(load_file(str(w_p)), strict=True)
+            E.load_state_dict(state, strict=True)
         except Exception as e:
             raise UnsupportedModelError(f"{w_p} does not hold this encoder's weights ({e}).") from None
         E.meta = dict(cfg.get("meta") or {})

@@ -105,29 +105,44 @@ def from_pretrained(source, revision: Optional[str] = None, **hub_kwargs):
     return _load_folder(folder)
 
 
-def _load_folder(folder: Path):
-    from .networks import Generator
+def read_folder(folder, class_name: str, what: str, rebuild: str, max_version: int = FORMAT_VERSION) -> tuple:
+    """Read a facegen model folder (config.json + model.safetensors) -> (config dict, state dict).
+
+    Shared by the generator, the encoder and the world predictor; every failure is a typed error that
+    names the file and, for a missing folder, the command (`rebuild`) that makes one.
+    """
+    folder = Path(folder)
     cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
     for p in (cfg_path, w_path):
-        if not p.exists():
-            raise ModelNotFoundError(f"{folder} is not a facegen model folder: {p.name} is missing "
-                                     f"(expected {CONFIG_NAME} and {WEIGHTS_NAME}; make one with "
-                                     "`python -m facegen convert SRC OUTDIR`).")
+        if not p.is_file():
+            raise ModelNotFoundError(f"No {what} in {folder}: {p.name} is missing (need {CONFIG_NAME} and "
+                                     f"{WEIGHTS_NAME}; make one with `{rebuild}`).")
     try:
         config = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as e:
         raise UnsupportedModelError(f"{cfg_path} is not valid JSON ({e}).") from None
-    if config.get("architecture", "stylegan2") != "stylegan2" or config.get("_class_name") != "Generator":
-        raise UnsupportedModelError(f"{cfg_path} describes a {config.get('_class_name')!r} "
-                                    f"({config.get('architecture')!r}), not a StyleGAN2 Generator.")
-    keys = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
-    G = Generator(**{k: config[k] for k in keys if k in config})
+    if config.get("_class_name") != class_name:
+        raise UnsupportedModelError(f"{cfg_path} describes a {config.get('_class_name')!r}, not a {class_name}.")
+    if int(config.get("format_version", 0)) > max_version:
+        raise UnsupportedModelError(f"{folder} uses {what} format {config['format_version']}; this facegen reads "
+                                    f"up to {max_version}. Upgrade facegen.")
     try:
         state = load_file(str(w_path))
     except Exception as e:  # safetensors raises its own error types for corrupt headers
         raise UnsupportedModelError(f"{w_path} is not a readable safetensors file ({e}).") from None
+    return config, state
+
+
+def _load_folder(folder: Path):
     from .loaders import _load_state
-    _load_state(G, state, str(w_path))
+    from .networks import Generator
+    config, state = read_folder(folder, "Generator", "facegen model", "python -m facegen convert SRC OUTDIR")
+    if config.get("architecture", "stylegan2") != "stylegan2":
+        raise UnsupportedModelError(f"{folder / CONFIG_NAME} describes a {config.get('architecture')!r} "
+                                    "generator, not StyleGAN2.")
+    keys = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
+    G = Generator(**{k: config[k] for k in keys if k in config})
+    _load_state(G, state, str(folder / WEIGHTS_NAME))
     G.meta.update(config.get("meta") or {})
     G.meta.update(format="hub-native", source=str(folder))
     return G

@@ -87,7 +87,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import InputError, ModelNotFoundError, UnsupportedModelError
+from .errors import InputError, UnsupportedModelError
 from .world import ATTRIBUTE_SPEC, FaceAttributes, VECTOR_DIM, render_batch, vector_to_attributes
 
 __all__ = [
@@ -385,32 +385,17 @@ class WorldPredictor(nn.Module, Labeller):
     @classmethod
     def from_pretrained(cls, folder: Union[str, Path], device: Union[str, torch.device] = "cpu") -> "WorldPredictor":
         """Load a folder written by :meth:`save_pretrained` (eval mode)."""
-        from safetensors.torch import load_file
+        from .hub import read_folder
         folder = Path(folder)
-        cfg_p, w_p = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-        if not cfg_p.is_file() or not w_p.is_file():
-            raise ModelNotFoundError(
-                f"No predictor in {folder} (need {CONFIG_NAME} and {WEIGHTS_NAME}). Rebuild it with "
-                "`python -m facegen predictor train --out " + str(folder) + "` (see facegen/predictor.py).")
-        try:
-            cfg = json.loads(cfg_p.read_text())
-        except json.JSONDecodeError as e:
-            raise UnsupportedModelError(f"{cfg_p} is not valid JSON ({e}).") from None
-        if cfg.get("_class_name") != "WorldPredictor":
-            raise UnsupportedModelError(f"{cfg_p} describes a {cfg.get('_class_name')!r}, not a WorldPredictor.")
-        if int(cfg.get("format_version", 0)) > FORMAT_VERSION:
-            raise UnsupportedModelError(f"{folder} uses predictor format {cfg['format_version']}; this facegen "
-                                        f"reads up to {FORMAT_VERSION}. Upgrade facegen.")
+        cfg, sd = read_folder(folder, "WorldPredictor", "predictor",
+                              f"python -m facegen predictor train --out {folder}", FORMAT_VERSION)
+        w_p = folder / WEIGHTS_NAME
         model = cls(channels=cfg["channels"], strides=cfg["strides"], feature_dim=cfg["feature_dim"],
                     input_size=cfg["input_size"], spec=cfg.get("spec"))
         try:
-            sd = load_file(str(w_p))
-        except Exception as e:  # safetensors raises its own error types for corrupt headers
-            raise UnsupportedModelError(f"{w_p} is not a readable safetensors file ({e}).") from None
-        try:
             model.load_state_dict(sd, strict=True)
         except RuntimeError as e:
-            raise UnsupportedModelError(f"{w_p} does not match {cfg_p}: {e}") from None
+            raise UnsupportedModelError(f"{w_p} does not match its {CONFIG_NAME}: {e}") from None
         model.meta = cfg.get("meta", {})
         return model.to(device).eval()
 
