@@ -59,3 +59,17 @@ def app_url(studio_model):
                 **app.launch_kwargs())
     yield demo.local_url
     demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    """A gradio_client session on the running studio (one per test module)."""
+    from gradio_client import Client
+    return Client(app_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def G(app_url, studio_model):
+    """The generator the running studio serves."""
+    from facegen import studio
+    return studio.models().get(studio_model)

@@ -19,16 +19,6 @@ from facegen.generate import generate_seeds  # noqa: E402
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(scope="module")
-def client(app_url):
-    return Client(app_url, verbose=False)
-
-
-@pytest.fixture(scope="module")
-def G(app_url, studio_model):
-    return studio.models().get(studio_model)
-
-
 def png(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 

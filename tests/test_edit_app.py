@@ -25,16 +25,6 @@ ATTRS = ("yaw", "smile", "age", "gender", "glasses", "beard", "hair_length", "sk
 
 
 @pytest.fixture(scope="module")
-def client(app_url):
-    return Client(app_url, verbose=False)
-
-
-@pytest.fixture(scope="module")
-def G(app_url, studio_model):
-    return studio.models().get(studio_model)
-
-
-@pytest.fixture(scope="module")
 def dirs(G, tmp_path_factory):
     """(DirectionSet, path): yaw/smile/age/gender fitted for the served generator (small, quick)."""
     ds = fit_directions(G, attributes=["yaw", "smile", "age", "gender"], n=200, min_validity=0.0, mixed=False,
