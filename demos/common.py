@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from facegen import studio
-from facegen.errors import FacegenError, FingerprintMismatchWarning
+from facegen.errors import FacegenError, FingerprintMismatchWarning, InputError
 
 try:  # ZeroGPU: spaces.GPU(duration=...) schedules a GPU; elsewhere it returns the function unchanged.
     import spaces
@@ -159,3 +159,13 @@ def add_faces(shelf: studio.Shelf, images, ws, G, model: str, labels, tokens) ->
         shelf.add(studio.Face(np.asarray(w, np.float32).copy(), studio.thumbnail(np.asarray(img)), G.fingerprint,
                               model, lab, tok))
     return shelf
+
+
+def last_result_to_shelf(last: Optional[dict], shelf: studio.Shelf, first: str) -> tuple:
+    """Put a tab's last single-face result ({model, ws, image, label}) on the shelf -> (shelf, gallery).
+    `first` says what to do when there is no result yet ("Edit a face first.")."""
+    if not last:
+        raise InputError(first)
+    G = load_model(last["model"])
+    add_faces(shelf, [last["image"]], [last["ws"]], G, last["model"], [last["label"]], [None])
+    return shelf, shelf.gallery()

@@ -14,7 +14,8 @@ from facegen.directions import DEFAULT_ATTRIBUTES, MAX_STEP, DirectionSet, find_
     load_directions
 from facegen.errors import InputError
 
-from .common import GPU_EVENT, Ctx, add_faces, gpu, load_model, out_dir, save_bytes, save_png, ui_errors, warn_all
+from .common import (
+    GPU_EVENT, last_result_to_shelf, Ctx, gpu, load_model, out_dir, save_bytes, save_png, ui_errors, warn_all)
 
 TAB = "edit"
 TITLE = "Attribute editing"
@@ -136,11 +137,7 @@ def edit(face, psi, yaw, smile, age, gender, glasses, beard, hair_length, skin_t
 @ui_errors
 def edited_to_shelf(last, shelf):
     """Put the last edited face on the shelf."""
-    if not last:
-        raise InputError("Edit a face first.")
-    G = load_model(last["model"])
-    add_faces(shelf, [last["image"]], [last["ws"]], G, last["model"], [last["label"]], [None])
-    return shelf, shelf.gallery()
+    return last_result_to_shelf(last, shelf, "Edit a face first.")
 
 
 @ui_errors

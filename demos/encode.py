@@ -11,7 +11,8 @@ import numpy as np
 from facegen import studio
 from facegen.errors import InputError
 
-from .common import GPU_EVENT, Ctx, add_faces, gpu, load_model, out_dir, save_bytes, save_png, ui_errors
+from .common import (
+    GPU_EVENT, last_result_to_shelf, Ctx, add_faces, gpu, load_model, out_dir, save_bytes, save_png, ui_errors)
 
 TAB = "encode"
 TITLE = "Photo encoding"
@@ -129,11 +130,7 @@ def encode(photo, face, mode, refine_steps, time_budget, model, progress=gr.Prog
 @ui_errors
 def encoded_to_shelf(last, shelf):
     """Put the last encoded photo's latent on the shelf."""
-    if not last:
-        raise InputError("Encode a photo first.")
-    G = load_model(last["model"])
-    add_faces(shelf, [last["image"]], [last["ws"]], G, last["model"], [last["label"]], [None])
-    return shelf, shelf.gallery()
+    return last_result_to_shelf(last, shelf, "Encode a photo first.")
 
 
 def _bank_for(G):

@@ -8,8 +8,9 @@ from facegen import latents as L
 from facegen import studio
 from facegen.errors import InputError
 
-from .common import GPU_EVENT, NO_PROGRESS, NOISE_MODES, Ctx, add_faces, gpu, load_model, not_shareable, out_dir, \
-    save_bytes, save_png, share_row, share_url, ui_errors, warn_all
+from .common import (
+    GPU_EVENT, last_result_to_shelf, NO_PROGRESS, NOISE_MODES, Ctx, gpu, load_model, not_shareable, out_dir,
+    save_bytes, save_png, share_row, share_url, ui_errors, warn_all)
 from .mixing import FACES_INFO, append_shelf_ref
 
 TAB = "fuse"
@@ -63,11 +64,7 @@ def fuse(faces, weights, layer_start, layer_end, psi, interp_steps, noise_mode, 
 @ui_errors
 def fused_to_shelf(last, shelf):
     """Put the last fused face on the shelf."""
-    if not last:
-        raise InputError("Fuse some faces first.")
-    G = load_model(last["model"])
-    add_faces(shelf, [last["image"]], [last["ws"]], G, last["model"], [last["label"]], [None])
-    return shelf, shelf.gallery()
+    return last_result_to_shelf(last, shelf, "Fuse some faces first.")
 
 
 def build(ctx: Ctx):
