@@ -218,26 +218,29 @@ def fuse(latents: Sequence[torch.Tensor], weights: Optional[Sequence[float]] = N
 # ---------------------------------------------------------------------------
 
 
-def save_latent(path, ws, fingerprint: Optional[str] = None, **meta) -> Path:
-    """Write w+ (or a batch) to .npz with JSON metadata (fingerprint, seed, psi, model ...)."""
-    path = Path(path)
-    arr = ws.detach().cpu().numpy() if isinstance(ws, torch.Tensor) else np.asarray(ws)
-    meta = {"format": "facegen-latent", "version": 1, "fingerprint": fingerprint, "shape": list(arr.shape), **meta}
-    if path.suffix == ".npy":
-        np.save(path, arr.astype(np.float32), allow_pickle=False)
-    else:
-        if path.suffix != ".npz":
-            path = path.with_suffix(".npz")
-        np.savez(path, ws=arr.astype(np.float32), meta=np.array(json.dumps(meta)))
-    return path
+def _as_array(ws) -> np.ndarray:
+    return (ws.detach().cpu().numpy() if isinstance(ws, torch.Tensor) else np.asarray(ws)).astype(np.float32)
 
 
 def latent_bytes(ws, fingerprint: Optional[str] = None, **meta) -> bytes:
-    buf = io.BytesIO()
-    arr = ws.detach().cpu().numpy() if isinstance(ws, torch.Tensor) else np.asarray(ws)
+    """w+ (or a batch) as the bytes of a .npz with JSON metadata (fingerprint, seed, psi, model ...)."""
+    arr = _as_array(ws)
     meta = {"format": "facegen-latent", "version": 1, "fingerprint": fingerprint, "shape": list(arr.shape), **meta}
-    np.savez(buf, ws=arr.astype(np.float32), meta=np.array(json.dumps(meta)))
+    buf = io.BytesIO()
+    np.savez(buf, ws=arr, meta=np.array(json.dumps(meta)))
     return buf.getvalue()
+
+
+def save_latent(path, ws, fingerprint: Optional[str] = None, **meta) -> Path:
+    """Write w+ (or a batch) to .npz with metadata (see latent_bytes), or a bare .npy array."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        np.save(path, _as_array(ws), allow_pickle=False)
+        return path
+    if path.suffix != ".npz":
+        path = path.with_suffix(".npz")
+    path.write_bytes(latent_bytes(ws, fingerprint, **meta))
+    return path
 
 
 def load_latent(path, G=None, warn: bool = True):
