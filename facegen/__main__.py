@@ -44,7 +44,8 @@ def cmd_generate(args) -> int:
 
 # Commands implemented by a facegen module's own cli_main(argv).
 SUBMODULE_COMMANDS = {"world": "world", "train": "training", "predictor": "predictor", "directions": "directions",
-                      "encoder": "encoder", "bank": "bank", "customize": "customize"}
+                      "encoder": "encoder", "bank": "bank", "customize": "customize",
+                      "faceswap": "faceswap"}
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,233 @@
+"""Faceswap video: train a shared-encoder / two-decoder autoencoder on identity A (views of one latent) and
+the faces of a video, then put A's face into every frame (facegen.faceswap does the work)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Optional
+
+import gradio as gr
+import numpy as np
+
+from facegen import faceswap as fs
+from facegen import studio
+from facegen.errors import InputError
+
+from .common import GPU_EVENT, Ctx, gpu, load_model, out_dir, save_png, ui_errors, warn_all
+from .edit import FACE_INFO, directions_for, resolve_face, shelf_face
+
+TAB = "faceswap"
+TITLE = "Faceswap video"
+NO_SAMPLE = "(use the uploaded video)"
+MAX_BUDGET = 600
+DEFAULT_BUDGET = 240
+COLORS = [("Reinhard colour transfer (LAB)", "reinhard"), ("Seamless clone (Poisson)", "seamless"),
+          ("None", "none")]
+
+
+def available() -> bool:
+    try:
+        import imageio_ffmpeg  # noqa: F401
+        fs.load_localiser()
+        return True
+    except Exception:  # pragma: no cover - the localiser ships in assets/
+        return False
+
+
+def sample_choices() -> list:
+    return [NO_SAMPLE] + [p.stem for p in fs.sample_videos()]
+
+
+def pick_video(video: Optional[str], sample: Optional[str]) -> str:
+    """The uploaded video, else the chosen sample video."""
+    if video:
+        return str(video)
+    if sample and sample != NO_SAMPLE:
+        for p in fs.sample_videos():
+            if p.stem == sample:
+                return str(p)
+        raise InputError(f"Unknown sample video '{sample}' ({', '.join(p.stem for p in fs.sample_videos())}).")
+    raise InputError("No video: upload an mp4 / webm / mov file or pick a sample video.")
+
+
+def _key(model: str, ws: np.ndarray, video: str, views: int, detector: str) -> str:
+    h = hashlib.sha1(model.encode() + np.ascontiguousarray(ws, np.float32).tobytes())
+    h.update(f"{fs.video_key(video)}|{int(views)}|{detector}".encode())
+    return h.hexdigest()[:16]
+
+
+def ensure_prepared(G, model: str, face, psi, shelf, video: str, views, detector, session: Optional[dict],
+                    progress) -> dict:
+    """The session's training data for (A, video): reused when unchanged (so training resumes), else made:
+    identity set, tracking, aligned crops -> a session folder (faces.npz, track.npz, session.json)."""
+    if not 50 <= int(views) <= 200:
+        raise InputError(f"Identity A needs 50 to 200 views (got {views}).")
+    if detector not in ("auto", "world", "dlib"):
+        raise InputError(f"Unknown face detector '{detector}' (auto, world or dlib).")
+    ws, label, notes = resolve_face(G, face, psi, shelf, None)
+    warn_all(notes)
+    fs.probe_video(video)                      # typed errors before any work
+    key = _key(model, ws, video, views, detector)
+    if session and session.get("key") == key and Path(session["dir"], "faces.npz").exists():
+        return session
+    progress(0.05, desc="Identity set, face tracking and alignment")
+    ds = directions_for(G, model) if _has_directions(G) else None
+    p = fs.prepare(G, ws, video, ds, int(views), detector, log=lambda *a: None)
+    d = out_dir()
+    fs.save_prepared(p, d)
+    np.savez(d / "track.npz", landmarks=p.track.landmarks, found=p.track.found)
+    sess = {"key": key, "dir": str(d), "label": label, "video": video, "has_audio": p.info.has_audio,
+            "frames": int(len(p.frames)), "found": int(p.track.found.sum()), "detector": p.track.detector,
+            "fps": p.info.fps, "views": int(views), "timings": {k: round(v, 1) for k, v in p.timings.items()}}
+    Path(d, "session.json").write_text(json.dumps(sess))
+    return sess
+
+
+def _has_directions(G) -> bool:
+    from facegen.directions import find_directions
+    return find_directions(G) is not None
+
+
+@gpu(duration=MAX_BUDGET + 60)
+def _train_gpu(folder: str, seconds: float, progress=None) -> dict:
+    """Train (resuming from the folder's checkpoint) for `seconds`; save; -> preview and figures."""
+    import torch
+    from facegen.device import pick_device
+    d = Path(folder)
+    ckpt = d / "checkpoint.pt"
+    st = fs.TrainState.load(ckpt) if ckpt.exists() else fs.TrainState.new()
+    st.model.to(pick_device())
+    data = np.load(d / "faces.npz", allow_pickle=False)
+    fa, fb = data["faces_a"], data["faces_b"]
+
+    def cb(s, el):
+        if progress is not None:
+            progress(min(0.99, el / max(seconds, 1e-6)),
+                     desc=f"Training: step {s.step}, loss A {s.losses[-1][1]:.3f}, B {s.losses[-1][2]:.3f}")
+    with torch.enable_grad():
+        fs.train(st, fa, fb, seconds, callback=cb)
+    st.model.cpu()
+    st.save(ckpt)
+    last = np.mean(np.asarray(st.losses[-50:])[:, 1:], 0) if st.losses else np.array([np.nan, np.nan])
+    return {"preview": fs.preview(st.model, fa, fb), "step": st.step, "seconds": st.seconds,
+            "loss_a": float(last[0]), "loss_b": float(last[1])}
+
+
+@gpu(duration=120)
+def _convert_gpu(folder: str, video: str, color: str) -> dict:
+    d = Path(folder)
+    st = fs.TrainState.load(d / "checkpoint.pt")
+    frames, info = fs.read_video_checked(video)
+    t = np.load(d / "track.npz", allow_pickle=False)
+    track = fs.Track(t["landmarks"], t["found"], "cached")
+    out, _, _ = fs.convert(frames, track, st.model, color)
+    path, audio = fs.write_result(out, info, d / f"faceswap-{st.step}.mp4")
+    return {"path": str(path), "audio": audio, "step": st.step}
+
+
+def _status(sess: dict, res: dict) -> str:
+    return (f"**{sess['label']}** → `{Path(sess['video']).name}`: faces in {sess['found']}/{sess['frames']} frames "
+            f"({sess['detector']} detector), {sess['views']} views of A. Trained {res['step']} steps "
+            f"({res['seconds']:.0f} s in all); loss A {res['loss_a']:.3f}, B {res['loss_b']:.3f}. "
+            "Press **Train** again to continue from here.")
+
+
+@ui_errors
+def train_event(face, psi, video, sample, budget, views, detector, model, shelf, session,
+                progress=gr.Progress()):
+    """Train (or continue training) the faceswap model for identity A and the video, for `budget` seconds.
+    -> (preview PNG: rows = video faces, their swap, A's views, A's reconstructions; status; session)."""
+    G = load_model(model, progress)
+    budget = _check_budget(budget)
+    sess = ensure_prepared(G, model, face, psi, shelf, pick_video(video, sample), views, detector, session, progress)
+    res = _train_gpu(sess["dir"], budget, progress)
+    png = save_png(res["preview"], Path(sess["dir"]) / f"preview-{res['step']}.png")
+    return png, _status(sess, res), sess
+
+
+def _check_budget(budget) -> float:
+    try:
+        b = float(budget)
+    except (TypeError, ValueError):
+        raise InputError("The training budget must be a number of seconds.") from None
+    if not 1 <= b <= MAX_BUDGET:
+        raise InputError(f"The training budget must be 1 to {MAX_BUDGET} seconds (got {budget}).")
+    return b
+
+
+@ui_errors
+def swap_event(face, psi, video, sample, budget, views, detector, color, model, shelf, session,
+               progress=gr.Progress()):
+    """Put identity A into the video: trains first (for `budget` s) when this session has no model for these
+    inputs yet, else uses the trained one. -> (mp4, downloads, note, preview PNG, status, session)."""
+    G = load_model(model, progress)
+    budget = _check_budget(budget)
+    if color not in fs.COLOR_MODES:
+        raise InputError(f"Colour mode must be one of {', '.join(fs.COLOR_MODES)} (got '{color}').")
+    path = pick_video(video, sample)
+    sess = ensure_prepared(G, model, face, psi, shelf, path, views, detector, session, progress)
+    res = None
+    if not Path(sess["dir"], "checkpoint.pt").exists():
+        res = _train_gpu(sess["dir"], budget, progress)
+    progress(0.9, desc="Converting frames")
+    out = _convert_gpu(sess["dir"], path, color)
+    if res is None:
+        res = _train_gpu(sess["dir"], 0)          # zero seconds: preview and figures of the trained model
+    png = save_png(res["preview"], Path(sess["dir"]) / f"preview-{res['step']}.png")
+    note = (f"Swapped **{sess['label']}** into {sess['found']} of {sess['frames']} frames "
+            f"(model after {out['step']} steps, colour: {color}). ")
+    if out["audio"]:
+        note += "The original audio is kept."
+    else:
+        note += "This video has no audio track, so the result is silent."
+        gr.Warning("The video has no audio track: the result is silent.")
+    if sess["found"] < sess["frames"]:
+        note += f" {sess['frames'] - sess['found']} frames without a detected face are left unchanged."
+    return out["path"], [out["path"], png], note, png, _status(sess, res), sess
+
+
+def build(ctx: Ctx):
+    session = gr.State(None)
+    with gr.Tab(TITLE, id=TAB):
+        gr.Markdown("Put a face (identity **A**: a seed, a shelf face — e.g. an encoded photo — or a bank face) "
+                    "into a video. facegen renders A turning and smiling, finds and aligns the faces of the "
+                    "video, trains a faceswap autoencoder (shared encoder, one decoder per identity) for the "
+                    "time budget, then swaps A's face into every frame and keeps the audio. "
+                    f"Videos up to {fs.MAX_SECONDS:g} s ({', '.join(fs.VIDEO_EXTS)}).")
+        with gr.Row():
+            with gr.Column(scale=1, min_width=300):
+                with gr.Row(equal_height=True):
+                    face = gr.Textbox("@Chioma Reyes", label="Identity A", info=FACE_INFO, scale=4,
+                                      elem_id="faceswap-face")
+                    pick = gr.Button("Use shelf face", size="sm", scale=1)
+                psi = gr.Slider(-1, 1.5, value=0.7, step=0.05, label="Truncation ψ (for seeds)")
+                video = gr.File(label="Target video (mp4 / webm / mov)", type="filepath", elem_id="faceswap-video")
+                samples = sample_choices()
+                sample = gr.Dropdown(samples, value=samples[1] if len(samples) > 1 else NO_SAMPLE,
+                                     label="…or a sample video (face world)", elem_id="faceswap-sample")
+                budget = gr.Slider(5, MAX_BUDGET, value=DEFAULT_BUDGET, step=5, label="Training budget (seconds)")
+                color = gr.Radio(COLORS, value="reinhard", label="Colour matching")
+                with gr.Row():
+                    train_btn = gr.Button("Train", elem_id="faceswap-train")
+                    swap_btn = gr.Button("Swap", variant="primary", elem_id="faceswap-run")
+                with gr.Accordion("More", open=False):
+                    views = gr.Slider(50, 200, value=120, step=10, label="Views of A (training set size)")
+                    detector = gr.Radio(["auto", "world", "dlib"], value="auto",
+                                        label="Face detector (auto: face-world localiser or dlib for real faces)")
+            with gr.Column(scale=2):
+                result = gr.Video(label="Result (mp4)", format="mp4", autoplay=True, loop=True, height=320,
+                                  interactive=False, elem_id="faceswap-result")
+                note = gr.Markdown("", elem_id="faceswap-note")
+                preview = gr.Image(label="Training preview (rows: video faces, swapped to A, A, A reconstructed)",
+                                   type="filepath", format="png", interactive=False, elem_id="faceswap-preview")
+                status = gr.Markdown("", elem_id="faceswap-status")
+                files = gr.File(label="Downloads (mp4, preview PNG)", file_count="multiple")
+
+    common = [face, psi, video, sample, budget, views, detector]
+    train_btn.click(train_event, common + [ctx.model, ctx.shelf, session], [preview, status, session],
+                    api_name="faceswap_train", **GPU_EVENT)
+    swap_btn.click(swap_event, common + [color, ctx.model, ctx.shelf, session],
+                   [result, files, note, preview, status, session], api_name="faceswap", **GPU_EVENT)
+    pick.click(shelf_face, ctx.shelf_selected, face, api_name="faceswap_pick_shelf", api_visibility="undocumented")

@@ -1,0 +1,188 @@
+"""facegen.faceswap: identity set, video checks, tracking, smoothing, alignment, colour transfer, Poisson
+blending, training (loss falls, resume continues), conversion with audio kept, and the bad-input errors."""
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facegen import faceswap as fs
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "assets" / "videos" / "sample-lena.mp4"
+SILENT = ROOT / "assets" / "videos" / "short-silent.mp4"
+
+
+@pytest.fixture(scope="module")
+def mini():
+    from facegen import load_generator
+    torch.set_num_threads(1)
+    return load_generator("mini")
+
+
+@pytest.fixture(scope="module")
+def clip():
+    """The first second of the lena sample: decoded frames + the renderer's true landmarks."""
+    frames, _ = fs.read_video_checked(SAMPLE)
+    _, lm, yaw, smile = fs.sample_frames("sample-lena", seconds=1.0)
+    return frames[:24], lm, yaw
+
+
+def test_identity_set_views_are_the_same_person_posed_differently(mini):
+    from facegen.directions import find_directions
+    from facegen.generate import synthesize
+    from facegen.latents import seeds_to_ws
+    ws = seeds_to_ws(mini, [7], psi=0.7).numpy()[0]
+    imgs, vws = fs.identity_set(mini, ws, find_directions(mini), n=12)
+    assert imgs.shape == (12, 64, 64, 3) and vws.shape == (12, mini.num_ws, mini.w_dim)
+    assert np.array_equal(imgs[0], synthesize(mini, ws[None])[0])           # view 0 is the face itself
+    assert np.allclose(vws[:, 8:], ws[None, 8:])                             # fine layers untouched
+    diffs = np.abs(imgs[1:].astype(float) - imgs[0]).mean((1, 2, 3))
+    assert diffs.min() > 1.0                                                 # every view differs ...
+    from facegen.predictor import load_world_predictor
+    p = load_world_predictor().predict(imgs)
+    assert np.std(p["yaw"]) > 0.1                                            # ... in pose
+    assert np.std(p["skin_tone"]) < 0.1                                      # not in skin tone
+    with pytest.raises(fs.InputError):
+        fs.identity_set(mini, ws[:3], None, n=12)
+
+
+def test_probe_reads_sample_videos_and_audio():
+    info = fs.probe_video(SAMPLE)
+    assert (info.width, info.height, info.fps, info.has_audio) == (160, 160, 24.0, True)
+    assert abs(info.seconds - 5.0) < 0.1
+    assert fs.probe_video(SILENT).has_audio is False
+
+
+def test_bad_videos_give_clear_errors(tmp_path):
+    with pytest.raises(fs.VideoError, match="not a supported video"):
+        (tmp_path / "a.txt").write_text("hello")
+        fs.probe_video(tmp_path / "a.txt")
+    with pytest.raises(fs.VideoError, match="could not be read"):
+        (tmp_path / "b.mp4").write_bytes(b"\x00garbage" * 100)
+        fs.probe_video(tmp_path / "b.mp4")
+    with pytest.raises(fs.VideoError, match="empty"):
+        (tmp_path / "c.mp4").write_bytes(b"")
+        fs.probe_video(tmp_path / "c.mp4")
+    with pytest.raises(fs.VideoError, match="limit is 2 s"):
+        fs.probe_video(SAMPLE, max_seconds=2)
+    with pytest.raises(fs.VideoError, match="No video"):
+        fs.probe_video(None)
+
+
+def test_localiser_tracks_world_faces(clip):
+    frames, lm_true, _ = clip
+    assert fs.choose_detector(frames) == "world"
+    tr = fs.track_faces(frames, "world")
+    assert tr.found.all()
+    err = np.linalg.norm(tr.landmarks - lm_true, axis=-1)
+    eyes_mouth = err[:, [0, 1, 3, 4]].mean()
+    iod = np.linalg.norm(lm_true[:, 1] - lm_true[:, 0], axis=-1).mean()
+    assert eyes_mouth < 0.1 * iod, (eyes_mouth, iod)
+
+
+def test_no_face_video_is_refused():
+    t = np.linspace(0, 1, 160)
+    frames = np.stack([np.stack(np.meshgrid(t, t) + [np.full((160, 160), k / 24)], -1) for k in range(24)])
+    with pytest.raises(fs.NoFaceInVideoError, match="No face"):
+        fs.track_faces((frames * 255).astype(np.uint8), "world")
+
+
+def test_smoothing_reduces_jitter_within_runs_only():
+    rng = np.random.default_rng(0)
+    lm = np.tile(np.array([[10.0, 10], [20, 10], [15, 15], [12, 20], [18, 20]]), (40, 1, 1))
+    noisy = lm + rng.normal(0, 1, lm.shape)
+    found = np.ones(40, bool)
+    found[20] = False
+    noisy[20] = 1000.0                                          # a frame without a face must not leak in
+    sm = fs.smooth_landmarks(noisy, found, sigma=1.5)
+    assert np.abs(sm[found] - lm[found]).std() < 0.6 * np.abs(noisy[found] - lm[found]).std()
+    assert np.abs(sm[[19, 21]] - lm[[19, 21]]).max() < 5
+    assert np.array_equal(sm[20], noisy[20])
+
+
+def test_umeyama_recovers_a_similarity():
+    rng = np.random.default_rng(1)
+    src = rng.uniform(0, 64, (5, 2))
+    a, s, t = 0.3, 1.7, np.array([5.0, -3.0])
+    R = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    dst = s * src @ R.T + t
+    M = fs.umeyama(src, dst)
+    assert np.allclose(M[:, :2], s * R, atol=1e-9) and np.allclose(M[:, 2], t, atol=1e-9)
+    assert np.allclose(fs.invert_affine(M) @ np.r_[dst[0], 1], src[0])
+
+
+def test_reinhard_matches_masked_lab_statistics():
+    from skimage.color import rgb2lab
+    rng = np.random.default_rng(2)
+    src = rng.integers(40, 200, (64, 64, 3)).astype(np.uint8)
+    ref = np.clip(rng.normal([150, 90, 60], 12, (64, 64, 3)), 0, 255).astype(np.uint8)
+    mask = fs.face_mask(64)
+    out = fs.reinhard_lab(src, ref, mask)
+    m = mask > 0.5
+    lo, lr = rgb2lab(out)[m], rgb2lab(ref)[m]
+    assert np.allclose(lo.mean(0), lr.mean(0), atol=1.5)
+    assert np.allclose(lo.std(0), lr.std(0), rtol=0.15, atol=1.0)
+    assert np.abs(fs.reinhard_lab(src, ref, mask, strength=0).astype(int) - src).max() <= 1
+
+
+def test_poisson_blend_keeps_gradients_and_boundary():
+    rng = np.random.default_rng(3)
+    dst = rng.integers(0, 255, (64, 64, 3)).astype(np.uint8)
+    src = np.clip(dst.astype(int) + 30, 0, 255).astype(np.uint8)    # same gradients, brighter
+    mask = fs.face_mask(64)
+    out = fs.poisson_blend(src, dst, mask)
+    keep = (src.astype(int) - dst == 30).all(-1) & (mask > 0.5)
+    assert np.abs(out[keep].astype(int) - dst[keep]).mean() < 3        # brightness offset removed
+    assert np.array_equal(out[mask <= 0.5], dst[mask <= 0.5])
+
+
+def test_training_lowers_loss_and_resumes(tmp_path):
+    t = np.linspace(0, 1, 64)
+    fa = np.stack([np.stack(list(np.meshgrid(t, t)) + [np.full((64, 64), k / 12)], -1) for k in range(12)])
+    fa = (fa * 200 + 20).astype(np.uint8)
+    fb = 255 - fa
+    st = fs.TrainState.new(seed=0)
+    fs.train(st, fa, fb, max_steps=40, batch=4, seed=0)
+    first = np.mean([l[1] + l[2] for l in st.losses[:10]])
+    last = np.mean([l[1] + l[2] for l in st.losses[-10:]])
+    assert last < 0.85 * first, (first, last)
+    path = st.save(tmp_path / "ckpt.pt")
+    st2 = fs.TrainState.load(path)
+    assert st2.step == 40 and len(st2.losses) == 40
+    for a, b in zip(st.model.state_dict().values(), st2.model.state_dict().values()):
+        assert torch.equal(a, b)
+    fs.train(st2, fa, fb, max_steps=3, batch=4)
+    assert st2.step == 43
+    before, steps = st2.seconds, st2.step
+    fs.train(st2, fa, fb, seconds=0.5, batch=4)            # a time budget stops training
+    assert 0.5 <= st2.seconds - before < 3 and st2.step > steps
+
+
+def test_convert_writes_mp4_with_same_frames_and_audio(tmp_path, clip):
+    frames, _, _ = clip
+    short = tmp_path / "short.mp4"
+    subprocess.run([fs.ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(SAMPLE), "-t", "1", "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", "-c:a", "aac", str(short)], check=True)
+    frames, info = fs.read_video_checked(short)
+    assert info.has_audio
+    tr = fs.track_faces(frames, "world")
+    st = fs.TrainState.new()
+    crops, _ = fs.align_crops(frames, tr.landmarks)
+    fs.train(st, crops, crops, max_steps=2, batch=4)
+    out, swapped, crops2 = fs.convert(frames, tr, st.model, "reinhard")
+    assert out.shape == frames.shape and swapped.shape == crops.shape
+    changed = np.abs(out.astype(int) - frames).mean((1, 2, 3))
+    assert (changed[tr.found] > 0.5).all()
+    corner = np.abs(out[:, :8, :8].astype(int) - frames[:, :8, :8]).max()
+    assert corner == 0                                         # outside the face nothing changes
+    path, audio = fs.write_result(out, info, tmp_path / "out.mp4")
+    assert audio is True
+    back, info2 = fs.read_video_checked(path)
+    assert len(back) == len(frames) and info2.has_audio
+    out2, _, _ = fs.convert(frames, tr, st.model, "seamless")
+    assert out2.shape == frames.shape
+    path2, audio2 = fs.write_result(out2, fs.probe_video(SILENT), tmp_path / "silent.mp4")
+    assert audio2 is False and not fs.probe_video(path2).has_audio
