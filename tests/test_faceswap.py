@@ -85,7 +85,7 @@ def test_localiser_tracks_world_faces(clip):
 
 def test_no_face_video_is_refused():
     t = np.linspace(0, 1, 160)
-    frames = np.stack([np.stack(np.meshgrid(t, t) + [np.full((160, 160), k / 24)], -1) for k in range(24)])
+    frames = np.stack([np.stack(list(np.meshgrid(t, t)) + [np.full((160, 160), k / 24)], -1) for k in range(24)])
     with pytest.raises(fs.NoFaceInVideoError, match="No face"):
         fs.track_faces((frames * 255).astype(np.uint8), "world")
 
