@@ -1,7 +1,7 @@
 """Faceswap bench: identity A into a face-world sample video, end to end on the CPU, judged by the face
 world's attribute predictor.
 
-    python bench/faceswap.py [--video assets/videos/sample-lena.mp4] [--face "@Chioma Reyes"] [--seconds 240]
+    python bench/faceswap.py [--video assets/videos/sample-lena.mp4] [--face "@Imani Brooks"] [--seconds 240]
 
 1. End to end (identity set + tracking + training for the budget + conversion + mp4 with audio), timed,
    with the app's thread setting (studio.cpu_threads: FACEGEN_THREADS, else 1 for 64 px models).
@@ -50,10 +50,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--video", default=str(ROOT / "assets" / "videos" / "sample-lena.mp4"))
     ap.add_argument("--person", default="sample-lena", help="the sample's person (for the true yaw / smile)")
-    ap.add_argument("--face", default="@Chioma Reyes")
+    ap.add_argument("--face", default="@Imani Brooks")
     ap.add_argument("--seconds", type=float, default=240, help="training budget")
     ap.add_argument("--views", type=int, default=120)
-    ap.add_argument("--color", default="reinhard")
+    ap.add_argument("--color", default="none")
+    ap.add_argument("--region", default="head")
     ap.add_argument("--model", default="mini")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench-faceswap"))
     a = ap.parse_args(argv)
@@ -71,28 +72,43 @@ def main(argv=None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     res = fs.swap_video(G, ws[0], a.video, out / "faceswap.mp4", find_directions(G), a.seconds, a.views, a.color,
-                        log=lambda m: print("  " + m, flush=True))
+                        a.region, log=lambda m: print("  " + m, flush=True))
     total = time.time() - t_start
     p, st = res["prepared"], res["state"]
 
-    # 2. faces of the decoded result, aligned like the target's
-    back, _ = fs.read_video_checked(res["path"])
+    # 2. faces of the decoded result, aligned like the target's; 3. pose and expression follow the video
     f = p.track.found
-    crops_t, _ = fs.align_crops(p.frames[f], p.track.landmarks[f])
-    crops_s, _ = fs.align_crops(back[f], p.track.landmarks[f])
     P = load_world_predictor()
+    crops_t, _ = fs.align_crops(p.frames[f], p.track.landmarks[f])
+    pt = P.predict(crops_t)
     views, _ = fs.identity_set(G, ws[0], None, 8, sigma=0.0)
-    pt, ps, pa = P.predict(crops_t), P.predict(crops_s), P.predict(views[:1])
-    rows = identity_report(pt, ps, pa)
-    moved = sum(r[5] < r[4] for r in rows)
-
-    # 3. pose and expression follow the video
+    pa = P.predict(views[:1])
     _, _, yaw_true, smile_true = fs.sample_frames(a.person) if a.person else (None, None, None, None)
-    r = {k: float(np.corrcoef(pt[k], ps[k])[0, 1]) for k in ("yaw", "smile")}
-    r_true = {}
-    if yaw_true is not None and len(yaw_true) == len(f):
-        r_true = {"yaw": float(np.corrcoef(yaw_true[f], ps["yaw"])[0, 1]),
-                  "smile": float(np.corrcoef(smile_true[f], ps["smile"])[0, 1])}
+
+    def judge(path):
+        back, _ = fs.read_video_checked(path)
+        crops_s, _ = fs.align_crops(back[f], p.track.landmarks[f])
+        ps = P.predict(crops_s)
+        rows = identity_report(pt, ps, pa)
+        r = {k: float(np.corrcoef(pt[k], ps[k])[0, 1]) for k in ("yaw", "smile")}
+        r_true = {}
+        if yaw_true is not None and len(yaw_true) == len(f):
+            r_true = {"yaw": float(np.corrcoef(yaw_true[f], ps["yaw"])[0, 1]),
+                      "smile": float(np.corrcoef(smile_true[f], ps["smile"])[0, 1])}
+        return back, rows, r, r_true
+
+    back, rows, r, r_true = judge(res["path"])
+    moved = sum(row[5] < row[4] for row in rows)
+    variants = {}
+    for color, region in (("reinhard", a.region), ("seamless", a.region), (a.color, "face")):
+        if (color, region) == (a.color, a.region):
+            continue
+        t0 = time.time()
+        o, _, _ = fs.convert(p.frames, p.track, st.model, color, region)
+        vp, _ = fs.write_result(o, p.info, out / f"faceswap-{color}-{region}.mp4")
+        dt = time.time() - t0
+        _, vrows, vr, _ = judge(vp)
+        variants[f"{color}/{region}"] = (vrows, vr, dt)
 
     idx = np.linspace(0, len(back) - 1, 8).round().astype(int)
     strip = np.concatenate([np.concatenate(list(p.frames[idx]), 1), np.concatenate(list(back[idx]), 1)], 0)
@@ -116,12 +132,21 @@ def main(argv=None) -> int:
           f"training {tm['train_s']:.1f} s, conversion + mp4 {tm['convert_s']:.1f} s; end to end {total:.1f} s "
           f"({total / 60:.2f} min; goal <= 10 min: ratio {total / 600:.2f})")
     print(f"audio kept: {res['audio']}; wrote {res['path']}, {out / 'strip.png'}, {out / 'preview.png'}")
+    print(f"\nother conversions of the same model (default: colour {a.color}, region {a.region}):")
+    print("| colour/region | attributes moved towards A | mean abs(swapped - A) (default run: "
+          f"{np.mean([row[5] for row in rows]):.3f}) | r yaw | r smile | conversion + mp4 s |")
+    print("|---|---|---|---|---|---|")
+    for k, (vrows, vr, dt) in variants.items():
+        print(f"| {k} | {sum(x[5] < x[4] for x in vrows)}/{len(vrows)} | {np.mean([x[5] for x in vrows]):.3f} | "
+              f"{vr['yaw']:.3f} | {vr['smile']:.3f} | {dt:.1f} |")
     (out / "results.json").write_text(json.dumps({
         "video": Path(a.video).name, "face": a.face, "threads": threads, "steps": st.step,
         "timings": {k: round(v, 2) for k, v in tm.items()}, "end_to_end_s": round(total, 1),
         "identity": [dict(zip(("attribute", "target", "swapped", "A", "target_to_A", "swapped_to_A"),
                               [x if isinstance(x, str) else round(x, 4) for x in row])) for row in rows],
-        "pearson_target_vs_swapped": r, "pearson_true_vs_swapped": r_true, "audio": res["audio"]}, indent=1))
+        "pearson_target_vs_swapped": r, "pearson_true_vs_swapped": r_true, "audio": res["audio"],
+        "variants": {k: {"moved": int(sum(x[5] < x[4] for x in v[0])), "mean_swapped_to_A": float(np.mean([x[5] for x in v[0]])),
+                         "pearson": v[1], "seconds": round(v[2], 1)} for k, v in variants.items()}}, indent=1))
     return 0
 
 

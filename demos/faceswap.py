@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -23,8 +24,9 @@ TITLE = "Faceswap video"
 NO_SAMPLE = "(use the uploaded video)"
 MAX_BUDGET = 600
 DEFAULT_BUDGET = 240
-COLORS = [("Reinhard colour transfer (LAB)", "reinhard"), ("Seamless clone (Poisson)", "seamless"),
-          ("None", "none")]
+COLORS = [("None (keep A's colours)", "none"), ("Reinhard colour transfer (LAB)", "reinhard"),
+          ("Seamless clone (Poisson)", "seamless")]
+REGIONS = [("Head (face + hair top)", "head"), ("Inner face (classic)", "face")]
 
 
 def available() -> bool:
@@ -116,13 +118,13 @@ def _train_gpu(folder: str, seconds: float, progress=None) -> dict:
 
 
 @gpu(duration=120)
-def _convert_gpu(folder: str, video: str, color: str) -> dict:
+def _convert_gpu(folder: str, video: str, color: str, region: str) -> dict:
     d = Path(folder)
     st = fs.TrainState.load(d / "checkpoint.pt")
     frames, info = fs.read_video_checked(video)
     t = np.load(d / "track.npz", allow_pickle=False)
     track = fs.Track(t["landmarks"], t["found"], "cached")
-    out, _, _ = fs.convert(frames, track, st.model, color)
+    out, _, _ = fs.convert(frames, track, st.model, color, region)
     path, audio = fs.write_result(out, info, d / f"faceswap-{st.step}.mp4")
     return {"path": str(path), "audio": audio, "step": st.step}
 
@@ -142,9 +144,14 @@ def train_event(face, psi, video, sample, budget, views, detector, model, shelf,
     G = load_model(model, progress)
     budget = _check_budget(budget)
     sess = ensure_prepared(G, model, face, psi, shelf, pick_video(video, sample), views, detector, session, progress)
-    res = _train_gpu(sess["dir"], budget, progress)
+    res = _train_gpu(sess["dir"], budget, _gpu_progress(progress))
     png = save_png(res["preview"], Path(sess["dir"]) / f"preview-{res['step']}.png")
     return png, _status(sess, res), sess
+
+
+def _gpu_progress(progress):
+    """gr.Progress does not cross into a ZeroGPU worker (a forked process); elsewhere it reports steps."""
+    return None if os.environ.get("SPACES_ZERO_GPU") else progress
 
 
 def _check_budget(budget) -> float:
@@ -158,7 +165,7 @@ def _check_budget(budget) -> float:
 
 
 @ui_errors
-def swap_event(face, psi, video, sample, budget, views, detector, color, model, shelf, session,
+def swap_event(face, psi, video, sample, budget, views, detector, color, region, model, shelf, session,
                progress=gr.Progress()):
     """Put identity A into the video: trains first (for `budget` s) when this session has no model for these
     inputs yet, else uses the trained one. -> (mp4, downloads, note, preview PNG, status, session)."""
@@ -166,18 +173,20 @@ def swap_event(face, psi, video, sample, budget, views, detector, color, model, 
     budget = _check_budget(budget)
     if color not in fs.COLOR_MODES:
         raise InputError(f"Colour mode must be one of {', '.join(fs.COLOR_MODES)} (got '{color}').")
+    if region not in fs.REGIONS:
+        raise InputError(f"Region must be one of {', '.join(fs.REGIONS)} (got '{region}').")
     path = pick_video(video, sample)
     sess = ensure_prepared(G, model, face, psi, shelf, path, views, detector, session, progress)
     res = None
     if not Path(sess["dir"], "checkpoint.pt").exists():
-        res = _train_gpu(sess["dir"], budget, progress)
+        res = _train_gpu(sess["dir"], budget, _gpu_progress(progress))
     progress(0.9, desc="Converting frames")
-    out = _convert_gpu(sess["dir"], path, color)
+    out = _convert_gpu(sess["dir"], path, color, region)
     if res is None:
         res = _train_gpu(sess["dir"], 0)          # zero seconds: preview and figures of the trained model
     png = save_png(res["preview"], Path(sess["dir"]) / f"preview-{res['step']}.png")
     note = (f"Swapped **{sess['label']}** into {sess['found']} of {sess['frames']} frames "
-            f"(model after {out['step']} steps, colour: {color}). ")
+            f"(model after {out['step']} steps, region: {region}, colour: {color}). ")
     if out["audio"]:
         note += "The original audio is kept."
     else:
@@ -199,7 +208,7 @@ def build(ctx: Ctx):
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 with gr.Row(equal_height=True):
-                    face = gr.Textbox("@Chioma Reyes", label="Identity A", info=FACE_INFO, scale=4,
+                    face = gr.Textbox("@Imani Brooks", label="Identity A", info=FACE_INFO, scale=4,
                                       elem_id="faceswap-face")
                     pick = gr.Button("Use shelf face", size="sm", scale=1)
                 psi = gr.Slider(-1, 1.5, value=0.7, step=0.05, label="Truncation ψ (for seeds)")
@@ -208,11 +217,12 @@ def build(ctx: Ctx):
                 sample = gr.Dropdown(samples, value=samples[1] if len(samples) > 1 else NO_SAMPLE,
                                      label="…or a sample video (face world)", elem_id="faceswap-sample")
                 budget = gr.Slider(5, MAX_BUDGET, value=DEFAULT_BUDGET, step=5, label="Training budget (seconds)")
-                color = gr.Radio(COLORS, value="reinhard", label="Colour matching")
+                color = gr.Radio(COLORS, value="none", label="Colour matching")
                 with gr.Row():
                     train_btn = gr.Button("Train", elem_id="faceswap-train")
                     swap_btn = gr.Button("Swap", variant="primary", elem_id="faceswap-run")
                 with gr.Accordion("More", open=False):
+                    region = gr.Radio(REGIONS, value="head", label="Swapped region")
                     views = gr.Slider(50, 200, value=120, step=10, label="Views of A (training set size)")
                     detector = gr.Radio(["auto", "world", "dlib"], value="auto",
                                         label="Face detector (auto: face-world localiser or dlib for real faces)")
@@ -228,6 +238,6 @@ def build(ctx: Ctx):
     common = [face, psi, video, sample, budget, views, detector]
     train_btn.click(train_event, common + [ctx.model, ctx.shelf, session], [preview, status, session],
                     api_name="faceswap_train", **GPU_EVENT)
-    swap_btn.click(swap_event, common + [color, ctx.model, ctx.shelf, session],
+    swap_btn.click(swap_event, common + [color, region, ctx.model, ctx.shelf, session],
                    [result, files, note, preview, status, session], api_name="faceswap", **GPU_EVENT)
     pick.click(shelf_face, ctx.shelf_selected, face, api_name="faceswap_pick_shelf", api_visibility="undocumented")

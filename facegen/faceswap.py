@@ -8,7 +8,8 @@ Method
 1. **Identity A** (:func:`identity_set`): one w+ latent (a seed, a shelf face, a bank face or an encoded
    photo). Its *views* are the latent with Gaussian noise on the coarse layers (0-3, pose and layout) plus
    random steps along the yaw and smile directions when the generator has them, rendered by the
-   generator: 50-200 pictures of the same person turning and smiling.
+   generator: 50-200 pictures of the same person turning and smiling, framed as the generator's training
+   images were (the alignment template below).
 2. **Target video** (:func:`read_video_checked`): mp4 / webm / mov / mkv, checked up front (readable,
    at most :data:`MAX_SECONDS` s and :data:`MAX_FRAMES` frames, sides at most :data:`MAX_SIDE` px),
    audio detected with the ffmpeg of ``imageio-ffmpeg``.
@@ -61,7 +62,7 @@ import torch.nn.functional as F
 from .errors import InputError, ModelNotFoundError
 
 __all__ = ["VideoError", "NoFaceInVideoError", "VideoInfo", "identity_set", "probe_video", "read_video_checked",
-           "Localiser", "load_localiser", "train_localiser", "Track", "track_faces", "smooth_landmarks",
+           "Localiser", "load_localiser", "REGIONS", "train_localiser", "Track", "track_faces", "smooth_landmarks",
            "umeyama", "template", "face_mask", "align_crops", "FaceswapAE", "random_warp", "TrainState", "train",
            "reinhard_lab", "poisson_blend", "convert", "mux_audio", "render_sample_video", "swap_video",
            "cli_main", "MAX_SECONDS", "MAX_FRAMES", "MAX_SIDE", "VIDEO_EXTS", "COLOR_MODES"]
@@ -576,23 +577,30 @@ def align_crops(frames: np.ndarray, landmarks: np.ndarray, size: int = CROP) -> 
     return crops.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy(), M
 
 
-def face_mask(size: int = CROP, landmarks: Optional[np.ndarray] = None, feather: float = 0.0) -> np.ndarray:
-    """The face region in an aligned crop [size, size] in [0, 1]: the convex hull of points spread out from
-    the landmarks (brows above the eyes, cheeks beside them, the chin below the mouth), optionally feathered
-    (eroded by ~feather px and Gaussian-blurred by feather px) so its edge fades."""
+REGIONS = ("face", "head")
+
+
+def face_mask(size: int = CROP, landmarks: Optional[np.ndarray] = None, feather: float = 0.0,
+              region: str = "face") -> np.ndarray:
+    """The swapped region of an aligned crop [size, size] in [0, 1]: the convex hull of an ellipse laid out
+    on the landmarks (x axis: eye to eye, ex; y axis: eye centre to mouth centre, ey). 'face': the inner
+    face, from the brows (0.7 ey above the eyes) to the chin (0.65 ey below the mouth), 1.05 ex to each
+    side (the classic faceswap region); 'head': also the forehead, the top of the hair and the cheeks
+    (1.35 ey above the eyes, 1.45 ex to each side), so hair colour and face shape are swapped too.
+    Optionally feathered (eroded by ~feather px and Gaussian-blurred by feather px) so its edge fades."""
     from PIL import Image, ImageDraw
     from scipy.spatial import ConvexHull
+    if region not in REGIONS:
+        raise InputError(f"Region must be one of {', '.join(REGIONS)} (got '{region}').")
     lm = template(size) if landmarks is None else np.asarray(landmarks, np.float64)
-    le, re_, ml, mr = lm[0], lm[1], lm[3], lm[4]
-    eye_c, mouth_c = (le + re_) / 2, (ml + mr) / 2
-    ex = re_ - le                                   # across the face
-    ey = mouth_c - eye_c                            # down the face
-    pts = []
-    for a in np.linspace(0, 2 * np.pi, 24, endpoint=False):
-        # an ellipse around the eye-mouth centre: 1.35 eye distances wide, from brows to chin
-        c = eye_c + 0.45 * ey
-        pts.append(c + np.cos(a) * 1.05 * ex + np.sin(a) * (1.15 if np.sin(a) > 0 else 1.2) * ey)
-    pts = np.asarray(pts)
+    eye_c, mouth_c = (lm[0] + lm[1]) / 2, (lm[3] + lm[4]) / 2
+    ex, ey = lm[1] - lm[0], mouth_c - eye_c
+    up, down, side = (0.7, 0.65, 1.05) if region == "face" else (1.35, 0.6, 1.45)
+    top, bottom = -up, 1 + down                                  # in units of ey from the eye centre
+    c = eye_c + 0.5 * (top + bottom) * ey
+    ry = 0.5 * (bottom - top)
+    a = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+    pts = c + np.cos(a)[:, None] * side * ex + np.sin(a)[:, None] * ry * ey
     hull = pts[ConvexHull(pts).vertices]
     ss = 4
     im = Image.new("L", (size * ss, size * ss), 0)
@@ -713,7 +721,7 @@ def train(state: TrainState, faces_a: np.ndarray, faces_b: np.ndarray, seconds: 
     dev = next(state.model.parameters()).device
     S = state.model.size
     A, B = _to_tensor(faces_a).to(dev), _to_tensor(faces_b).to(dev)
-    mask = torch.from_numpy(face_mask(S, feather=2.0))[None, None].to(dev)
+    mask = torch.from_numpy(face_mask(S, feather=2.0, region="head"))[None, None].to(dev)
     g = torch.Generator().manual_seed(state.step if seed is None else seed)
     state.model.train()
     t0 = time.time()
@@ -818,16 +826,18 @@ def poisson_blend(src: np.ndarray, dst: np.ndarray, mask: np.ndarray) -> np.ndar
     return out.round().clip(0, 255).astype(np.uint8)
 
 
-def convert(frames: np.ndarray, track: Track, model: FaceswapAE, color: str = "reinhard",
+def convert(frames: np.ndarray, track: Track, model: FaceswapAE, color: str = "none", region: str = "head",
             color_strength: float = 1.0, feather: float = 2.5, progress: Optional[Callable] = None) -> tuple:
     """Swap identity A into every frame with a face -> (frames uint8 [T, H, W, 3], swapped crops, crops).
 
     Per frame: aligned crop -> encoder -> decoder A -> colour transfer ('reinhard') or seamless clone
     ('seamless') or nothing ('none') -> warped back into the frame with the inverse similarity and
-    alpha-blended with the feathered landmark mask (also warped back)."""
+    alpha-blended with the feathered landmark mask of `region` (also warped back)."""
     if color not in COLOR_MODES:
         raise InputError(f"Colour mode must be one of {', '.join(COLOR_MODES)} (got '{color}').")
     S = model.size
+    hard, soft = face_mask(S, region=region), face_mask(S, feather=1.0, region=region)
+    alpha_c = face_mask(S, feather=feather, region=region)
     T, H, W, _ = frames.shape
     crops, M = align_crops(frames, track.landmarks, S)
     fi = np.nonzero(track.found)[0]
@@ -835,14 +845,12 @@ def convert(frames: np.ndarray, track: Track, model: FaceswapAE, color: str = "r
     swapped[fi] = swap_faces(model, crops[fi], 0)
     out = frames.copy()
     for k, i in enumerate(fi):
-        mask_c = face_mask(S, template(S), feather=0)
         face = swapped[i]
         if color == "reinhard":
-            face = reinhard_lab(face, crops[i], mask_c, color_strength)
+            face = reinhard_lab(face, crops[i], hard, color_strength)
         elif color == "seamless":
-            face = poisson_blend(face, crops[i], face_mask(S, template(S), feather=1.0))
+            face = poisson_blend(face, crops[i], soft)
         swapped[i] = face
-        alpha_c = face_mask(S, template(S), feather=feather)
         Minv = invert_affine(M[i])                                   # frame -> crop
         # the face's bounding box in the frame, to warp back only that region
         corners = np.array([[0, 0], [S, 0], [0, S], [S, S]], np.float64) @ M[i][:, :2].T + M[i][:, 2]
@@ -856,8 +864,8 @@ def convert(frames: np.ndarray, track: Track, model: FaceswapAE, color: str = "r
         back = warp_affine(src.permute(2, 0, 1)[None], Mb[None], (y1 - y0, x1 - x0))[0].permute(1, 2, 0).numpy()
         # outside the crop the border-clamped sampler repeats edge values: the mask is 0 there anyway
         a = back[..., 3:] / 255
-        region = out[i, y0:y1, x0:x1].astype(np.float32)
-        out[i, y0:y1, x0:x1] = (region * (1 - a) + back[..., :3] * a).round().clip(0, 255).astype(np.uint8)
+        patch = out[i, y0:y1, x0:x1].astype(np.float32)
+        out[i, y0:y1, x0:x1] = (patch * (1 - a) + back[..., :3] * a).round().clip(0, 255).astype(np.uint8)
         if progress is not None and k % 10 == 0:
             progress(k / max(1, len(fi)))
     return out, swapped, crops
@@ -900,13 +908,21 @@ def prepare(G, ws_a: np.ndarray, video, ds=None, n_views: int = 120, detector: s
     log(f"faces in {int(track.found.sum())}/{len(frames)} frames ({track.detector}) in {t['track_s']:.1f} s")
     t0 = time.time()
     views, _ = identity_set(G, ws_a, ds, n_views)
-    # align A's views exactly as the video's faces (the localiser finds their landmarks)
-    lm_a, _ = load_localiser().locate(views)
-    faces_a, _ = align_crops(views, lm_a, size)
+    # A's views are aligned already: the generator learnt the face world's framing, which the template
+    # (the renders' mean landmarks) describes, and the video's faces are aligned onto that template
+    faces_a = resize_faces(views, size)
     t["identity_s"] = time.time() - t0
     log(f"identity set: {len(views)} views in {t['identity_s']:.1f} s")
     faces_b, _ = align_crops(frames[track.found], track.landmarks[track.found], size)
     return Prepared(faces_a, faces_b, frames, info, track, t)
+
+
+def resize_faces(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [N, R, R, 3] -> [N, size, size, 3] (Lanczos; unchanged when R == size)."""
+    if images.shape[1] == size:
+        return images
+    from PIL import Image
+    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.LANCZOS)) for im in images])
 
 
 def save_prepared(p: Prepared, folder) -> None:
@@ -928,8 +944,8 @@ def write_result(frames: np.ndarray, info: VideoInfo, out_path) -> tuple:
 
 
 def swap_video(G, ws_a: np.ndarray, video, out_path, ds=None, seconds: float = 240, n_views: int = 120,
-               color: str = "reinhard", detector: str = "auto", state: Optional[TrainState] = None,
-               log=print) -> dict:
+               color: str = "none", region: str = "head", detector: str = "auto",
+               state: Optional[TrainState] = None, log=print) -> dict:
     """Everything: prepare, train for `seconds` (from `state` if given), convert, write. -> dict of results."""
     t_all = time.time()
     p = prepare(G, ws_a, video, ds, n_views, detector, log=log)
@@ -940,7 +956,7 @@ def swap_video(G, ws_a: np.ndarray, video, out_path, ds=None, seconds: float = 2
                                                              f"B {s.losses[-1][2]:.4f} ({el:.0f} s)"))
     train_s = time.time() - t0
     t0 = time.time()
-    out, swapped, crops = convert(p.frames, p.track, state.model, color)
+    out, swapped, crops = convert(p.frames, p.track, state.model, color, region)
     path, audio = write_result(out, p.info, out_path)
     convert_s = time.time() - t0
     return {"path": str(path), "audio": audio, "frames": out, "swapped": swapped, "crops": crops, "prepared": p,
@@ -1025,7 +1041,8 @@ def cli_main(argv: list) -> int:
     sw.add_argument("--psi", type=float, default=0.7)
     sw.add_argument("--video", required=True)
     sw.add_argument("--seconds", type=float, default=240, help="training time budget")
-    sw.add_argument("--color", default="reinhard", choices=COLOR_MODES)
+    sw.add_argument("--color", default="none", choices=COLOR_MODES)
+    sw.add_argument("--region", default="head", choices=REGIONS)
     sw.add_argument("--threads", type=int, default=1)
     sw.add_argument("--out", required=True)
     a = p.parse_args(argv)
@@ -1041,7 +1058,7 @@ def cli_main(argv: list) -> int:
         torch.set_num_threads(a.threads)
         G = studio.models().get(a.model)
         ws, _ = studio.resolve_faces(G, studio.parse_faces(a.face, 1, "face"), a.psi)
-        res = swap_video(G, ws[0], a.video, a.out, find_directions(G), a.seconds, color=a.color)
+        res = swap_video(G, ws[0], a.video, a.out, find_directions(G), a.seconds, color=a.color, region=a.region)
         print(json.dumps({"path": res["path"], "audio": res["audio"],
                           "timings": {k: round(v, 1) for k, v in res["timings"].items()}}))
     return 0

@@ -17,7 +17,7 @@ ARGS = dict(face="3", psi=0.7, video=None, sample=SHORT, budget=5, views=50, det
 
 
 def test_swap_short_clip_end_to_end_then_resume(client):
-    video, files, note, preview, status, _ = client.predict(**ARGS, color="reinhard", model="mini",
+    video, files, note, preview, status, _ = client.predict(**ARGS, color="reinhard", region="head", model="mini",
                                                             api_name="/faceswap")
     path = video["video"] if isinstance(video, dict) else video
     frames, info = fs.read_video_checked(path)
@@ -35,7 +35,7 @@ def test_swap_short_clip_end_to_end_then_resume(client):
 
 def _error(client, **kw) -> str:
     with pytest.raises(AppError) as e:
-        client.predict(**{**ARGS, **kw}, color="none", model="mini", api_name="/faceswap")
+        client.predict(**{**ARGS, **kw}, color="none", region="face", model="mini", api_name="/faceswap")
     return str(e.value)
 
 
