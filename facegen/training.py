@@ -71,6 +71,8 @@ class TrainConfig:
     log_steps: int = 50
     device: str = "cpu"
     c_dim: int = 0                         # class-conditional training (labels from the world)
+    init: str = ""                         # fine-tune: start G (and G_ema) from this generator folder and
+                                           # D from its discriminator.safetensors (fresh optimisers)
 
 
 # ---------------------------------------------------------------------------
@@ -117,6 +119,36 @@ def build_networks(cfg: TrainConfig):
     return G, D
 
 
+DISCRIMINATOR_NAME = "discriminator.safetensors"
+
+
+def init_from_folder(G, D, folder) -> None:
+    """Fine-tuning start: G's weights from a Hub-native generator folder, D's from the
+    ``discriminator.safetensors`` beside it (see :func:`export_discriminator`); shapes must match the config."""
+    from safetensors.torch import load_file
+    from .errors import ModelNotFoundError
+    from .hub import read_folder
+    folder = Path(folder)
+    _, g_state = read_folder(folder, "Generator", "generator", "python -m facegen train ... --export FOLDER")
+    G.load_state_dict(g_state, strict=True)
+    d_path = folder / DISCRIMINATOR_NAME
+    if not d_path.is_file():
+        raise ModelNotFoundError(f"{d_path} is missing: write it with `python -m facegen train "
+                                 f"--export-discriminator CKPT --export {folder}`.")
+    D.load_state_dict(load_file(str(d_path)), strict=True)
+
+
+def export_discriminator(checkpoint, folder) -> Path:
+    """Write the D of a training checkpoint as ``FOLDER/discriminator.safetensors`` (for fine-tuning)."""
+    from safetensors.torch import save_file
+    st = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    path = Path(folder) / DISCRIMINATOR_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.float().contiguous() for k, v in st["D"].items()}, str(path),
+              metadata={"format": "pt", "step": str(st["step"]), "kimg": str(round(st["images_seen"] / 1000, 1))})
+    return path
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, images: Optional[np.ndarray] = None, labels: Optional[np.ndarray] = None):
         self.cfg = cfg
@@ -127,6 +159,8 @@ class Trainer:
         self.G, self.D = build_networks(cfg)
         self.G.to(self.device).train()
         self.D.to(self.device).train()
+        if cfg.init:
+            init_from_folder(self.G, self.D, cfg.init)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         c = cfg.r1_interval / (cfg.r1_interval + 1)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(0.0, 0.99), eps=1e-8)
@@ -344,7 +378,13 @@ def cli_main(argv) -> int:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--export-checkpoint", default=None, metavar="CKPT",
                    help="only export the G_ema of CKPT to --export, no training")
+    p.add_argument("--export-discriminator", default=None, metavar="CKPT",
+                   help="only write the D of CKPT to --export/discriminator.safetensors, no training")
     args = vars(p.parse_args(argv))
+    d_ckpt = args.pop("export_discriminator")
+    if d_ckpt:
+        print(export_discriminator(d_ckpt, args["export"] or "exported"))
+        return 0
     if args.get("export_checkpoint"):
         print(export_checkpoint(args["export_checkpoint"], args["export"] or "exported"))
         return 0
