@@ -1,0 +1,198 @@
+"""Benchmark of customisation by class (facegen.customize): hit rate, diversity, time per face.
+
+    python bench/customize.py [--n 64] [--psi 0.7] [--classes glasses,beard] [--out assets/customize/bench.json]
+
+For every class and method, `--n` faces at truncation `--psi`, on one CPU thread:
+
+* **hit rate**, judged by the world predictor (``load_world_predictor()``), which none of the methods
+  was trained against: the class predicate (``facegen.customize.CLASSES``) applied to its
+  predictions. The training classifier's own verdict ("self") is listed beside it;
+* **diversity**: mean pairwise distance of the world predictor's features among the class's faces,
+  divided by the same for unconditional faces of the same generator at the same psi (1.0 = as
+  diverse as unconditional sampling; a class is narrower by nature, e.g. all faces with glasses);
+* **time per face**: wall time to produce the accepted faces divided by their number (rejection:
+  every rejected sample counts; z-code: the MLP + G; with "+check" the training classifier is
+  run on every proposal and misses are dropped);
+* validity: the share the world predictor reads as a face.
+
+Methods: ``unconditional`` (the base rate, for reference), ``rejection`` (sample, classify, keep),
+``zcode`` (z-code generator, no rejection), ``zcode+check`` (z-code proposals, rejection by the
+classifier), and ``finetuned`` (a generator fine-tuned on the class, where one is registered as
+``mini-<class>``). Goals: hit rate >= 95 % with diversity >= 80 % of unconditional; the z-code
+generator faster than rejection for rare classes (base rate < 15 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from facegen import customize as cz  # noqa: E402
+from facegen import load_generator  # noqa: E402
+from facegen.predictor import load_world_predictor  # noqa: E402
+
+SEED = 900_000
+RARE = 0.15
+
+
+def mean_pairwise(feats: np.ndarray) -> float:
+    f = torch.from_numpy(feats).double()
+    d = torch.cdist(f, f)
+    n = len(f)
+    return float(d.sum() / max(1, n * (n - 1)))
+
+
+def judge(P, C, images: np.ndarray, name: str) -> dict:
+    pred, feats, valid = P.predict_all(images)
+    hit = cz.class_mask(cz.predicted_table(pred), [name])[:, 0]
+    self_hit = C.probs(images)[:, C.index([name])[0]] >= 0.5
+    return {"hit": float(hit.mean()), "self_hit": float(self_hit.mean()), "valid": float((valid > 0.5).mean()),
+            "feats": feats}
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="mini")
+    ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--n-ref", type=int, default=512, help="unconditional faces for base rates and diversity")
+    ap.add_argument("--psi", type=float, default=0.7)
+    ap.add_argument("--classes", default="")
+    ap.add_argument("--out", default=str(ROOT / "assets" / "customize" / "bench.json"))
+    ap.add_argument("--grid", default=str(ROOT / "assets" / "customize" / "samples.png"),
+                    help="a PNG with 8 z-code faces per class (one row each); '' to skip")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    G = load_generator(a.model).eval()
+    P, C = load_world_predictor(), cz.load_classifier()
+    bank = cz.load_zcodes(G=G)
+    names = [n.strip() for n in a.classes.split(",") if n.strip()] or bank.classes
+
+    # Unconditional reference: base rates and feature spread.
+    z = torch.randn(a.n_ref, G.z_dim, generator=torch.Generator().manual_seed(SEED))
+    (ref_images, _), t_ref = timed(lambda: cz._generate(G, z, a.psi))
+    pred, ref_feats, _ = P.predict_all(ref_images)
+    ref_mask = cz.class_mask(cz.predicted_table(pred), names)
+    # diversity reference on n faces (the same n as the class sets: the estimate's bias matches)
+    ref_div = float(np.mean([mean_pairwise(ref_feats[i:i + a.n]) for i in range(0, a.n_ref - a.n + 1, a.n)]))
+    print(f"generator {a.model} ({G.fingerprint}), psi {a.psi}, n {a.n}; unconditional: "
+          f"{t_ref / a.n_ref * 1000:.1f} ms/face, mean pairwise feature distance {ref_div:.3f}", flush=True)
+
+    finetuned = {}
+    for name in names:
+        reg = f"{a.model}-{name.replace(':', '-')}"
+        try:
+            finetuned[name] = (reg, load_generator(reg).eval())
+        except Exception:
+            pass
+
+    rows, grid = [], []
+    for k, name in enumerate(names):
+        base = float(ref_mask[:, k].mean())
+        seed = SEED + 1000 * (k + 1)
+        max_tries = int(min(20000, max(512, 4 * a.n / max(base, 0.005))))
+        runs = {
+            "rejection": lambda: cz.rejection_sample(G, [name], a.n, a.psi, seed, C, max_tries=max_tries),
+            "zcode": lambda: cz.zcode_sample(G, name, a.n, a.psi, seed, bank),
+            "zcode+check": lambda: cz.rejection_sample(
+                G, [name], a.n, a.psi, seed, C, max_tries=max_tries,
+                propose=lambda rng, b: bank.net(name)(torch.randn(b, G.z_dim, generator=rng))),
+        }
+        if name in finetuned:
+            reg, Gf = finetuned[name]
+            zf = torch.randn(a.n, Gf.z_dim, generator=torch.Generator().manual_seed(seed))
+            runs[f"finetuned ({reg})"] = lambda: dict(zip(("images", "ws"), cz._generate(Gf, zf, a.psi)), kept=a.n,
+                                                       tries=a.n)
+        rows.append({"class": name, "method": "unconditional", "base_rate": base, "hit": base,
+                     "diversity": 1.0, "ms_per_face": t_ref / a.n_ref * 1000, "kept": a.n_ref, "tries": a.n_ref})
+        for method, fn in runs.items():
+            out, secs = timed(fn)
+            if out["kept"] == 0:
+                rows.append({"class": name, "method": method, "base_rate": base, "hit": 0.0, "kept": 0,
+                             "tries": out["tries"], "ms_per_face": float("inf"), "diversity": 0.0})
+                continue
+            j = judge(P, C, out["images"], name)
+            rows.append({"class": name, "method": method, "base_rate": base, "hit": j["hit"], "self_hit": j["self_hit"],
+                         "valid": j["valid"], "diversity": mean_pairwise(j["feats"]) / ref_div,
+                         "ms_per_face": secs / out["kept"] * 1000, "kept": int(out["kept"]), "tries": int(out["tries"])})
+        if a.grid:
+            grid.append(cz.zcode_sample(G, name, 8, a.psi, 0, bank)["images"])
+        for r in rows[-len(runs):]:
+            print(f"{name:12s} {r['method']:28s} hit {r['hit']:6.1%} (self {r.get('self_hit', 0):6.1%})  "
+                  f"diversity {r['diversity']:5.2f}  {r['ms_per_face']:7.1f} ms/face  "
+                  f"kept {r['kept']}/{r['tries']}", flush=True)
+
+    # Summary and goals.
+    print("\n| class | base rate | method | hit rate (world predictor) | self-judged | diversity vs uncond. | ms/face | goal |")
+    print("|---|---|---|---|---|---|---|---|")
+    goals = {"hit>=95%&div>=0.8": {}, "zcode faster than rejection (rare classes)": {}}
+    by = {(r["class"], r["method"]): r for r in rows}
+    for r in rows:
+        if r["method"] == "unconditional":
+            continue
+        ok = r["hit"] >= 0.95 and r["diversity"] >= 0.8
+        goals["hit>=95%&div>=0.8"][f"{r['class']}/{r['method']}"] = ok
+        print(f"| {r['class']} | {r['base_rate']:.1%} | {r['method']} | {r['hit']:.1%} | {r.get('self_hit', 0):.1%} | "
+              f"{r['diversity']:.2f} | {r['ms_per_face']:.1f} | {'✓' if ok else '✗'} |")
+    for name in names:
+        if by[(name, "unconditional")]["base_rate"] < RARE:
+            z, rj = by[(name, "zcode")], by[(name, "rejection")]
+            goals["zcode faster than rejection (rare classes)"][name] = {
+                "zcode_ms": round(z["ms_per_face"], 2), "rejection_ms": round(rj["ms_per_face"], 2),
+                "speedup": round(rj["ms_per_face"] / z["ms_per_face"], 2), "met": z["ms_per_face"] < rj["ms_per_face"]}
+    print()
+    for method in ("rejection", "zcode", "zcode+check"):
+        sel = [r for r in rows if r["method"] == method]
+        met = sum(r["hit"] >= 0.95 and r["diversity"] >= 0.8 for r in sel)
+        print(f"{method:12s}: goal met for {met}/{len(sel)} classes; mean hit {np.mean([r['hit'] for r in sel]):.1%}, "
+              f"mean diversity {np.mean([r['diversity'] for r in sel]):.2f}, "
+              f"mean {np.mean([r['ms_per_face'] for r in sel]):.1f} ms/face")
+    for name, g in goals["zcode faster than rejection (rare classes)"].items():
+        print(f"rare class {name}: z-code {g['zcode_ms']} ms/face vs rejection {g['rejection_ms']} ms/face "
+              f"-> {g['speedup']}x {'(met)' if g['met'] else '(NOT met)'}")
+    result = {"command": "python bench/customize.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "model": a.model, "fingerprint": G.fingerprint, "psi": a.psi, "n": a.n, "n_ref": a.n_ref,
+              "judge": "world predictor (assets/predictor)", "trained_against": "assets/customize/classifier",
+              "ref_mean_pairwise": ref_div, "rows": rows, "goals": goals, "threads": torch.get_num_threads()}
+    for name, (reg, Gf) in finetuned.items():     # the fine-tuned generator's own metrics.json gets its row
+        from facegen import registry
+        entry = registry.get(reg)
+        if entry.get("format") == "embedded":
+            mpath = ROOT / entry["path"] / "metrics.json"
+            m = json.loads(mpath.read_text()) if mpath.exists() else {}
+            r = by[(name, f"finetuned ({reg})")]
+            m["customize"] = {"class": name, "psi": a.psi, "n": a.n, "hit_rate_world_predictor": round(r["hit"], 4),
+                              "hit_rate_base_generator": round(by[(name, "unconditional")]["base_rate"], 4),
+                              "diversity_vs_base_unconditional": round(r["diversity"], 4),
+                              "valid": r.get("valid"), "command": "python bench/customize.py"}
+            mpath.write_text(json.dumps(m, indent=1) + "\n")
+    if a.grid and grid:
+        from PIL import Image
+        from facegen.world import make_grid
+        Image.fromarray(make_grid(np.concatenate(grid), cols=8)).save(a.grid)
+        print(f"wrote {a.grid} (rows: {', '.join(names)})")
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(result, indent=1, default=float) + "\n")
+        print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
