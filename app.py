@@ -20,12 +20,12 @@ except ImportError:  # pragma: no cover
 
 import gradio as gr  # noqa: E402
 
-from demos import animate, edit, encode, faceswap, fusion, generate, mixing, shelf  # noqa: E402
+from demos import animate, customize, edit, encode, faceswap, fusion, generate, mixing, shelf  # noqa: E402
 from demos.common import Ctx, banner_text, load_model, ui_errors  # noqa: E402
 from facegen import studio  # noqa: E402
 from facegen.errors import FacegenError  # noqa: E402
 
-TABS = [generate, mixing, fusion, edit, animate, encode, faceswap]   # a new tab: a module in demos/ + one entry here
+TABS = [generate, customize, mixing, fusion, edit, animate, encode, faceswap]   # a new tab: a module in demos/ + one entry here
 
 QUEUE_SIZE = int(os.environ.get("FACEGEN_QUEUE_SIZE", "32"))
 THEME = gr.themes.Default(primary_hue="violet", secondary_hue="slate")   # built-in: bundled fonts, no CDN

@@ -1,0 +1,92 @@
+"""Customisation by class: pick classes (smiling, old, glasses, red hair ...) and a method; faces to the shelf."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from facegen import customize as cz
+from facegen import studio
+from facegen.errors import InputError
+
+from .common import GPU_EVENT, Ctx, add_faces, gpu, load_model, out_dir, save_png, ui_errors
+
+TAB = "customize"
+TITLE = "Customise by class"
+METHOD_CHOICES = [("Z-code generator (trained per class)", "zcode"),
+                  ("Rejection sampling (sample, classify, keep)", "rejection"),
+                  ("Fine-tuned generator (where one exists)", "finetuned")]
+HELP = ("Several classes mean **all of them**. The z-code generator of the rarest chosen class proposes codes "
+        "and, for several classes, rejection sampling keeps the faces that pass the others; rejection "
+        "sampling draws random faces and keeps the hits of a classifier; a fine-tuned generator (trained on "
+        "one class's faces, e.g. `mini-glasses`) samples directly. Z-code generators and fine-tuned "
+        "generators exist for `mini`; other models use rejection sampling.")
+
+
+def available() -> bool:
+    return (cz.CLASSIFIER_DIR / "config.json").exists()
+
+
+@gpu(duration=60)
+def _customize_gpu(model, classes, method, n, psi, seed):
+    G = studio.device_for(studio.models().get(model))
+    kw = {}
+    if method == "finetuned":
+        name, cls = cz.finetuned_for(model, cz.parse_classes(classes))
+        kw = {"G_finetuned": studio.device_for(studio.models().get(name)), "finetuned_class": cls}
+    out = cz.customize(G, classes, method, n, psi, seed, **kw)
+    out["model"] = cz.finetuned_for(model, out["classes"])[0] if method == "finetuned" else model
+    return out
+
+
+@ui_errors
+def customize(classes, method, count, psi, seed, model, progress=gr.Progress()):
+    """Faces of all `classes` by `method` ('zcode', 'rejection', 'finetuned') -> (gallery, note, last result)."""
+    names = cz.parse_classes(classes)
+    if method == "finetuned":
+        cz.finetuned_for(model, names)          # a clear message before any work
+    load_model(model, progress)
+    progress(0.3, desc=f"Generating {int(count)} faces: {' + '.join(names)}")
+    out = _customize_gpu(model, names, method, int(count), float(psi), int(seed))
+    if out["kept"] == 0:
+        raise InputError(f"No face of {' + '.join(names)} was found ({out['note']}); try another combination.")
+    d = out_dir()
+    label = "+".join(names)
+    gallery = [(save_png(img, d / f"{i:03d}.png"), f"{label} {i + 1}") for i, img in enumerate(out["images"])]
+    ms = out["seconds"] / out["kept"] * 1000
+    note = f"{out['note']}; {ms:.0f} ms per face."
+    last = {"model": out["model"], "images": out["images"], "ws": out["ws"], "label": label}
+    return gallery, note, last
+
+
+@ui_errors
+def to_shelf(last, shelf):
+    """Put every face of the last result on the shelf."""
+    if not last:
+        raise InputError("Make some faces first.")
+    G = load_model(last["model"])
+    n = len(last["images"])
+    add_faces(shelf, last["images"], last["ws"], G, last["model"], [last["label"]] * n, [None] * n)
+    return shelf, shelf.gallery()
+
+
+def build(ctx: Ctx):
+    with gr.Tab(TITLE, id=TAB):
+        with gr.Row():
+            with gr.Column(scale=1, min_width=280):
+                classes = gr.CheckboxGroup(cz.class_names(), value=["smiling"], label="Classes (all must hold)",
+                                           elem_id="cz-classes")
+                method = gr.Radio(METHOD_CHOICES, value="zcode", label="Method", elem_id="cz-method")
+                count = gr.Slider(1, cz.MAX_FACES, value=8, step=1, label="Count")
+                psi = gr.Slider(0, 1.2, value=0.7, step=0.05, label="Truncation ψ")
+                seed = gr.Number(0, label="Seed", precision=0, minimum=0)
+                run = gr.Button("Generate", variant="primary", elem_id="cz-run")
+                gr.Markdown(HELP)
+            with gr.Column(scale=2):
+                gallery = gr.Gallery(label="Faces", format="png", columns=4, object_fit="contain", height="auto",
+                                     elem_id="cz-gallery")
+                note = gr.Markdown(elem_id="cz-note")
+                shelf_btn = gr.Button("Send all to shelf", size="sm", elem_id="cz-shelf")
+        last = gr.State(None)
+    run.click(customize, [classes, method, count, psi, seed, ctx.model], [gallery, note, last],
+              api_name="customize", **GPU_EVENT)
+    shelf_btn.click(to_shelf, [last, ctx.shelf], [ctx.shelf, ctx.shelf_gallery], api_name="customize_to_shelf")

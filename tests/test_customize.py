@@ -1,0 +1,142 @@
+"""Customisation by class (facegen.customize): classes and clashes, rejection sampling, z-code
+generators, the shipped assets and the fine-tuning hook of the training loop."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import facegen
+from facegen import customize as cz
+from facegen.errors import InputError
+from facegen.world import render_batch
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def G():
+    return facegen.load_generator("mini").eval()
+
+
+@pytest.fixture(scope="module")
+def C():
+    return cz.load_classifier()
+
+
+# -- classes -------------------------------------------------------------------------------------
+
+def test_parse_classes_normalises_and_deduplicates():
+    assert cz.parse_classes(" Smiling, glasses ,smiling") == ["smiling", "glasses"]
+    assert cz.parse_classes(["hair:red", "old"]) == ["hair:red", "old"]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("young, old", "Contradictory classes: 'young' and 'old'"),
+    ("hair:red, hair:black", "'hair:red' and 'hair:black' exclude each other"),
+    ("skin:dark,skin:light", "exclude each other"),
+    ("smiling, neutral", "exclude each other"),
+    ("female, beard", "never occur together"),
+    ("bald, hair:blonde", "exclude each other"),
+    ("smiling, purple", r"Unknown class 'purple'; choose from: smiling, neutral, old"),
+    ("", "Pick at least one class"),
+    ([], "Pick at least one class"),
+])
+def test_bad_classes_are_refused_with_a_clear_message(spec, message):
+    with pytest.raises(InputError, match=message):
+        cz.parse_classes(spec)
+
+
+def test_class_predicates_follow_the_world_labels():
+    _, labels = render_batch(range(40), size=64)
+    tb = cz.world_table(labels)
+    m = cz.class_mask(tb, ["glasses", "old", "hair:red", "bald"])
+    assert m.shape == (40, 4) and m.dtype == bool
+    for i, lab in enumerate(labels):
+        assert m[i, 0] == lab["glasses"]
+        assert m[i, 1] == (lab["age"] >= 0.6)
+        assert m[i, 2] == (lab["hair_color"] == "red" and lab["hair_style"] != "bald")
+        assert m[i, 3] == (lab["hair_style"] == "bald")
+
+
+# -- shipped assets ------------------------------------------------------------------------------
+
+def test_shipped_classifier_and_zcodes_load(G, C):
+    assert C.classes == cz.class_names()
+    for name, m in C.meta["test"].items():        # held-out renders
+        assert m["accuracy"] > 0.75, (name, m)
+    bank = cz.load_zcodes(G=G)
+    assert bank.fingerprint == G.fingerprint
+    assert set(bank.classes) == set(cz.class_names())
+    assert (REPO / "assets" / "customize" / "README.md").exists()
+
+
+def test_zcodes_refuse_another_generator(other_generator):
+    with pytest.raises(InputError, match="trained for generator .* use rejection sampling"):
+        cz.load_zcodes(G=other_generator)
+
+
+# -- rejection sampling ---------------------------------------------------------------------------
+
+def test_rejection_sampling_returns_only_hits(G, C):
+    out = cz.rejection_sample(G, ["glasses", "male"], 6, psi=0.7, seed=3, C=C, threshold=0.9)
+    assert out["kept"] == 6 and out["images"].shape == (6, 64, 64, 3) and out["ws"].shape == (6, G.num_ws, G.w_dim)
+    assert out["tries"] > out["kept"]                            # glasses AND male is not the common case
+    p = C.probs(out["images"])[:, C.index(["glasses", "male"])]
+    assert (p >= 0.9).all(), p
+    # the ws regenerate the same faces
+    from facegen.generate import synthesize
+    np.testing.assert_array_equal(synthesize(G, out["ws"]), out["images"])
+
+
+# -- z-code generators ----------------------------------------------------------------------------
+
+def test_zcode_sampling_shape_and_determinism(G):
+    a = cz.zcode_sample(G, "beard", 4, psi=0.7, seed=11)
+    b = cz.zcode_sample(G, "beard", 4, psi=0.7, seed=11)
+    c = cz.zcode_sample(G, "beard", 4, psi=0.7, seed=12)
+    assert a["images"].shape == (4, 64, 64, 3) and a["ws"].shape == (4, G.num_ws, G.w_dim)
+    np.testing.assert_array_equal(a["images"], b["images"])
+    assert not np.array_equal(a["images"], c["images"])
+
+
+def test_zcode_hits_more_often_than_unconditional_by_the_independent_judge(G):
+    """Judged by the world predictor, which the z-code nets were not trained against."""
+    from facegen.predictor import load_world_predictor
+    P = load_world_predictor()
+    n = 48
+    rates = {}
+    for name in ("glasses", "hair:red"):
+        z = cz.zcode_sample(G, name, n, psi=0.7, seed=4242)["images"]
+        u, _ = cz._generate(G, torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(4242)), 0.7)
+        hit = lambda im: cz.class_mask(cz.predicted_table(P.predict(im)), [name])[:, 0].mean()  # noqa: E731
+        rates[name] = (hit(z), hit(u))
+    for name, (zr, ur) in rates.items():
+        assert zr >= ur + 0.4, rates
+
+
+def test_customize_combination_and_errors(G, C):
+    out = cz.customize(G, "glasses, smiling", "zcode", n=3, psi=0.7, seed=5)
+    assert out["kept"] == 3 and "proposes" in out["note"]
+    assert (C.probs(out["images"])[:, C.index(["glasses", "smiling"])] >= 0.5).all()
+    with pytest.raises(InputError, match="Count must be between 1 and"):
+        cz.customize(G, "glasses", "zcode", n=0)
+    with pytest.raises(InputError, match="Method must be one of"):
+        cz.customize(G, "glasses", "magic", n=2)
+    with pytest.raises(InputError, match="Contradictory"):
+        cz.customize(G, "old, young", "rejection", n=2)
+
+
+# -- fine-tuning hook ----------------------------------------------------------------------------
+
+def test_training_can_start_from_mini_and_its_discriminator(G, tmp_path):
+    from facegen.training import TrainConfig, Trainer
+    tr = Trainer(TrainConfig(outdir=str(tmp_path), init=str(REPO / "assets" / "mini")), np.zeros((4, 64, 64, 3), np.uint8))
+    for k, v in G.state_dict().items():
+        assert torch.equal(tr.G.state_dict()[k], v) and torch.equal(tr.G_ema.state_dict()[k], v), k
+    from safetensors.torch import load_file
+    d = load_file(str(REPO / "assets" / "mini" / "discriminator.safetensors"))
+    assert all(torch.equal(tr.D.state_dict()[k], v) for k, v in d.items())
