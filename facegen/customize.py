@@ -168,6 +168,15 @@ def parse_classes(spec: Union[str, Sequence[str], None]) -> list[str]:
     return names
 
 
+def parse_class_list(spec: Union[str, Sequence[str]]) -> list[str]:
+    """Known class names in order, exclusive ones allowed (e.g. a conditional GAN's class code)."""
+    names = [str(n).strip().lower() for n in (spec.split(",") if isinstance(spec, str) else spec) if str(n).strip()]
+    unknown = [n for n in names if n not in CLASSES]
+    if unknown or not names:
+        raise InputError(f"Unknown or missing classes {unknown}; choose from: {', '.join(CLASSES)}.")
+    return names
+
+
 def world_table(labels: Sequence[dict]) -> dict:
     """Ground-truth label dicts (``world.render_batch``) -> {attribute: array [N]}."""
     keys = labels[0].keys() if labels else []

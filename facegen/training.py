@@ -73,6 +73,10 @@ class TrainConfig:
     c_dim: int = 0                         # class-conditional training (labels from the world)
     init: str = ""                         # fine-tune: start G (and G_ema) from this generator folder and
                                            # D from its discriminator.safetensors (fresh optimisers)
+    classes: str = ""                      # conditional: comma-separated facegen.customize classes of the
+                                           # world labels as the class code (c_dim = their number)
+    q_weight: float = 0.0                  # > 0: InfoGAN-style -- D stays unconditional and a Q head on its
+                                           # trunk predicts the class code of reals and fakes (BCE)
 
 
 # ---------------------------------------------------------------------------
@@ -114,9 +118,24 @@ def build_networks(cfg: TrainConfig):
     G = Generator(z_dim=cfg.z_dim, c_dim=cfg.c_dim, w_dim=cfg.w_dim, img_resolution=cfg.resolution,
                   mapping_kwargs=dict(num_layers=cfg.mapping_layers),
                   synthesis_kwargs=dict(channel_base=cfg.g_channel_base, channel_max=cfg.g_channel_max))
-    D = Discriminator(c_dim=cfg.c_dim, img_resolution=cfg.resolution, channel_base=cfg.d_channel_base,
-                      channel_max=cfg.d_channel_max)
+    D = Discriminator(c_dim=0 if cfg.q_weight > 0 else cfg.c_dim, img_resolution=cfg.resolution,
+                      channel_base=cfg.d_channel_base, channel_max=cfg.d_channel_max)
     return G, D
+
+
+def build_q_head(cfg: TrainConfig, D) -> Optional[torch.nn.Module]:
+    """InfoGAN Q head: D's trunk features [N, ch4] -> class-code logits [N, c_dim] (None unless q_weight > 0)."""
+    if cfg.q_weight <= 0:
+        return None
+    from .networks import FullyConnectedLayer
+    return torch.nn.Sequential(FullyConnectedLayer(D.fc.out_features, D.fc.out_features, activation="lrelu"),
+                               FullyConnectedLayer(D.fc.out_features, cfg.c_dim))
+
+
+def world_class_labels(classes: str, n: int) -> np.ndarray:
+    """Class code of world seeds 0..n-1: float32 [n, K], 1 where the seed's face satisfies the class."""
+    from .customize import _world_labels, class_mask, parse_class_list, world_table
+    return class_mask(world_table(_world_labels(range(n))), parse_class_list(classes)).astype(np.float32)
 
 
 DISCRIMINATOR_NAME = "discriminator.safetensors"
@@ -130,6 +149,16 @@ def init_from_folder(G, D, folder) -> None:
     from .hub import read_folder
     folder = Path(folder)
     _, g_state = read_folder(folder, "Generator", "generator", "python -m facegen train ... --export FOLDER")
+    if G.c_dim > 0 and "mapping.embed.weight" not in g_state:
+        # an unconditional start for a conditional G: the z part of the first mapping layer is copied
+        # (rescaled for the wider input's equalised-lr gain), the class part starts at zero, so G starts as
+        # the unconditional generator and learns to use the code.
+        own = G.state_dict()
+        w = g_state["mapping.fc0.weight"]
+        new = torch.zeros_like(own["mapping.fc0.weight"])
+        new[:, :w.shape[1]] = w * math.sqrt(new.shape[1] / w.shape[1])
+        g_state = {**g_state, "mapping.fc0.weight": new, "mapping.embed.weight": own["mapping.embed.weight"],
+                   "mapping.embed.bias": own["mapping.embed.bias"]}
     G.load_state_dict(g_state, strict=True)
     d_path = folder / DISCRIMINATOR_NAME
     if not d_path.is_file():
@@ -162,9 +191,14 @@ class Trainer:
         if cfg.init:
             init_from_folder(self.G, self.D, cfg.init)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.Q = build_q_head(cfg, self.D)
+        d_params = list(self.D.parameters())
+        if self.Q is not None:
+            self.Q.to(self.device).train()
+            d_params += list(self.Q.parameters())
         c = cfg.r1_interval / (cfg.r1_interval + 1)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(0.0, 0.99), eps=1e-8)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr * c, betas=(0.0, 0.99 ** c), eps=1e-8)
+        self.opt_D = torch.optim.Adam(d_params, lr=cfg.lr * c, betas=(0.0, 0.99 ** c), eps=1e-8)
         self.images = images
         self.labels = labels
         self.data_rng = torch.Generator().manual_seed(cfg.seed + 1)
@@ -206,7 +240,13 @@ class Trainer:
         G.requires_grad_(True)
         D.requires_grad_(False)
         img = G.synthesis(self.mapping_with_mixing(z, c_fake), noise_mode="random")
-        loss_G = F.softplus(-D(img, c_fake)).mean()
+        if self.Q is not None:          # InfoGAN: G also makes its class code recognisable to Q
+            feats = D.features(img)
+            loss_q = F.binary_cross_entropy_with_logits(self.Q(feats), c_fake)
+            loss_G = F.softplus(-D.out(feats)).mean() + cfg.q_weight * loss_q
+            stats["q_fake_G"] = loss_q.item()
+        else:
+            loss_G = F.softplus(-D(img, c_fake)).mean()
         self.opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
         self.opt_G.step()
@@ -217,9 +257,17 @@ class Trainer:
         with torch.no_grad():
             z = torch.randn(cfg.batch, cfg.z_dim, device=self.device)
             img = G.synthesis(self.mapping_with_mixing(z, c_fake), noise_mode="random")
-        logits_fake = D(img, c_fake)
-        logits_real = D(x_real, c_real)
-        loss_D = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+        if self.Q is not None:
+            f_fake, f_real = D.features(img), D.features(x_real)
+            logits_fake, logits_real = D.out(f_fake), D.out(f_real)
+            loss_q = (F.binary_cross_entropy_with_logits(self.Q(f_real), c_real)
+                      + F.binary_cross_entropy_with_logits(self.Q(f_fake), c_fake)) / 2
+            stats["q_D"] = loss_q.item()
+        else:
+            logits_fake = D(img, c_fake)
+            logits_real = D(x_real, c_real)
+            loss_q = 0.0
+        loss_D = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean() + cfg.q_weight * loss_q
         self.opt_D.zero_grad(set_to_none=True)
         loss_D.backward()
         self.opt_D.step()
@@ -258,7 +306,7 @@ class Trainer:
                 "G_ema": self.G_ema.state_dict(), "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
                 "rng_torch": torch.get_rng_state(), "rng_data": self.data_rng.get_state(),
                 "rng_numpy": np.random.get_state()[1].tolist(), "rng_numpy_pos": int(np.random.get_state()[2]),
-                "rng_python": repr(random.getstate())}
+                "rng_python": repr(random.getstate()), **({"Q": self.Q.state_dict()} if self.Q is not None else {})}
 
     def save_checkpoint(self, path: Path):
         tmp = path.with_suffix(".tmp")
@@ -272,6 +320,8 @@ class Trainer:
         self.D.load_state_dict(st["D"])
         self.G_ema.load_state_dict(st["G_ema"])
         self.opt_G.load_state_dict(st["opt_G"])
+        if self.Q is not None:
+            self.Q.load_state_dict(st["Q"])
         self.opt_D.load_state_dict(st["opt_D"])
         torch.set_rng_state(st["rng_torch"])
         self.data_rng.set_state(st["rng_data"])
@@ -304,7 +354,15 @@ def train(cfg: TrainConfig, resume: bool = True, export: Optional[str] = None, l
     t0 = time.time()
     images = load_dataset(cfg.data, cfg.resolution, cache_dir=out / "data")
     log(f"data: {len(images)} images at {cfg.resolution}px ({time.time() - t0:.0f}s)")
-    trainer = Trainer(cfg, images)
+    labels = None
+    if cfg.c_dim > 0:
+        if not (cfg.classes and cfg.data.startswith("world:")):
+            raise ValueError("a conditional run (c_dim > 0) needs --classes and --data world:N (labels from the world)")
+        labels = world_class_labels(cfg.classes, len(images))
+        if labels.shape[1] != cfg.c_dim:
+            raise ValueError(f"--c-dim {cfg.c_dim} but --classes names {labels.shape[1]} classes")
+        log(f"class code: {cfg.classes} (rates {np.round(labels.mean(0), 3).tolist()})")
+    trainer = Trainer(cfg, images, labels)
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.exists():
         trainer.load_checkpoint(ckpt)
@@ -340,7 +398,8 @@ def train(cfg: TrainConfig, resume: bool = True, export: Optional[str] = None, l
     if export:
         G = copy.deepcopy(trainer.G_ema).eval()
         G.meta = {"name": Path(export).name, "trained_kimg": round(trainer.images_seen / 1000, 1),
-                  "train_minutes": round(trainer.elapsed / 60, 1), "data": cfg.data}
+                  "train_minutes": round(trainer.elapsed / 60, 1), "data": cfg.data,
+                  **({"classes": cfg.classes.split(",")} if cfg.c_dim > 0 else {})}
         G.save_pretrained(export)
         metrics = {"command": command, "config": asdict(cfg), "fingerprint": G.fingerprint,
                    "steps": trainer.step, "kimg": round(trainer.images_seen / 1000, 2),

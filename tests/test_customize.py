@@ -140,3 +140,25 @@ def test_training_can_start_from_mini_and_its_discriminator(G, tmp_path):
     from safetensors.torch import load_file
     d = load_file(str(REPO / "assets" / "mini" / "discriminator.safetensors"))
     assert all(torch.equal(tr.D.state_dict()[k], v) for k, v in d.items())
+
+
+def test_conditional_infogan_training_starts_from_an_unconditional_generator(tmp_path):
+    """c_dim > 0 with a Q head: G starts as the unconditional one (class part of fc0 zero), steps are finite."""
+    from safetensors.torch import save_file
+    from facegen.training import TrainConfig, Trainer
+    tiny = dict(outdir=str(tmp_path), resolution=16, batch=4, z_dim=16, w_dim=16, mapping_layers=2, g_channel_base=128,
+                g_channel_max=16, d_channel_base=128, d_channel_max=16, r1_interval=2)
+    base = Trainer(TrainConfig(**tiny), np.zeros((4, 16, 16, 3), np.uint8))
+    base.G.save_pretrained(tmp_path / "base")
+    save_file({k: v.contiguous() for k, v in base.D.state_dict().items()}, str(tmp_path / "base" / "discriminator.safetensors"))
+    images = (np.random.default_rng(0).random((8, 16, 16, 3)) * 255).astype(np.uint8)
+    labels = np.eye(2, dtype=np.float32)[[0, 1] * 4]
+    tr = Trainer(TrainConfig(**tiny, c_dim=2, q_weight=1.0, init=str(tmp_path / "base")), images, labels)
+    z = torch.randn(3, 16)
+    with torch.no_grad():
+        a = tr.G.mapping(z, torch.tensor([[1.0, 0], [0, 1], [1, 0]]))
+        b = base.G.mapping(z, None)
+    torch.testing.assert_close(a, b)
+    for _ in range(2):
+        stats = tr.train_step()
+        assert {"q_D", "q_fake_G"} <= stats.keys() and all(np.isfinite(v) for v in stats.values())
