@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from facegen import customize as cz  # noqa: E402
-from facegen import load_generator  # noqa: E402
+from facegen import load_generator, registry  # noqa: E402
 from facegen.predictor import load_world_predictor  # noqa: E402
 
 SEED = 900_000
@@ -74,6 +74,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n-ref", type=int, default=512, help="unconditional faces for base rates and diversity")
     ap.add_argument("--psi", type=float, default=0.7)
     ap.add_argument("--classes", default="")
+    ap.add_argument("--conditional", default="", help="a class-conditional generator (folder or registry name) to "
+                    "bench as method 'conditional' (default: registry '<model>-conditional' if there is one)")
     ap.add_argument("--out", default=str(ROOT / "assets" / "customize" / "bench.json"))
     ap.add_argument("--grid", default=str(ROOT / "assets" / "customize" / "samples.png"),
                     help="a PNG with 8 z-code faces per class (one row each); '' to skip")
@@ -102,6 +104,10 @@ def main(argv=None) -> int:
         except Exception:
             pass
 
+    conditional = None
+    cond_src = a.conditional or (f"{a.model}-conditional" if registry.has(f"{a.model}-conditional") else "")
+    if cond_src:
+        conditional = (cond_src, load_generator(cond_src).eval())
     rows, grid = [], []
     for k, name in enumerate(names):
         base = float(ref_mask[:, k].mean())
@@ -119,6 +125,9 @@ def main(argv=None) -> int:
             zf = torch.randn(a.n, Gf.z_dim, generator=torch.Generator().manual_seed(seed))
             runs[f"finetuned ({reg})"] = lambda: dict(zip(("images", "ws"), cz._generate(Gf, zf, a.psi)), kept=a.n,
                                                        tries=a.n)
+        if conditional is not None:
+            src, Gc = conditional
+            runs[f"conditional ({Path(src).name})"] = lambda: cz.conditional_sample(Gc, [name], a.n, a.psi, seed)
         rows.append({"class": name, "method": "unconditional", "base_rate": base, "hit": base,
                      "diversity": 1.0, "ms_per_face": t_ref / a.n_ref * 1000, "kept": a.n_ref, "tries": a.n_ref})
         for method, fn in runs.items():
@@ -139,8 +148,8 @@ def main(argv=None) -> int:
                   f"kept {r['kept']}/{r['tries']}", flush=True)
 
     # Summary and goals.
-    print("\n| class | base rate | method | hit rate (world predictor) | self-judged | diversity vs uncond. | ms/face | goal |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| class | base rate | method | hit rate (world predictor) | self-judged | valid | diversity vs uncond. | ms/face | goal |")
+    print("|---|---|---|---|---|---|---|---|---|")
     goals = {"hit>=95%&div>=0.8": {}, "zcode faster than rejection (rare classes)": {}}
     by = {(r["class"], r["method"]): r for r in rows}
     for r in rows:
@@ -149,7 +158,7 @@ def main(argv=None) -> int:
         ok = r["hit"] >= 0.95 and r["diversity"] >= 0.8
         goals["hit>=95%&div>=0.8"][f"{r['class']}/{r['method']}"] = ok
         print(f"| {r['class']} | {r['base_rate']:.1%} | {r['method']} | {r['hit']:.1%} | {r.get('self_hit', 0):.1%} | "
-              f"{r['diversity']:.2f} | {r['ms_per_face']:.1f} | {'✓' if ok else '✗'} |")
+              f"{r.get('valid', 0):.0%} | {r['diversity']:.2f} | {r['ms_per_face']:.1f} | {'✓' if ok else '✗'} |")
     for name in names:
         if by[(name, "unconditional")]["base_rate"] < RARE:
             z, rj = by[(name, "zcode")], by[(name, "rejection")]
@@ -157,10 +166,10 @@ def main(argv=None) -> int:
                 "zcode_ms": round(z["ms_per_face"], 2), "rejection_ms": round(rj["ms_per_face"], 2),
                 "speedup": round(rj["ms_per_face"] / z["ms_per_face"], 2), "met": z["ms_per_face"] < rj["ms_per_face"]}
     print()
-    for method in ("rejection", "zcode", "zcode+check"):
+    for method in dict.fromkeys(r["method"] for r in rows if r["method"] != "unconditional"):
         sel = [r for r in rows if r["method"] == method]
         met = sum(r["hit"] >= 0.95 and r["diversity"] >= 0.8 for r in sel)
-        print(f"{method:12s}: goal met for {met}/{len(sel)} classes; mean hit {np.mean([r['hit'] for r in sel]):.1%}, "
+        print(f"{method:24s}: goal met for {met}/{len(sel)} classes; mean hit {np.mean([r['hit'] for r in sel]):.1%}, "
               f"mean diversity {np.mean([r['diversity'] for r in sel]):.2f}, "
               f"mean {np.mean([r['ms_per_face'] for r in sel]):.1f} ms/face")
     for name, g in goals["zcode faster than rejection (rare classes)"].items():
@@ -171,7 +180,6 @@ def main(argv=None) -> int:
               "judge": "world predictor (assets/predictor)", "trained_against": "assets/customize/classifier",
               "ref_mean_pairwise": ref_div, "rows": rows, "goals": goals, "threads": torch.get_num_threads()}
     for name, (reg, Gf) in finetuned.items():     # the fine-tuned generator's own metrics.json gets its row
-        from facegen import registry
         entry = registry.get(reg)
         if entry.get("format") == "embedded":
             mpath = ROOT / entry["path"] / "metrics.json"

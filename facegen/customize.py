@@ -21,8 +21,9 @@ Method
    seeds), so that the world predictor can judge methods that were optimised against this one.
 3. **Rejection sampling** (:func:`rejection_sample`, the baseline the original code shipped):
    draw z ~ N(0, I), generate, classify, keep the faces whose class probabilities all pass
-   ``threshold``; repeat until enough faces are kept or ``max_tries`` is spent. Cost per kept face
-   is 1 / (hit rate) generator + classifier passes: slow for rare classes.
+   ``threshold`` (:data:`ACCEPT` = 0.9); repeat until enough faces are kept or ``max_tries`` is
+   spent. Cost per kept face is 1 / (acceptance rate) generator + classifier passes: slow for rare
+   classes.
 4. **Z-code generators** (:class:`ZCodeNet`, :func:`train_zcode`; the site's method 1): per class
    a small residual MLP ``z = u + f(u)``, u ~ N(0, I), trained with G and the classifier frozen to
    minimise
@@ -37,15 +38,20 @@ Method
    The last layer of f starts at zero, so training starts from unconditional sampling; the prior
    and movement terms keep the codes spread like N(0, I), so the net cannot collapse onto one
    face. The margin m (default 3, p >= 0.95) asks for clear class members rather than borderline
-   faces that only this classifier accepts. psi is drawn in [0.5, 1] per step so the codes work at every usual truncation. Sampling
-   costs one tiny MLP pass per face, no rejections (optionally a classifier check on top).
+   faces that only this classifier accepts. psi is drawn in [0.5, 1] per step so the codes work at
+   every usual truncation. Sampling costs one tiny MLP pass per face, no rejections (optionally a
+   classifier check on top).
 5. **Classifier-filtered fine-tuning** (method 1b, :func:`select_for_finetune`): draw a few thousand
    faces at psi = 1 (proposed by the class's z-code generator, or at random), keep those the
    classifier accepts with p >= 0.9, save them as an image folder and
    fine-tune that generator on them with the ordinary training loop (``facegen.training``,
    ``--init`` from the shipped generator and discriminator). The result is a new generator that
    draws the class unconditionally (``mini-glasses`` in the registry).
-6. **Combinations and other generators**: for several classes the z-code generator of the rarest
+6. **Conditional generator** (method 3, :func:`conditional_sample`): a StyleGAN2 whose mapping
+   also takes a class code (multi-hot over the classes), fine-tuned from an unconditional generator
+   with an InfoGAN-style Q head on the discriminator's trunk (``facegen.training``, ``--classes``,
+   ``--q-weight``); codes for sampling come from training faces that satisfy the chosen classes.
+7. **Combinations and other generators**: for several classes the z-code generator of the rarest
    class proposes and rejection keeps those that also satisfy the rest (:func:`customize`,
    method ``zcode``). Z-code generators are tied to the generator they were trained with (by
    fingerprint); other generators fall back to rejection sampling with a clear message.
@@ -181,6 +187,12 @@ def world_table(labels: Sequence[dict]) -> dict:
     """Ground-truth label dicts (``world.render_batch``) -> {attribute: array [N]}."""
     keys = labels[0].keys() if labels else []
     return {k: np.asarray([lab[k] for lab in labels]) for k in keys}
+
+
+def _world_labels(seeds) -> list[dict]:
+    """Ground-truth labels of world seeds without rendering (the attributes are drawn from the seed)."""
+    from .world import labels_dict, sample_attributes
+    return [labels_dict(sample_attributes(np.random.default_rng(int(s)))) for s in seeds]
 
 
 def predicted_table(pred: dict) -> dict:
@@ -349,8 +361,13 @@ def _accept(C: ClassClassifier, images: np.ndarray, idx: list[int], threshold: f
     return (C.probs(images)[:, idx] >= threshold).all(1)
 
 
+#: Acceptance threshold on every chosen class's probability. 0.5 keeps many borderline faces that the
+#: independent judge rejects (glasses: about half); 0.9 costs more samples and keeps clearer members.
+ACCEPT = 0.9
+
+
 def rejection_sample(G, names: Sequence[str], n: int, psi: float = 0.7, seed: int = 0, C=None,
-                     threshold: float = 0.5, batch: int = 32, max_tries: int = 4096, propose=None) -> dict:
+                     threshold: float = ACCEPT, batch: int = 32, max_tries: int = 4096, propose=None) -> dict:
     """Draw z ~ N(0, I) (or from ``propose(rng, batch)``), generate, classify, keep hits.
 
     Returns {images uint8 [M, H, W, 3], ws [M, num_ws, w_dim], tries, kept, seconds}; M <= n
@@ -588,6 +605,46 @@ def customize(G, classes, method: str = "zcode", n: int = 8, psi: float = 0.7, s
 
 
 # ---------------------------------------------------------------------------
+# 5b. Conditional generator (method 3)
+# ---------------------------------------------------------------------------
+
+LABEL_BANK_SEEDS = 6000
+
+
+@lru_cache(maxsize=4)
+def _label_bank(classes: tuple) -> np.ndarray:
+    """Class codes of world seeds 0..5,999 (the conditional GAN's training faces): the empirical joint."""
+    return class_mask(world_table(_world_labels(range(LABEL_BANK_SEEDS))), list(classes)).astype(np.float32)
+
+
+def conditional_sample(Gc, names: Sequence[str], n: int, psi: float = 0.7, seed: int = 0) -> dict:
+    """A class-conditional generator (trained with ``--classes``, c_dim = their number): class codes are
+    drawn from training faces that satisfy every chosen class (so the other entries follow the world's
+    joint distribution), z ~ N(0, I); no rejection."""
+    from .latents import check_psi
+    classes = tuple(Gc.meta.get("classes") or ())
+    if Gc.c_dim == 0 or len(classes) != Gc.c_dim:
+        raise InputError("This generator is not a class-conditional facegen generator (no class list in its meta).")
+    missing = [c for c in names if c not in classes]
+    if missing:
+        raise InputError(f"The conditional generator has no class {', '.join(missing)} (it knows: {', '.join(classes)}).")
+    t0 = time.time()
+    bank = _label_bank(classes)
+    rows = np.flatnonzero(bank[:, [classes.index(c) for c in names]].all(1))
+    if len(rows) == 0:
+        raise InputError(f"No training face has {' + '.join(names)}, so the conditional generator has no code for it.")
+    rng = torch.Generator().manual_seed(int(seed))
+    c = torch.from_numpy(bank[rows[torch.randint(len(rows), (n,), generator=rng).numpy()]])
+    z = torch.randn(n, Gc.z_dim, generator=rng)
+    dev = Gc.mapping.w_avg.device
+    from .generate import to_uint8
+    with torch.no_grad():
+        ws = Gc.mapping(z.to(dev), c.to(dev), truncation_psi=check_psi(psi))
+        images = to_uint8(Gc.synthesis(ws, noise_mode="const"))
+    return {"images": images, "ws": ws.cpu().numpy(), "tries": n, "kept": n, "seconds": time.time() - t0}
+
+
+# ---------------------------------------------------------------------------
 # 6. Fine-tuning data (method 1b)
 # ---------------------------------------------------------------------------
 
@@ -621,11 +678,6 @@ def select_for_finetune(G, name: str, n: int, out, threshold: float = 0.9, seed:
 # ---------------------------------------------------------------------------
 # 7. Command line
 # ---------------------------------------------------------------------------
-
-def _world_labels(seeds) -> list[dict]:
-    from .world import labels_dict, sample_attributes
-    return [labels_dict(sample_attributes(np.random.default_rng(int(s)))) for s in seeds]
-
 
 def cmd_classifier(a) -> int:
     from .training import load_dataset
