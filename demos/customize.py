@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from facegen import customize as cz
-from facegen import studio
+from facegen import registry, studio
 from facegen.errors import InputError
 
 from .common import GPU_EVENT, Ctx, add_faces, gpu, load_model, out_dir, save_png, ui_errors
@@ -15,6 +15,8 @@ TITLE = "Customise by class"
 METHOD_CHOICES = [("Z-code generator (trained per class)", "zcode"),
                   ("Rejection sampling (sample, classify, keep)", "rejection"),
                   ("Fine-tuned generator (where one exists)", "finetuned")]
+if registry.has(cz.conditional_name(registry.default_name())):   # offered only where one is shipped
+    METHOD_CHOICES.append(("Conditional generator (class code)", "conditional"))
 HELP = ("Several classes mean **all of them**. The z-code generator of the rarest chosen class proposes codes "
         "and, for several classes, rejection sampling keeps the faces that pass the others; rejection "
         "sampling draws random faces and keeps the hits of a classifier; a fine-tuned generator (trained on "
@@ -29,12 +31,15 @@ def available() -> bool:
 @gpu(duration=60)
 def _customize_gpu(model, classes, method, n, psi, seed):
     G = studio.device_for(studio.models().get(model))
-    kw = {}
+    kw, source = {}, model
     if method == "finetuned":
-        name, cls = cz.finetuned_for(model, cz.parse_classes(classes))
-        kw = {"G_finetuned": studio.device_for(studio.models().get(name)), "finetuned_class": cls}
+        source, cls = cz.finetuned_for(model, cz.parse_classes(classes))
+        kw = {"G_finetuned": studio.device_for(studio.models().get(source)), "finetuned_class": cls}
+    elif method == "conditional" and registry.has(cz.conditional_name(model)):
+        source = cz.conditional_name(model)
+        kw = {"G_conditional": studio.device_for(studio.models().get(source))}
     out = cz.customize(G, classes, method, n, psi, seed, **kw)
-    out["model"] = cz.finetuned_for(model, out["classes"])[0] if method == "finetuned" else model
+    out["model"] = source          # the generator whose ws these are (for the shelf)
     return out
 
 

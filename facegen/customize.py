@@ -517,7 +517,7 @@ def zcode_sample(G, name: str, n: int, psi: float = 0.7, seed: int = 0, bank=Non
 # 5. One entry point for the app: classes x method
 # ---------------------------------------------------------------------------
 
-METHODS = ("zcode", "rejection", "finetuned")
+METHODS = ("zcode", "rejection", "finetuned", "conditional")
 MAX_FACES = 64
 
 
@@ -549,8 +549,14 @@ def finetuned_for(model: str, names: Sequence[str]) -> tuple:
                      f"(fine-tuned: {', '.join(have) or 'none'}); use the z-code generator or rejection sampling.")
 
 
+def conditional_name(model: str) -> str:
+    """Registry name of `model`'s class-conditional sibling (e.g. 'mini-conditional')."""
+    return f"{model}-conditional"
+
+
 def customize(G, classes, method: str = "zcode", n: int = 8, psi: float = 0.7, seed: int = 0,
-              max_tries: int = 4096, G_finetuned=None, finetuned_class: Optional[str] = None) -> dict:
+              max_tries: int = 4096, G_finetuned=None, finetuned_class: Optional[str] = None,
+              G_conditional=None) -> dict:
     """Faces of `classes` (AND) by `method` -> {images, ws, classes, method, note, tries, kept, seconds}.
 
     * ``rejection``: sample, classify, keep.
@@ -559,6 +565,7 @@ def customize(G, classes, method: str = "zcode", n: int = 8, psi: float = 0.7, s
     * ``finetuned``: ``G_finetuned`` (fine-tuned on ``finetuned_class``, see :func:`finetuned_for`)
       samples unconditionally; with further classes, rejection keeps those that pass them all.
       Its ws belong to ``G_finetuned``.
+    * ``conditional``: ``G_conditional`` draws every class at once from its class code.
     """
     names = parse_classes(classes)
     n = int(n)
@@ -571,6 +578,12 @@ def customize(G, classes, method: str = "zcode", n: int = 8, psi: float = 0.7, s
     if method == "rejection":
         out = rejection_sample(G, names, n, psi, seed, C, max_tries=max_tries)
         note = f"rejection sampling: kept {out['kept']} of {out['tries']} samples"
+    elif method == "conditional":
+        if G_conditional is None:
+            raise InputError("The conditional method needs a class-conditional generator (none is shipped for this "
+                             "model); use the z-code generator or rejection sampling.")
+        out = conditional_sample(G_conditional, names, n, psi, seed)
+        note = f"conditional generator: class code {' + '.join(names)}, {n} faces, no rejection"
     elif method == "finetuned":
         if G_finetuned is None or finetuned_class not in names:
             raise InputError("The fine-tuned method needs the fine-tuned generator of one of the chosen classes.")
