@@ -1,7 +1,7 @@
 """Faceswap bench: identity A into a face-world sample video, end to end on the CPU, judged by the face
 world's attribute predictor.
 
-    python bench/faceswap.py [--video assets/videos/sample-lena.mp4] [--face "@Imani Brooks"] [--seconds 240]
+    python bench/faceswap.py [--video assets/videos/sample-lena.mp4] [--face "@Imani Brooks"] [--seconds 300]
 
 1. End to end (identity set + tracking + training for the budget + conversion + mp4 with audio), timed,
    with the app's thread setting (studio.cpu_threads: FACEGEN_THREADS, else 1 for 64 px models).
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     ap.add_argument("--video", default=str(ROOT / "assets" / "videos" / "sample-lena.mp4"))
     ap.add_argument("--person", default="sample-lena", help="the sample's person (for the true yaw / smile)")
     ap.add_argument("--face", default="@Imani Brooks")
-    ap.add_argument("--seconds", type=float, default=240, help="training budget")
+    ap.add_argument("--seconds", type=float, default=300, help="training budget")
     ap.add_argument("--views", type=int, default=120)
     ap.add_argument("--color", default="none")
     ap.add_argument("--region", default="head")
@@ -79,7 +79,8 @@ def main(argv=None) -> int:
     # 2. faces of the decoded result, aligned like the target's; 3. pose and expression follow the video
     f = p.track.found
     P = load_world_predictor()
-    crops_t, _ = fs.align_crops(p.frames[f], p.track.landmarks[f])
+    world = p.track.detector != "dlib"
+    crops_t, _ = fs.align_crops(p.frames[f], p.track.landmarks[f], world=world)
     pt = P.predict(crops_t)
     views, _ = fs.identity_set(G, ws[0], None, 8, sigma=0.0)
     pa = P.predict(views[:1])
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
 
     def judge(path):
         back, _ = fs.read_video_checked(path)
-        crops_s, _ = fs.align_crops(back[f], p.track.landmarks[f])
+        crops_s, _ = fs.align_crops(back[f], p.track.landmarks[f], world=world)
         ps = P.predict(crops_s)
         rows = identity_report(pt, ps, pa)
         r = {k: float(np.corrcoef(pt[k], ps[k])[0, 1]) for k in ("yaw", "smile")}

@@ -23,7 +23,7 @@ TAB = "faceswap"
 TITLE = "Faceswap video"
 NO_SAMPLE = "(use the uploaded video)"
 MAX_BUDGET = 600
-DEFAULT_BUDGET = 240
+DEFAULT_BUDGET = 300
 COLORS = [("None (keep A's colours)", "none"), ("Reinhard colour transfer (LAB)", "reinhard"),
           ("Seamless clone (Poisson)", "seamless")]
 REGIONS = [("Head (face + hair top)", "head"), ("Inner face (classic)", "face")]
@@ -118,12 +118,12 @@ def _train_gpu(folder: str, seconds: float, progress=None) -> dict:
 
 
 @gpu(duration=120)
-def _convert_gpu(folder: str, video: str, color: str, region: str) -> dict:
+def _convert_gpu(folder: str, video: str, color: str, region: str, detector: str) -> dict:
     d = Path(folder)
     st = fs.TrainState.load(d / "checkpoint.pt")
     frames, info = fs.read_video_checked(video)
     t = np.load(d / "track.npz", allow_pickle=False)
-    track = fs.Track(t["landmarks"], t["found"], "cached")
+    track = fs.Track(t["landmarks"], t["found"], detector)
     out, _, _ = fs.convert(frames, track, st.model, color, region)
     path, audio = fs.write_result(out, info, d / f"faceswap-{st.step}.mp4")
     return {"path": str(path), "audio": audio, "step": st.step}
@@ -181,7 +181,7 @@ def swap_event(face, psi, video, sample, budget, views, detector, color, region,
     if not Path(sess["dir"], "checkpoint.pt").exists():
         res = _train_gpu(sess["dir"], budget, _gpu_progress(progress))
     progress(0.9, desc="Converting frames")
-    out = _convert_gpu(sess["dir"], path, color, region)
+    out = _convert_gpu(sess["dir"], path, color, region, sess["detector"])
     if res is None:
         res = _train_gpu(sess["dir"], 0)          # zero seconds: preview and figures of the trained model
     png = save_png(res["preview"], Path(sess["dir"]) / f"preview-{res['step']}.png")

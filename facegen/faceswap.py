@@ -482,7 +482,7 @@ def train_localiser(out, n_renders: int = 1500, seconds: float = 180, batch: int
                "presence_accuracy": round(acc, 4), "picture_size": 64}
     (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=1))
     log(json.dumps(metrics))
-    return metrics
+    return write_framing(out, log=log)
 
 
 def _dlib_landmarks(frame: np.ndarray) -> Optional[np.ndarray]:
@@ -501,7 +501,7 @@ def choose_detector(frames: np.ndarray, probe: int = 6) -> str:
     from .predictor import load_world_predictor
     idx = np.linspace(0, len(frames) - 1, min(probe, len(frames))).round().astype(int)
     lm, prob = load_localiser().locate(frames[idx])
-    crops, _ = align_crops(frames[idx], lm, 64)
+    crops, _ = align_crops(frames[idx], lm, 64, world=False)
     validity = load_world_predictor().validity(crops) * (prob > 0.5)
     if np.median(validity) > 0.5:
         return "world"
@@ -568,10 +568,90 @@ def track_faces(frames: np.ndarray, detector: str = "auto", sigma: float = 1.0, 
     return Track(smooth_landmarks(lm, found, sigma), found, detector, raw=lm)
 
 
-def align_crops(frames: np.ndarray, landmarks: np.ndarray, size: int = CROP) -> tuple:
-    """Aligned face crops uint8 [T, size, size, 3] and the crop->frame matrices [T, 2, 3]."""
+def _framing_features(lm_aligned: np.ndarray, size: int) -> np.ndarray:
+    """Landmarks in the template frame [..., 5, 2] -> regression features [..., 11] (offsets from the
+    template in units of the crop side, and 1)."""
+    f = ((lm_aligned - template(size)) / size).reshape(*lm_aligned.shape[:-2], 10)
+    return np.concatenate([f, np.ones(f.shape[:-1] + (1,))], -1)
+
+
+def fit_framing(n: int = 2000, seed: int = 5, ridge: float = 1e-4, log=print) -> dict:
+    """Fit the face world's framing: from the five landmarks in the template frame, a linear (ridge)
+    regression predicts the similarity that takes the template frame to the frame a face-world render
+    of this face fills (head-centred). Feature alignment alone re-centres the *features*, which slide
+    sideways as the head turns; the generator's pictures (identity A) are head-centred, so the video's
+    faces must be framed the same way. -> {"weights": [11, 4], metrics}."""
+    S = 64
+    imgs, lms, _ = _render_pool(n + 400, seed)
+    lms = lms.numpy().astype(np.float64)
+    tm = _align_points(template(S))
+    X, Y = [], []
+    for lm in lms:
+        M = umeyama(_align_points(lm), tm)                            # render -> template frame
+        la = lm @ M[:, :2].T + M[:, 2]
+        Minv = invert_affine(M)                                       # template frame -> render
+        X.append(_framing_features(la, S))
+        Y.append([Minv[0, 0] - 1, Minv[1, 0], Minv[0, 2] / S, Minv[1, 2] / S])
+    X, Y = np.asarray(X), np.asarray(Y)
+    Xt, Yt, Xv, Yv = X[:n], Y[:n], X[n:], Y[n:]
+    W = np.linalg.solve(Xt.T @ Xt + ridge * n * np.eye(X.shape[1]), Xt.T @ Yt)
+    corners = np.array([[0, 0], [S, 0], [0, S], [S, S], [S / 2, S / 2]], np.float64)
+
+    def corner_err(P, Q):
+        def apply(p, c):
+            a, b, tx, ty = p[0] + 1, p[1], p[2] * S, p[3] * S
+            return c @ np.array([[a, b], [-b, a]]) + [tx, ty]
+        return float(np.mean([np.linalg.norm(apply(p, corners) - apply(q, corners), axis=-1).mean()
+                              for p, q in zip(P, Q)]))
+    metrics = {"framing_n": n, "framing_val": len(Xv),
+               "framing_corner_error_px_at_64": round(corner_err(Xv @ W, Yv), 3),
+               "framing_corner_error_px_features_only": round(corner_err(np.zeros_like(Yv) + Yt.mean(0), Yv), 3)}
+    log(json.dumps(metrics))
+    return {"weights": W.round(6).tolist(), **metrics}
+
+
+def write_framing(folder=None, n: int = 2000, log=print) -> dict:
+    """Fit the framing and store it in the localiser's config.json (weights) and metrics.json."""
+    folder = Path(folder or LOCALISER_DIR)
+    fit = fit_framing(n, log=log)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["framing"] = fit.pop("weights")
+    (folder / "config.json").write_text(json.dumps(cfg, indent=1))
+    mp = folder / "metrics.json"
+    metrics = {**(json.loads(mp.read_text()) if mp.exists() else {}), **fit}
+    mp.write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+def _framing_weights() -> Optional[np.ndarray]:
+    cfg = LOCALISER_DIR / "config.json"
+    if not cfg.exists():
+        return None
+    w = json.loads(cfg.read_text()).get("framing")
+    return None if w is None else np.asarray(w, np.float64)
+
+
+def align_transforms(landmarks: np.ndarray, size: int = CROP, world: bool = True) -> np.ndarray:
+    """Crop -> frame similarity matrices [T, 2, 3] for landmarks [T, 5, 2]. Eyes and mouth centre are fitted
+    to the template (Umeyama); with `world` (face-world faces) the fitted framing then moves the crop onto
+    the head, as the face world's renders (and the generator's pictures) are framed."""
     tm = _align_points(template(size))
-    M = np.stack([invert_affine(umeyama(_align_points(l), tm)) for l in landmarks])
+    W = _framing_weights() if world else None
+    out = []
+    for l in landmarks:
+        M = umeyama(_align_points(l), tm)                             # frame -> template frame
+        if W is not None:
+            la = l @ M[:, :2].T + M[:, 2]
+            a, b, tx, ty = _framing_features(la, size) @ W
+            T = np.array([[a + 1, -b, tx * size], [b, a + 1, ty * size]])   # template frame -> head frame
+            M = np.concatenate([T[:, :2] @ M[:, :2], (T[:, :2] @ M[:, 2] + T[:, 2])[:, None]], 1)
+        out.append(invert_affine(M))
+    return np.stack(out)
+
+
+def align_crops(frames: np.ndarray, landmarks: np.ndarray, size: int = CROP, world: bool = True) -> tuple:
+    """Aligned face crops uint8 [T, size, size, 3] and the crop->frame matrices [T, 2, 3]."""
+    M = align_transforms(landmarks, size, world)
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
     crops = torch.cat([warp_affine(x[i:i + 64], M[i:i + 64], (size, size)) for i in range(0, len(x), 64)])
     return crops.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy(), M
@@ -625,15 +705,19 @@ def _up(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class FaceswapAE(nn.Module):
-    """Shared encoder (64 -> 4 x 4 -> dense code -> 8 x 8) and one decoder per identity (8 -> 64)."""
+    """Shared encoder (64 -> 4 x 4 -> dense code -> 8 x 8) and one decoder per identity (8 -> 64).
 
-    def __init__(self, size: int = CROP, ch: int = 32, code: int = 256):
+    Each decoder predicts a residual on its identity's mean face (in logit space; :meth:`set_priors`), and
+    its last convolution starts at zero, so training starts from the mean face instead of grey and the
+    short CPU budget goes into pose and expression rather than into first drawing a face."""
+
+    def __init__(self, size: int = CROP, ch: int = 16, code: int = 128):
         super().__init__()
         if size not in (64, 128):
             raise InputError(f"Faceswap size must be 64 or 128 (got {size}).")
         self.size, self.ch, self.code = size, ch, code
         n_down = int(math.log2(size // 4))
-        chans = [ch * 2 ** i for i in range(n_down)]          # 32, 64, 128, 256 at 64 px
+        chans = [ch * 2 ** i for i in range(n_down)]          # 16, 32, 64, 128 at 64 px
         enc, c_in = [], 3
         for c in chans:
             enc += [nn.Conv2d(c_in, c, 5, 2, 2), nn.LeakyReLU(0.1)]
@@ -641,6 +725,16 @@ class FaceswapAE(nn.Module):
         self.encoder = nn.Sequential(*enc, nn.Flatten(), nn.Linear(c_in * 16, code), nn.Linear(code, 16 * c_in),
                                      nn.Unflatten(1, (c_in, 4, 4)), _up(c_in, c_in // 2))
         self.decoders = nn.ModuleList([self._decoder(c_in // 2, n_down - 1) for _ in range(2)])
+        for d in self.decoders:
+            nn.init.zeros_(d[-1].weight)
+            nn.init.zeros_(d[-1].bias)
+        self.register_buffer("priors", torch.zeros(2, 3, size, size))
+
+    def set_priors(self, faces_a: torch.Tensor, faces_b: torch.Tensor) -> None:
+        """Mean faces ([N, 3, S, S] in [0, 1]) of identity A and B -> the decoders' starting points."""
+        for i, f in enumerate((faces_a, faces_b)):
+            m = f.float().mean(0).clamp(0.02, 0.98)
+            self.priors[i] = torch.log(m / (1 - m)).to(self.priors.device)
 
     @staticmethod
     def _decoder(c: int, n_up: int) -> nn.Sequential:
@@ -648,15 +742,18 @@ class FaceswapAE(nn.Module):
         for _ in range(n_up):
             layers.append(_up(c, c // 2))
             c //= 2
-        return nn.Sequential(*layers, nn.Conv2d(c, 3, 5, 1, 2), nn.Sigmoid())
+        return nn.Sequential(*layers, nn.Conv2d(c, 3, 5, 1, 2))
 
     def forward(self, x: torch.Tensor, identity: int) -> torch.Tensor:
         """x [N, 3, S, S] in [0, 1] -> decoder `identity` (0 = A, 1 = B) output in [0, 1]."""
-        return self.decoders[identity](self.encoder(x))
+        return torch.sigmoid(self.decoders[identity](self.encoder(x)) + self.priors[identity])
+
+
+AUGMENT = dict(rot=5.0, zoom=0.03, shift=0.03, warp=0.02, flip=False)
 
 
 def random_warp(x: torch.Tensor, g: torch.Generator, rot: float = 10, zoom: float = 0.05, shift: float = 0.05,
-                warp: float = 0.04, flip: bool = True) -> tuple:
+                warp: float = 0.02, flip: bool = True) -> tuple:
     """Random-warp augmentation -> (warped input, target). Both get the same random similarity (and
     horizontal flip); the input also gets a smooth random deformation (a 5 x 5 grid of offsets of about
     `warp` x side, upsampled), which the autoencoder learns to undo."""
@@ -685,22 +782,23 @@ class TrainState:
     losses: list = field(default_factory=list)     # (step, loss A, loss B)
 
     @classmethod
-    def new(cls, size: int = CROP, lr: float = 5e-4, seed: int = 0) -> "TrainState":
+    def new(cls, size: int = CROP, lr: float = 1e-3, seed: int = 0, ch: int = 16, code: int = 128,
+            beta1: float = 0.9) -> "TrainState":
         torch.manual_seed(seed)
-        m = FaceswapAE(size)
-        return cls(m, torch.optim.Adam(m.parameters(), lr=lr, betas=(0.5, 0.999)))
+        m = FaceswapAE(size, ch, code)
+        return cls(m, torch.optim.Adam(m.parameters(), lr=lr, betas=(beta1, 0.999)))
 
     def save(self, path) -> Path:
         path = Path(path)
         torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
                     "seconds": self.seconds, "losses": torch.tensor(self.losses, dtype=torch.float32).reshape(-1, 3),
-                    "size": self.model.size}, str(path))
+                    "size": self.model.size, "ch": self.model.ch, "code": self.model.code}, str(path))
         return path
 
     @classmethod
     def load(cls, path) -> "TrainState":
         d = torch.load(str(path), map_location="cpu", weights_only=True)      # tensors and numbers only
-        st = cls.new(int(d["size"]))
+        st = cls.new(int(d["size"]), ch=int(d["ch"]), code=int(d["code"]))
         st.model.load_state_dict(d["model"])
         st.opt.load_state_dict(d["opt"])
         st.step, st.seconds = int(d["step"]), float(d["seconds"])
@@ -712,16 +810,38 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
 
 
-def train(state: TrainState, faces_a: np.ndarray, faces_b: np.ndarray, seconds: float = 240,
-          max_steps: Optional[int] = None, batch: int = 16, callback: Optional[Callable] = None,
-          seed: Optional[int] = None, mask_weight: float = 4.0) -> TrainState:
+def loss_weights(size: int = CROP, mask_weight: float = 4.0, feature_weight: float = 3.0) -> np.ndarray:
+    """Per-pixel loss weight [size, size]: 1 + mask_weight inside the (head) mask + feature_weight on the
+    eyes and the mouth (faceswap's eye and mouth multipliers: the small features that make the identity)."""
+    from PIL import Image, ImageDraw
+    t = template(size)
+    ex = np.linalg.norm(t[1] - t[0])
+    ss = 4
+    im = Image.new("L", (size * ss, size * ss), 0)
+    d = ImageDraw.Draw(im)
+    for (cx, cy), rx, ry in ((t[0], 0.3 * ex, 0.2 * ex), (t[1], 0.3 * ex, 0.2 * ex),
+                             ((t[3] + t[4]) / 2, 0.55 * ex, 0.25 * ex)):
+        d.ellipse([(cx - rx) * ss, (cy - ry) * ss, (cx + rx) * ss, (cy + ry) * ss], fill=255)
+    feat = np.asarray(im.resize((size, size), Image.BOX), np.float32) / 255
+    return (1 + mask_weight * face_mask(size, feather=2.0, region="head") + feature_weight * feat).astype(np.float32)
+
+
+def train(state: TrainState, faces_a: np.ndarray, faces_b: np.ndarray, seconds: float = 300,
+          max_steps: Optional[int] = None, batch: int = 8, callback: Optional[Callable] = None,
+          seed: Optional[int] = None, weights: Optional[np.ndarray] = None, augment: Optional[dict] = None
+          ) -> TrainState:
     """Train both decoders (A on faces_a, B on faces_b, uint8 [N, S, S, 3] aligned crops) for `seconds`
     (or `max_steps`), continuing from `state`. Loss per identity: L1 between decoder output and target,
-    weighted 1 + mask_weight inside the face mask. `callback(state, elapsed_s)` runs every 10 steps."""
+    weighted per pixel by `weights` (default :func:`loss_weights`), moved with the target by the random
+    warp (`augment`: its keyword arguments). `callback(state, elapsed_s)` runs every 10 steps."""
     dev = next(state.model.parameters()).device
     S = state.model.size
     A, B = _to_tensor(faces_a).to(dev), _to_tensor(faces_b).to(dev)
-    mask = torch.from_numpy(face_mask(S, feather=2.0, region="head"))[None, None].to(dev)
+    w = loss_weights(S) if weights is None else np.asarray(weights, np.float32)
+    mask = torch.from_numpy(w / w.max())[None, None].to(dev)
+    augment = dict(AUGMENT, **(augment or {}))
+    if state.step == 0:
+        state.model.set_priors(A, B)
     g = torch.Generator().manual_seed(state.step if seed is None else seed)
     state.model.train()
     t0 = time.time()
@@ -734,10 +854,10 @@ def train(state: TrainState, faces_a: np.ndarray, faces_b: np.ndarray, seconds: 
         for ident, data in ((0, A), (1, B)):
             idx = torch.randint(0, data.shape[0], (batch,), generator=g)
             x = torch.cat([data[idx], mask.expand(batch, 1, S, S)], 1)
-            warped, target = random_warp(x.cpu(), g)
+            warped, target = random_warp(x.cpu(), g, **augment)
             warped, target = warped.to(dev), target.to(dev)
             out = state.model(warped[:, :3], ident)
-            wgt = 1 + mask_weight * target[:, 3:]
+            wgt = target[:, 3:]
             losses.append((((out - target[:, :3]).abs() * wgt).mean() / wgt.mean()))
         loss = losses[0] + losses[1]
         state.opt.zero_grad()
@@ -839,7 +959,7 @@ def convert(frames: np.ndarray, track: Track, model: FaceswapAE, color: str = "n
     hard, soft = face_mask(S, region=region), face_mask(S, feather=1.0, region=region)
     alpha_c = face_mask(S, feather=feather, region=region)
     T, H, W, _ = frames.shape
-    crops, M = align_crops(frames, track.landmarks, S)
+    crops, M = align_crops(frames, track.landmarks, S, track.detector != "dlib")
     fi = np.nonzero(track.found)[0]
     swapped = crops.copy()
     swapped[fi] = swap_faces(model, crops[fi], 0)
@@ -913,7 +1033,7 @@ def prepare(G, ws_a: np.ndarray, video, ds=None, n_views: int = 120, detector: s
     faces_a = resize_faces(views, size)
     t["identity_s"] = time.time() - t0
     log(f"identity set: {len(views)} views in {t['identity_s']:.1f} s")
-    faces_b, _ = align_crops(frames[track.found], track.landmarks[track.found], size)
+    faces_b, _ = align_crops(frames[track.found], track.landmarks[track.found], size, track.detector != "dlib")
     return Prepared(faces_a, faces_b, frames, info, track, t)
 
 
@@ -943,7 +1063,7 @@ def write_result(frames: np.ndarray, info: VideoInfo, out_path) -> tuple:
     return out_path, kept
 
 
-def swap_video(G, ws_a: np.ndarray, video, out_path, ds=None, seconds: float = 240, n_views: int = 120,
+def swap_video(G, ws_a: np.ndarray, video, out_path, ds=None, seconds: float = 300, n_views: int = 120,
                color: str = "none", region: str = "head", detector: str = "auto",
                state: Optional[TrainState] = None, log=print) -> dict:
     """Everything: prepare, train for `seconds` (from `state` if given), convert, write. -> dict of results."""
@@ -1035,12 +1155,15 @@ def cli_main(argv: list) -> int:
     lt.add_argument("--renders", type=int, default=1500)
     lt.add_argument("--seconds", type=float, default=180)
     lt.add_argument("--threads", type=int, default=1)
+    fr = sub.add_parser("framing-fit", help="(re)fit the face-world framing stored with the localiser")
+    fr.add_argument("--out", default=str(LOCALISER_DIR))
+    fr.add_argument("--n", type=int, default=2000)
     sw = sub.add_parser("swap", help="put a face into a video")
     sw.add_argument("--model", default="mini")
     sw.add_argument("--face", default="7", help="face spec: seed, '@Bank name'")
     sw.add_argument("--psi", type=float, default=0.7)
     sw.add_argument("--video", required=True)
-    sw.add_argument("--seconds", type=float, default=240, help="training time budget")
+    sw.add_argument("--seconds", type=float, default=300, help="training time budget")
     sw.add_argument("--color", default="none", choices=COLOR_MODES)
     sw.add_argument("--region", default="head", choices=REGIONS)
     sw.add_argument("--threads", type=int, default=1)
@@ -1049,6 +1172,8 @@ def cli_main(argv: list) -> int:
     if a.cmd == "sample-video":
         out = render_sample_video(a.out, a.person, a.seconds, a.fps, a.frame, not a.no_audio)
         print(f"wrote {out} ({out.stat().st_size // 1024} KB)")
+    elif a.cmd == "framing-fit":
+        write_framing(a.out, a.n)
     elif a.cmd == "localiser-train":
         torch.set_num_threads(a.threads)
         train_localiser(a.out, a.renders, a.seconds)
