@@ -14,20 +14,23 @@ Method
    at most :data:`MAX_SECONDS` s and :data:`MAX_FRAMES` frames, sides at most :data:`MAX_SIDE` px),
    audio detected with the ffmpeg of ``imageio-ffmpeg``.
 3. **Detection and alignment** (:func:`track_faces`): five landmarks per frame (eye centres, nose tip,
-   mouth corners). Real faces: dlib's HOG detector + 68-point predictor (:mod:`facegen.align`), used when
-   it finds faces in most sampled frames. Face-world faces (which dlib does not see): the
-   :class:`Localiser`, a small CNN trained on face-world renders pasted into random frames at random
-   positions, scales and tilts (``python -m facegen faceswap localiser-train``); it runs twice, on the
-   whole frame and then on the crop its first answer gives. Landmarks are smoothed over time (a Gaussian
-   along each run of consecutive detected frames) and a similarity transform (Umeyama, eyes + mouth
-   centre) maps each frame's face onto the template: an aligned crop the size of the autoencoder.
+   mouth corners). Face-world faces: the :class:`Localiser`, a small CNN trained on face-world renders
+   pasted into random frames at random positions, scales and tilts (``python -m facegen faceswap
+   localiser-train``); it runs twice, on the whole frame and then on the crop its first answer gives.
+   Real faces: dlib's HOG detector + 68-point predictor (:mod:`facegen.align`); ``auto`` picks dlib unless
+   the face world's predictor takes the localiser's crops for face-world faces (:func:`choose_detector`).
+   Landmarks are smoothed over time (a Gaussian along each run of consecutive detected frames). A
+   similarity (Umeyama, eyes + mouth centre) maps each face onto the template (the renders' mean
+   landmarks); for face-world faces a fitted *framing* regression (:func:`fit_framing`) then moves the
+   crop from the features onto the head, which is how the generator frames identity A's views.
 4. **Model** (:class:`FaceswapAE`): encoder 64 -> 4 x 4 -> dense code -> 8 x 8 features shared by both
-   identities; decoder A and decoder B upsample back to 64 x 64. Each step trains both decoders on a
-   batch of their own faces under *random warp* (a random similarity applied to input and target, plus a
-   smooth random deformation of the input only), with an L1 loss weighted towards the face
-   (the landmark mask, :func:`face_mask`). Training runs for a time budget (seconds) with a progress
-   callback and saves a checkpoint (``torch.save`` of tensors only, loaded with ``weights_only=True``) so
-   a later call resumes where it stopped (:func:`train`).
+   identities; decoder A and decoder B upsample back to 64 x 64, each predicting a residual on its
+   identity's mean face. Each step trains both decoders on a batch of their own faces under *random warp*
+   (a random similarity and mirror applied to input and target, plus a smooth random deformation of the
+   input only), with an L1 loss weighted towards the head and, more, the eyes and mouth
+   (:func:`loss_weights`). Training runs for a time budget (seconds) with a progress callback and saves a
+   checkpoint (``torch.save`` of tensors only, loaded with ``weights_only=True``) so a later call resumes
+   where it stopped (:func:`train`).
 5. **Conversion** (:func:`convert`): for each frame with a face, aligned crop -> encoder -> decoder A,
    optional colour transfer (Reinhard: mean and standard deviation matched per channel in CIE LAB inside
    the mask, :func:`reinhard_lab`) or a Poisson *seamless clone* (:func:`poisson_blend`), then warped back
@@ -102,7 +105,7 @@ def w_std(G, n: int = 2000, seed: int = 0) -> np.ndarray:
 
 
 def identity_set(G, ws: np.ndarray, ds=None, n: int = 120, coarse: Sequence[int] = (0, 1, 2, 3),
-                 sigma: float = 0.3, yaw: float = 2.5, smile: tuple = (-1.5, 2.0), seed: int = 0,
+                 sigma: float = 0.3, yaw: float = 3.0, smile: tuple = (-1.5, 2.0), seed: int = 0,
                  noise_mode: str = "const") -> tuple:
     """`n` views of the face `ws` [num_ws, w_dim] -> (images uint8 [n, R, R, 3], their ws).
 
@@ -749,7 +752,7 @@ class FaceswapAE(nn.Module):
         return torch.sigmoid(self.decoders[identity](self.encoder(x)) + self.priors[identity])
 
 
-AUGMENT = dict(rot=5.0, zoom=0.03, shift=0.03, warp=0.02, flip=False)
+AUGMENT = dict(rot=5.0, zoom=0.03, shift=0.03, warp=0.02, flip=True)
 
 
 def random_warp(x: torch.Tensor, g: torch.Generator, rot: float = 10, zoom: float = 0.05, shift: float = 0.05,
