@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     ap.add_argument("--color", default="none")
     ap.add_argument("--region", default="head")
     ap.add_argument("--model", default="mini")
+    ap.add_argument("--width", type=int, default=16, help="autoencoder channels (FaceswapAE ch)")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench-faceswap"))
     a = ap.parse_args(argv)
 
@@ -72,7 +73,8 @@ def main(argv=None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     res = fs.swap_video(G, ws[0], a.video, out / "faceswap.mp4", find_directions(G), a.seconds, a.views, a.color,
-                        a.region, log=lambda m: print("  " + m, flush=True))
+                        a.region, state=fs.TrainState.new(ch=a.width, code=8 * a.width),
+                        log=lambda m: print("  " + m, flush=True))
     total = time.time() - t_start
     p, st = res["prepared"], res["state"]
 
