@@ -13,7 +13,6 @@ import gradio as gr
 import numpy as np
 
 from facegen import faceswap as fs
-from facegen import studio
 from facegen.errors import InputError
 
 from .common import GPU_EVENT, Ctx, gpu, load_model, out_dir, save_png, ui_errors, warn_all

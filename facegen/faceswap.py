@@ -49,7 +49,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import re
 import subprocess
 import time
