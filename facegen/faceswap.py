@@ -67,7 +67,8 @@ __all__ = ["VideoError", "NoFaceInVideoError", "VideoInfo", "identity_set", "pro
            "Localiser", "load_localiser", "REGIONS", "train_localiser", "Track", "track_faces", "smooth_landmarks",
            "umeyama", "template", "face_mask", "align_crops", "FaceswapAE", "random_warp", "TrainState", "train",
            "reinhard_lab", "poisson_blend", "convert", "mux_audio", "render_sample_video", "swap_video",
-           "cli_main", "MAX_SECONDS", "MAX_FRAMES", "MAX_SIDE", "VIDEO_EXTS", "COLOR_MODES"]
+           "choose_detector", "fit_framing", "write_framing", "align_transforms", "loss_weights", "swap_faces",
+           "preview", "prepare", "write_result", "sample_frames", "sample_videos", "cli_main", "MAX_SECONDS", "MAX_FRAMES", "MAX_SIDE", "VIDEO_EXTS", "COLOR_MODES"]
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCALISER_DIR = ROOT / "assets" / "localiser"
