@@ -28,7 +28,8 @@ Method
    a small residual MLP ``z = u + f(u)``, u ~ N(0, I), trained with G and the classifier frozen to
    minimise
 
-       L = E_u[ softplus(m - logit_k(C(G(z, psi)))) ]                    (-log p(class | face), margin m)
+       L = E_u[ softplus(m - logit_k(C(aug(G(z, psi))))) ]               (-log p(class | face), margin m)
+           + lambda_real  * E_u[ softplus(-D(G(z, psi))) ]                 (G's own discriminator: realism)
            + lambda_prior * ( mean_d mu_d^2 + mean_d (sigma_d^2 - 1)^2 )   (batch moments of z ~ N(0, I))
            + lambda_move  * E_u[ ||z - u||^2 / z_dim ]                    (each code moves little)
            + lambda_div   * relu(1 - dist(w(z)) / dist(w(u)))             (optional: no contraction in W)
@@ -37,8 +38,10 @@ Method
 
    The last layer of f starts at zero, so training starts from unconditional sampling; the prior
    and movement terms keep the codes spread like N(0, I), so the net cannot collapse onto one
-   face. The margin m (default 3, p >= 0.95) asks for clear class members rather than borderline
-   faces that only this classifier accepts. psi is drawn in [0.5, 1] per step so the codes work at
+   face. Without the realism term and the augmentation (random shift, scale, blur and noise, aug)
+   the nets found adversarial codes: degraded, collapsed images that *both* classifiers took for
+   the class; the GAN's discriminator (exported with mini) and the augmentation keep the codes on
+   the image manifold. The margin m (default 2, p >= 0.88) asks for clear class members. psi is drawn in [0.5, 1] per step so the codes work at
    every usual truncation. Sampling costs one tiny MLP pass per face, no rejections (optionally a
    classifier check on top).
 5. **Classifier-filtered fine-tuning** (method 1b, :func:`select_for_finetune`): draw a few thousand
@@ -417,9 +420,10 @@ def prior_loss(z: torch.Tensor) -> torch.Tensor:
 
 
 def train_zcode(G, C: ClassClassifier, name: str, steps: int = 200, batch: int = 24, lr: float = 2e-3,
-                lambda_prior: float = 1.0, lambda_move: float = 0.2, lambda_div: float = 0.0, margin: float = 3.0,
-                psi_range=(0.5, 1.0), seed: int = 0, hidden: int = 128, log=print) -> tuple:
-    """Train one class's z-code net against frozen G and C -> (net, history)."""
+                lambda_prior: float = 1.0, lambda_move: float = 1.0, lambda_div: float = 0.0, margin: float = 2.0,
+                lambda_real: float = 1.0, D=None, augment: bool = True, psi_range=(0.5, 1.0), seed: int = 0,
+                hidden: int = 128, log=print) -> tuple:
+    """Train one class's z-code net against frozen G and C (and D for realism) -> (net, history)."""
     _check_G(G)
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -434,10 +438,14 @@ def train_zcode(G, C: ClassClassifier, name: str, steps: int = 200, batch: int =
         z = net(u)
         ws = G.mapping(z, None, truncation_psi=psi)
         img = G.synthesis(ws, noise_mode="const")
-        logit = C.logits_from_gan(img)[:, k]
+        x = ((img + 1) / 2).clamp(0, 1)
+        logit = C(_augment(x, g) if augment else x)[:, k]
         l_cls = F.softplus(margin - logit).mean()
         l_prior, l_move = prior_loss(z), (z - u).square().mean()
         loss = l_cls + lambda_prior * l_prior + lambda_move * l_move
+        if D is not None and lambda_real:
+            l_real = F.softplus(-D(img)).mean()      # the GAN's own discriminator: stay on the image manifold
+            loss = loss + lambda_real * l_real
         if lambda_div:
             with torch.no_grad():
                 d_u = torch.pdist(G.mapping(u, None, truncation_psi=psi)[:, 0]).mean()
@@ -447,11 +455,26 @@ def train_zcode(G, C: ClassClassifier, name: str, steps: int = 200, batch: int =
         loss.backward()
         opt.step()
         if (step + 1) % 25 == 0 or step == 0:
-            rec = {"class": name, "step": step + 1, "cls": round(l_cls.item(), 4), "hit": round((logit > 0).float().mean().item(), 3),
-                   "prior": round(l_prior.item(), 4), "move": round(l_move.item(), 4), "elapsed_s": round(time.time() - t0, 1)}
+            rec = {"class": name, "step": step + 1, "cls": round(l_cls.item(), 4),
+                   "hit": round((logit > 0).float().mean().item(), 3), "prior": round(l_prior.item(), 4),
+                   "move": round(l_move.item(), 4), "elapsed_s": round(time.time() - t0, 1)}
+            if D is not None and lambda_real:
+                rec["real"] = round(l_real.item(), 4)
             hist.append(rec)
             log(json.dumps(rec))
     return net.eval().requires_grad_(False), hist
+
+
+def load_discriminator(G, path) -> nn.Module:
+    """G's training discriminator (``discriminator.safetensors``, training defaults at G's resolution), frozen."""
+    from safetensors.torch import load_file
+    from .training import TrainConfig, build_networks
+    if not Path(path).is_file():
+        raise ModelNotFoundError(f"No discriminator at {path} (export it with `python -m facegen train "
+                                 "--export-discriminator CKPT --export FOLDER`).")
+    _, D = build_networks(TrainConfig(resolution=G.img_resolution))
+    D.load_state_dict(load_file(str(path)), strict=True)
+    return D.eval().requires_grad_(False)
 
 
 class ZCodeBank(nn.Module):
@@ -719,7 +742,8 @@ def cmd_zcode(a) -> int:
     from .loaders import load_generator
     G = load_generator(a.model).eval()
     C = load_classifier(a.classifier)
-    names = parse_classes(a.classes) if a.classes else C.classes
+    D = load_discriminator(G, a.discriminator) if a.lambda_real else None
+    names = parse_class_list(a.classes) if a.classes else C.classes
     # a group of mutually exclusive classes is fine here: one net each
     bank = ZCodeBank(names, G.z_dim, a.hidden, G.fingerprint)
     hist = {}
@@ -727,12 +751,15 @@ def cmd_zcode(a) -> int:
     for name in names:
         net, h = train_zcode(G, C, name, steps=a.steps, batch=a.batch, lambda_prior=a.lambda_prior,
                              lambda_move=a.lambda_move, lambda_div=a.lambda_div, margin=a.margin, seed=a.seed,
+                             lambda_real=a.lambda_real, D=D,
                              hidden=a.hidden, log=lambda s: print(s, flush=True))
         bank.nets[bank.key(name)].load_state_dict(net.state_dict())
         hist[name] = h
+        save_zcodes(bank, a.out, model=a.model, steps=a.steps, done=list(hist))   # usable after every class
     metrics = {"command": "python -m facegen customize zcode " + " ".join(shlex.quote(x) for x in a.argv),
                "generator": G.fingerprint, "model": a.model, "steps": a.steps, "batch": a.batch,
                "lambda_prior": a.lambda_prior, "lambda_move": a.lambda_move, "lambda_div": a.lambda_div,
+               "lambda_real": a.lambda_real, "discriminator": a.discriminator,
                "margin": a.margin, "train_seconds": round(time.time() - t0, 1),
                "threads": torch.get_num_threads(), "params_per_class": sum(p.numel() for p in bank.net(names[0]).parameters()),
                "final": {n: h[-1] for n, h in hist.items()}, "history": hist}
@@ -771,9 +798,11 @@ def cli_main(argv) -> int:
     z.add_argument("--batch", type=int, default=24)
     z.add_argument("--hidden", type=int, default=128)
     z.add_argument("--lambda-prior", type=float, default=1.0)
-    z.add_argument("--lambda-move", type=float, default=0.2)
+    z.add_argument("--lambda-move", type=float, default=1.0)
     z.add_argument("--lambda-div", type=float, default=0.0)
-    z.add_argument("--margin", type=float, default=3.0)
+    z.add_argument("--lambda-real", type=float, default=1.0)
+    z.add_argument("--discriminator", default="assets/mini/discriminator.safetensors")
+    z.add_argument("--margin", type=float, default=2.0)
     z.add_argument("--seed", type=int, default=0)
     z.add_argument("--out", default=str(ZCODE_DIR))
     z.set_defaults(fn=cmd_zcode)
