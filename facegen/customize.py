@@ -728,7 +728,7 @@ def cmd_classifier(a) -> int:
                              log=lambda s: print(s, flush=True))
     train_s = time.time() - t1
     test = evaluate_classifier(model, test_images, test_labels)
-    metrics = {"command": "python -m facegen customize classifier " + " ".join(shlex.quote(x) for x in a.argv),
+    metrics = {"command": "python -m facegen customize " + " ".join(shlex.quote(x) for x in a.argv),
                "train_seeds": [0, a.n_train - 1], "test_seeds": [TEST_SEED_START, TEST_SEED_START + a.n_test - 1],
                "steps": a.steps, "train_seconds": round(train_s, 1), "threads": torch.get_num_threads(),
                "params": sum(p.numel() for p in model.parameters()), "test": test}
@@ -756,7 +756,7 @@ def cmd_zcode(a) -> int:
         bank.nets[bank.key(name)].load_state_dict(net.state_dict())
         hist[name] = h
         save_zcodes(bank, a.out, model=a.model, steps=a.steps, done=list(hist))   # usable after every class
-    metrics = {"command": "python -m facegen customize zcode " + " ".join(shlex.quote(x) for x in a.argv),
+    metrics = {"command": "python -m facegen customize " + " ".join(shlex.quote(x) for x in a.argv),
                "generator": G.fingerprint, "model": a.model, "steps": a.steps, "batch": a.batch,
                "lambda_prior": a.lambda_prior, "lambda_move": a.lambda_move, "lambda_div": a.lambda_div,
                "lambda_real": a.lambda_real, "discriminator": a.discriminator,
