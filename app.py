@@ -25,20 +25,22 @@ from demos.common import Ctx, banner_text, load_model, ui_errors  # noqa: E402
 from facegen import studio  # noqa: E402
 from facegen.errors import FacegenError  # noqa: E402
 
-TABS = [generate, customize, mixing, fusion, edit, animate, encode, faceswap]   # a new tab: a module in demos/ + one entry here
+TABS = [generate, customize, mixing, encode, edit, fusion, animate, faceswap]   # a new tab: a module in demos/ + one entry here
 
 QUEUE_SIZE = int(os.environ.get("FACEGEN_QUEUE_SIZE", "32"))
 THEME = gr.themes.Default(primary_hue="violet", secondary_hue="slate")   # built-in: bundled fonts, no CDN
 CSS = """
 #banner { padding: 6px 12px; border-radius: 8px; background: var(--block-background-fill); }
 #mix-grid img, #fuse-strip img { width: 100%; object-fit: contain; image-rendering: pixelated; }
+#faceswap-preview img, #cz-gallery img { image-rendering: pixelated; }
 #fuse-image img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
 #edit-before img, #edit-after img, #anim-gif img, #anim-grid img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
 footer { display: none !important; }
 """
-INTRO = ("# facegen studio\nStyleGAN2 faces: random faces from seeds, style mixing, face fusion. "
+INTRO = ("# facegen studio\nStyleGAN2 faces: random faces from seeds, faces of a chosen class, style mixing, "
+         "photo encoding, attribute editing, face fusion, animation and faceswap videos. "
          "Everything you make can go on your **face shelf** and be reused in any tab; "
-         "every result has a **share link** that recreates it.")
+         "most results have a **share link** that recreates them.")
 
 
 def _model_values() -> list:
