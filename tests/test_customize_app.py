@@ -62,3 +62,14 @@ def test_shelf_needs_a_result_first(app_url):
     from gradio_client import Client
     with pytest.raises(AppError, match="Make some faces first"):
         Client(app_url, verbose=False).predict(api_name="/customize_to_shelf")
+
+
+def test_finetuned_generator_faces_go_to_the_shelf_as_its_own(client, mini):
+    from facegen import registry
+    if not registry.has("mini-glasses"):
+        pytest.skip("mini-glasses is not registered")
+    gallery, note = client.predict(classes=["glasses"], method="finetuned", count=2, psi=0.7, seed=3, model=mini,
+                                   api_name="/customize")
+    assert len(gallery) == 2 and "fine-tuned on 'glasses'" in note
+    shelf = client.predict(api_name="/customize_to_shelf")
+    assert shelf[-1]["caption"].endswith("glasses")
