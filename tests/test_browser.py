@@ -85,6 +85,14 @@ def test_tabs_work_in_the_browser(page, app_url, studio_model):
     sync_api.expect(page.locator("#shelf-gallery img")).to_have_count(4, timeout=TIMEOUT)
     shot(page, "generate")
 
+    page.get_by_role("tab", name="Customise by class").click()
+    page.locator("#cz-run").click()
+    sync_api.expect(page.locator("#cz-gallery img")).to_have_count(8, timeout=TIMEOUT)
+    sync_api.expect(page.locator("#cz-note")).to_contain_text("smiling", timeout=TIMEOUT)
+    page.locator("#cz-shelf").click()
+    sync_api.expect(page.locator("#shelf-gallery img")).to_have_count(12, timeout=TIMEOUT)
+    shot(page, "customise-by-class")
+
     page.get_by_role("tab", name="Style mixing").click()
     page.locator("#mix-run").click()
     sync_api.expect(page.locator("#mix-grid img")).to_be_visible(timeout=TIMEOUT)
@@ -118,6 +126,22 @@ def test_tabs_work_in_the_browser(page, app_url, studio_model):
         sync_api.expect(page.locator("#enc-refined img")).to_be_visible(timeout=TIMEOUT)
         sync_api.expect(page.locator("#enc-metrics")).to_contain_text("s", timeout=TIMEOUT)
         shot(page, "photo-encoding")
+
+    page.get_by_role("tab", name="Faceswap video").click()
+    page.locator("#faceswap-sample input").first.fill("short-silent")
+    page.locator("#faceswap-sample input").first.press("Enter")
+    budget = page.get_by_label("Training budget (seconds)").first    # the slider's number box
+    budget.fill("5")
+    budget.press("Enter")
+    page.locator("#faceswap-run").click()
+    sync_api.expect(page.locator("#faceswap-preview img")).to_be_visible(timeout=90_000)
+    video = page.locator("#faceswap-result video")
+    sync_api.expect(video).to_be_visible(timeout=TIMEOUT)
+    sync_api.expect(page.locator("#faceswap-note")).to_contain_text("no audio track", timeout=TIMEOUT)
+    # the browser decodes the H.264 result: it knows its length and can show a frame
+    page.wait_for_function("() => { const v = document.querySelector('#faceswap-result video');"
+                           " return v && v.readyState >= 2 && v.duration > 1.5; }", timeout=TIMEOUT)
+    shot(page, "faceswap-video")
 
 
 def test_share_link_shows_the_same_image(page, app_url, studio_model):
