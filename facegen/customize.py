@@ -282,17 +282,23 @@ def save_classifier(model: ClassClassifier, folder, **meta) -> Path:
     return _save_folder(model, folder, "ClassClassifier", {**model.init_kwargs, "meta": meta})
 
 
-@lru_cache(maxsize=4)
-def _load_classifier(folder: str) -> ClassClassifier:
-    cfg, sd = _read(folder, "ClassClassifier", "customisation classifier",
-                    f"python -m facegen customize classifier --out {folder}")
-    model = ClassClassifier(cfg["classes"], cfg["channels"], cfg["hidden"])
+def _load_module(folder: str, kind: str, what: str, command: str, build):
+    """Read a folder written by _save_folder, build the module from its config, load the weights (strict)."""
+    cfg, sd = _read(folder, kind, what, command)
+    model = build(cfg)
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
         raise UnsupportedModelError(f"{folder}/model.safetensors does not match its config.json: {e}") from None
     model.meta = cfg.get("meta", {})
     return model.eval().requires_grad_(False)
+
+
+@lru_cache(maxsize=4)
+def _load_classifier(folder: str) -> ClassClassifier:
+    return _load_module(folder, "ClassClassifier", "customisation classifier",
+                        f"python -m facegen customize classifier --out {folder}",
+                        lambda cfg: ClassClassifier(cfg["classes"], cfg["channels"], cfg["hidden"]))
 
 
 def load_classifier(folder=None) -> ClassClassifier:
@@ -504,14 +510,8 @@ def save_zcodes(bank: ZCodeBank, folder, **meta) -> Path:
 
 @lru_cache(maxsize=4)
 def _load_zcodes(folder: str) -> ZCodeBank:
-    cfg, sd = _read(folder, "ZCodeBank", "z-code generators", f"python -m facegen customize zcode --out {folder}")
-    bank = ZCodeBank(cfg["classes"], cfg["z_dim"], cfg["hidden"], cfg["fingerprint"])
-    try:
-        bank.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        raise UnsupportedModelError(f"{folder}/model.safetensors does not match its config.json: {e}") from None
-    bank.meta = cfg.get("meta", {})
-    return bank.eval().requires_grad_(False)
+    return _load_module(folder, "ZCodeBank", "z-code generators", f"python -m facegen customize zcode --out {folder}",
+                        lambda cfg: ZCodeBank(cfg["classes"], cfg["z_dim"], cfg["hidden"], cfg["fingerprint"]))
 
 
 def load_zcodes(folder=None, G=None) -> ZCodeBank:
