@@ -217,15 +217,9 @@ def read_video_checked(path, max_seconds: float = MAX_SECONDS, max_frames: int =
 
 
 def write_video(frames: np.ndarray, path, fps: float) -> Path:
-    """H.264 yuv420p mp4 of any frame size (padded to even sides by ffmpeg's macro block rule: 2)."""
-    import imageio.v2 as iio
-    path = Path(path)
-    with iio.get_writer(str(path), fps=float(fps), codec="libx264", pixelformat="yuv420p", macro_block_size=2,
-                        quality=8, ffmpeg_log_level="error",
-                        output_params=["-movflags", "+faststart", "-preset", "veryfast"]) as w:
-        for f in frames:
-            w.append_data(np.ascontiguousarray(f))
-    return path
+    """H.264 yuv420p mp4 of any frame size (:func:`facegen.video.write_mp4`, padded only to even sides)."""
+    from .video import write_mp4
+    return write_mp4(frames, path, fps, macro_block_size=2)
 
 
 def mux_audio(video_path, audio_source, out_path) -> bool:

@@ -51,11 +51,14 @@ def upscale(frames: np.ndarray, size: int, method: str = "nearest") -> np.ndarra
     return np.stack([np.asarray(Image.fromarray(f).resize((size, size), rs)) for f in frames])
 
 
-def write_mp4(frames: np.ndarray, path: Union[str, Path], fps: float, quality: float = 8) -> Path:
-    """H.264 yuv420p mp4 (plays in browsers); frame sides must be multiples of 16 (see upscale)."""
+def write_mp4(frames: np.ndarray, path: Union[str, Path], fps: float, quality: float = 8,
+              macro_block_size: int = 16) -> Path:
+    """H.264 yuv420p mp4 (plays in browsers). Frame sides that are not multiples of `macro_block_size`
+    are padded up by imageio (16: sizes from :func:`upscale` pass unchanged; 2: any size, the least padding)."""
     import imageio.v2 as iio
     path = Path(path)
-    with iio.get_writer(str(path), fps=float(fps), codec="libx264", pixelformat="yuv420p", macro_block_size=16,
+    with iio.get_writer(str(path), fps=float(fps), codec="libx264", pixelformat="yuv420p",
+                        macro_block_size=macro_block_size,
                         quality=quality, ffmpeg_log_level="error",
                         output_params=["-movflags", "+faststart", "-preset", "veryfast"]) as w:
         for f in frames:
