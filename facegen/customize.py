@@ -262,15 +262,8 @@ class ClassClassifier(nn.Module):
 
 
 def _save_folder(module: nn.Module, folder, class_name: str, config: dict) -> Path:
-    from safetensors.torch import save_file
-    from . import __version__
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps({"_class_name": class_name, "_facegen_version": __version__,
-                                                    "format_version": FORMAT_VERSION, **config}, indent=1))
-    sd = {k: v.detach().float().cpu().contiguous() for k, v in module.state_dict().items()}
-    save_file(sd, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    return folder
+    from .hub import write_folder
+    return write_folder(folder, class_name, module.state_dict(), config, FORMAT_VERSION)
 
 
 def _read(folder, class_name: str, what: str, rebuild: str) -> tuple:

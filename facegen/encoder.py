@@ -144,19 +144,10 @@ class Encoder(nn.Module):
 
     # -- persistence ------------------------------------------------------------------------------
     def save_pretrained(self, folder, **meta) -> Path:
-        from safetensors.torch import save_file
-        from . import __version__
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        from .hub import write_folder
         self.meta.update(meta)
-        config = {"_class_name": "Encoder", "_facegen_version": __version__, "format_version": FORMAT_VERSION,
-                  **self.init_kwargs, "meta": self.meta}
-        sd = {k: v.detach().float().cpu().contiguous() if v.is_floating_point() else v.detach().cpu().contiguous()
-              for k, v in self.state_dict().items()}
-        save_file(sd, str(folder / WEIGHTS_NAME), metadata={"format": "pt",
-                                                              "generator_fingerprint": str(self.fingerprint)})
-        (folder / CONFIG_NAME).write_text(json.dumps(config, indent=1) + "\n")
-        return folder
+        return write_folder(folder, "Encoder", self.state_dict(), {**self.init_kwargs, "meta": self.meta},
+                            FORMAT_VERSION, metadata={"generator_fingerprint": str(self.fingerprint)})
 
     @classmethod
     def from_pretrained(cls, folder) -> "Encoder":

@@ -105,6 +105,23 @@ def from_pretrained(source, revision: Optional[str] = None, **hub_kwargs):
     return _load_folder(folder)
 
 
+def write_folder(folder, class_name: str, state_dict: dict, config: dict, format_version: int = FORMAT_VERSION,
+                 metadata: Optional[dict] = None) -> Path:
+    """Write a facegen model folder that :func:`read_folder` reads: ``config.json`` (class name, facegen
+    version, format version, then `config`) + ``model.safetensors`` (floating tensors as float32).
+
+    Shared by the encoder, the world predictor and the customisation networks."""
+    from . import __version__
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sd = {k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().contiguous()
+          for k, v in state_dict.items()}
+    save_file(sd, str(folder / WEIGHTS_NAME), metadata={"format": "pt", **(metadata or {})})
+    full = {"_class_name": class_name, "_facegen_version": __version__, "format_version": format_version, **config}
+    (folder / CONFIG_NAME).write_text(json.dumps(full, indent=1) + "\n")
+    return folder
+
+
 def read_folder(folder, class_name: str, what: str, rebuild: str, max_version: int = FORMAT_VERSION) -> tuple:
     """Read a facegen model folder (config.json + model.safetensors) -> (config dict, state dict).
 

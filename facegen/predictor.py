@@ -370,17 +370,9 @@ class WorldPredictor(nn.Module, Labeller):
     # -- persistence ------------------------------------------------------------
     def save_pretrained(self, folder: Union[str, Path], **meta) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (float32) into ``folder``; returns it."""
-        from safetensors.torch import save_file
-        from . import __version__
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        config = {"_class_name": "WorldPredictor", "_facegen_version": __version__,
-                  "format_version": FORMAT_VERSION, **self.init_kwargs, "meta": meta}
-        (folder / CONFIG_NAME).write_text(json.dumps(config, indent=1))
-        sd = {k: v.detach().float().cpu().contiguous() if v.is_floating_point() else v.detach().cpu().contiguous()
-              for k, v in self.state_dict().items()}
-        save_file(sd, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
-        return folder
+        from .hub import write_folder
+        return write_folder(folder, "WorldPredictor", self.state_dict(), {**self.init_kwargs, "meta": meta},
+                            FORMAT_VERSION)
 
     @classmethod
     def from_pretrained(cls, folder: Union[str, Path], device: Union[str, torch.device] = "cpu") -> "WorldPredictor":
