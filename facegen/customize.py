@@ -192,10 +192,10 @@ def world_table(labels: Sequence[dict]) -> dict:
     return {k: np.asarray([lab[k] for lab in labels]) for k in keys}
 
 
-def _world_labels(seeds) -> list[dict]:
-    """Ground-truth labels of world seeds without rendering (the attributes are drawn from the seed)."""
-    from .world import labels_dict, sample_attributes
-    return [labels_dict(sample_attributes(np.random.default_rng(int(s)))) for s in seeds]
+def world_labels(seeds) -> list[dict]:
+    """Ground-truth labels of world seeds without rendering (:func:`facegen.world.seed_attributes`)."""
+    from .world import labels_dict, seed_attributes
+    return [labels_dict(seed_attributes(s)) for s in seeds]
 
 
 def predicted_table(pred: dict) -> dict:
@@ -643,7 +643,7 @@ LABEL_BANK_SEEDS = 6000
 @lru_cache(maxsize=4)
 def _label_bank(classes: tuple) -> np.ndarray:
     """Class codes of world seeds 0..5,999 (the conditional GAN's training faces): the empirical joint."""
-    return class_mask(world_table(_world_labels(range(LABEL_BANK_SEEDS))), list(classes)).astype(np.float32)
+    return class_mask(world_table(world_labels(range(LABEL_BANK_SEEDS))), list(classes)).astype(np.float32)
 
 
 def conditional_sample(Gc, names: Sequence[str], n: int, psi: float = 0.7, seed: int = 0) -> dict:
@@ -713,7 +713,7 @@ def cmd_classifier(a) -> int:
     from .world import render_batch
     t0 = time.time()
     images = load_dataset(f"world:{a.n_train}", 64, cache_dir=Path(a.cache_dir))
-    labels = _world_labels(range(a.n_train))
+    labels = world_labels(range(a.n_train))
     test_images, test_labels = render_batch(range(TEST_SEED_START, TEST_SEED_START + a.n_test), size=64)
     print(f"data: {len(images)} train, {len(test_images)} test renders ({time.time() - t0:.0f}s)", flush=True)
     t1 = time.time()

@@ -134,8 +134,8 @@ def build_q_head(cfg: TrainConfig, D) -> Optional[torch.nn.Module]:
 
 def world_class_labels(classes: str, n: int) -> np.ndarray:
     """Class code of world seeds 0..n-1: float32 [n, K], 1 where the seed's face satisfies the class."""
-    from .customize import _world_labels, class_mask, parse_class_list, world_table
-    return class_mask(world_table(_world_labels(range(n))), parse_class_list(classes)).astype(np.float32)
+    from .customize import class_mask, parse_class_list, world_labels, world_table
+    return class_mask(world_table(world_labels(range(n))), parse_class_list(classes)).astype(np.float32)
 
 
 DISCRIMINATOR_NAME = "discriminator.safetensors"

@@ -64,7 +64,7 @@ from PIL import Image, ImageDraw
 __all__ = [
     "HAIR_COLORS", "HAIR_STYLES", "EYE_COLORS", "ATTRIBUTE_SPEC", "VECTOR_DIM",
     "FaceAttributes", "RenderResult", "validate_attributes", "sample_attributes",
-    "attributes_to_vector", "vector_to_attributes", "labels_dict", "render",
+    "attributes_to_vector", "vector_to_attributes", "labels_dict", "seed_attributes", "render",
     "render_seed", "render_batch", "make_grid", "cli_main",
 ]
 
@@ -720,9 +720,14 @@ def render(attrs: FaceAttributes, size: int = 64, supersample: int = 4) -> Rende
                         labels=labels_dict(attrs), attrs=attrs)
 
 
+def seed_attributes(seed: int) -> FaceAttributes:
+    """The attributes of world seed `seed` (drawn with ``np.random.default_rng(seed)``), without rendering."""
+    return sample_attributes(np.random.default_rng(int(seed)))
+
+
 def render_seed(seed: int, size: int = 64, supersample: int = 4) -> RenderResult:
-    """Sample attributes with ``np.random.default_rng(seed)`` and render them."""
-    return render(sample_attributes(np.random.default_rng(seed)), size=size, supersample=supersample)
+    """Render the face of world seed `seed` (:func:`seed_attributes`)."""
+    return render(seed_attributes(seed), size=size, supersample=supersample)
 
 
 def render_batch(items: Iterable[Union[int, FaceAttributes]], size: int = 64,
@@ -812,7 +817,7 @@ def cli_main(argv: list[str]) -> int:
             dt = time.perf_counter() - t0
             print(f"wrote {args.n} faces ({args.size}px) to {args.outdir} in {dt:.2f}s")
         else:
-            base = sample_attributes(np.random.default_rng(args.seed))
+            base = seed_attributes(args.seed)
             batch, _ = render_batch(_sweep_attrs(base, args.attr, args.n), size=args.size)
             Image.fromarray(make_grid(batch, cols=len(batch))).save(args.out)
             print(f"wrote sweep of {args.attr} to {args.out}")
