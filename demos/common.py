@@ -162,10 +162,12 @@ def add_faces(shelf: studio.Shelf, images, ws, G, model: str, labels, tokens) ->
 
 
 def last_result_to_shelf(last: Optional[dict], shelf: studio.Shelf, first: str) -> tuple:
-    """Put a tab's last single-face result ({model, ws, image, label}) on the shelf -> (shelf, gallery).
+    """Put a tab's last result on the shelf -> (shelf, gallery): one face ({model, ws, image, label}) or
+    several ({model, ws, images, label}: ws holds one latent per image, all with the same label).
     `first` says what to do when there is no result yet ("Edit a face first.")."""
     if not last:
         raise InputError(first)
     G = load_model(last["model"])
-    add_faces(shelf, [last["image"]], [last["ws"]], G, last["model"], [last["label"]], [None])
+    images, ws = (last["images"], last["ws"]) if "images" in last else ([last["image"]], [last["ws"]])
+    add_faces(shelf, images, ws, G, last["model"], [last["label"]] * len(images), [None] * len(images))
     return shelf, shelf.gallery()

@@ -8,7 +8,7 @@ from facegen import customize as cz
 from facegen import registry, studio
 from facegen.errors import InputError
 
-from .common import GPU_EVENT, Ctx, add_faces, gpu, load_model, out_dir, save_png, ui_errors
+from .common import GPU_EVENT, Ctx, gpu, last_result_to_shelf, load_model, out_dir, save_png, ui_errors
 
 TAB = "customize"
 TITLE = "Customise by class"
@@ -66,12 +66,7 @@ def customize(classes, method, count, psi, seed, model, progress=gr.Progress()):
 @ui_errors
 def to_shelf(last, shelf):
     """Put every face of the last result on the shelf."""
-    if not last:
-        raise InputError("Make some faces first.")
-    G = load_model(last["model"])
-    n = len(last["images"])
-    add_faces(shelf, last["images"], last["ws"], G, last["model"], [last["label"]] * n, [None] * n)
-    return shelf, shelf.gallery()
+    return last_result_to_shelf(last, shelf, "Make some faces first.")
 
 
 def build(ctx: Ctx):
