@@ -79,7 +79,9 @@ def main():
         print(f"  {name:<16} " + ", ".join(f"{k}={v}" for k, v in m.items() if not isinstance(v, dict)))
     for band, r in q["style_mixing"].items():
         print(f"  mixing {band:<6} " + ", ".join(
-            f"{k}: tpl {v['corr_with_template']:+.2f} / src {v['corr_with_source']:+.2f}" for k, v in r["follows"].items()))
+            f"{k}: tpl {v['corr_with_template']:+.2f} / src {v['corr_with_source']:+.2f}" if "corr_with_template" in v
+            else f"{k}: agrees tpl {v['agree_with_template']:.0%} / src {v['agree_with_source']:.0%}"
+            for k, v in r["follows"].items()))
 
 
 if __name__ == "__main__":

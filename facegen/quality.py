@@ -64,23 +64,45 @@ def _circular_corr(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean([np.corrcoef(ca[:, i], cb[:, i])[0, 1] for i in range(2)]))
 
 
+def corner_colour(images: np.ndarray, k: int = 0) -> np.ndarray:
+    """Mean RGB [N, 3] of the two top corners (k = 1/10 of the side): the background's colour read
+    straight from the pixels, a judge that does not depend on the predictor."""
+    k = k or max(2, images.shape[1] // 10)
+    return np.concatenate([images[:, :k, :k], images[:, :k, -k:]], 2).reshape(len(images), -1, 3).mean(1)
+
+
+def _rgb_corr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean([np.corrcoef(a[:, i], b[:, i])[0, 1] for i in range(3)]))
+
+
 def mixing_locality(G, labeller, n: int = 64, seed: int = 1000, psi: float = 0.7) -> dict:
-    """Which attributes follow the template when coarse / fine layers are copied from it."""
+    """Which attributes follow the template when coarse / fine layers are copied from it.
+
+    Predicted attributes (the labeller) plus ``bg_corner_rgb``, the background colour measured
+    from the pixels (so a generator trained against the predictor cannot only fool it)."""
     src = L.seeds_to_ws(G, list(range(seed, seed + n)), psi=psi)
     tpl = L.seeds_to_ws(G, list(range(seed + n, seed + 2 * n)), psi=psi)
-    p_src = labeller.predict(synthesize(G, src))
-    p_tpl = labeller.predict(synthesize(G, tpl))
+    x_src, x_tpl = synthesize(G, src), synthesize(G, tpl)
+    p_src, p_tpl = labeller.predict(x_src), labeller.predict(x_tpl)
+    c_src, c_tpl = corner_colour(x_src), corner_colour(x_tpl)
     res = {}
     for band in ("coarse", "fine"):
         layers = L.preset_layers(band, G.num_ws)
-        p_mix = labeller.predict(synthesize(G, L.style_mix(src, tpl, layers)))
-        follow = {}
-        for name in ("yaw", "gender", "hair_length"):
+        x_mix = synthesize(G, L.style_mix(src, tpl, layers))
+        p_mix = labeller.predict(x_mix)
+        c_mix = corner_colour(x_mix)
+        follow = {"bg_corner_rgb": {"corr_with_template": _rgb_corr(c_mix, c_tpl),
+                                    "corr_with_source": _rgb_corr(c_mix, c_src)}}
+        for name in ("yaw", "gender", "hair_length", "skin_tone", "bg_value"):
             follow[name] = {"corr_with_template": float(np.corrcoef(p_mix[name], p_tpl[name])[0, 1]),
                             "corr_with_source": float(np.corrcoef(p_mix[name], p_src[name])[0, 1])}
         for name in ("bg_hue", "clothing_hue"):
             follow[name] = {"corr_with_template": _circular_corr(p_mix[name], p_tpl[name]),
                             "corr_with_source": _circular_corr(p_mix[name], p_src[name])}
+        for name in ("hair_color", "eye_color"):
+            mix = p_mix[name].argmax(1)
+            follow[name] = {"agree_with_template": float((mix == p_tpl[name].argmax(1)).mean()),
+                            "agree_with_source": float((mix == p_src[name].argmax(1)).mean())}
         res[band] = {"layers": layers, "follows": follow}
     return res
 

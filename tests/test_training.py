@@ -108,3 +108,41 @@ def test_mini_loads_offline_by_name(monkeypatch):
     assert imgs.shape == (4, G.img_resolution, G.img_resolution, 3) and imgs.std() > 10
     # Faces differ from each other.
     assert np.abs(imgs[0].astype(int) - imgs[1].astype(int)).mean() > 5
+
+
+def test_role_mix_takes_coarse_from_a_middle_from_c_fine_from_b():
+    from facegen.training import role_mix
+    a, c, b = (torch.full((2, 10, 3), float(v)) for v in (1, 2, 3))
+    mixed = role_mix(a, c, b)
+    assert mixed[:, :, 0].tolist() == [[1, 1, 1, 1, 2, 2, 2, 2, 3, 3]] * 2
+
+
+def test_role_loss_is_zero_for_agreeing_faces_and_trains_the_mix(tmp_path, tiny_images):
+    from facegen.training import role_loss, role_mix
+    tr = Trainer(tiny_cfg(tmp_path, role_weight=1.0, role_interval=2, role_batch=4), tiny_images)
+    stats = [tr.train_step() for _ in range(4)]
+    assert ["role" in s for s in stats] == [True, False, True, False]
+    assert all(np.isfinite(v) for s in stats for v in s.values())
+    G, P = tr.G, tr.role_predictor
+    assert not any(p.requires_grad for p in P.parameters())  # the judge stays frozen
+    torch.manual_seed(3)
+    zs = torch.randn(3, 4, G.z_dim)
+    with torch.no_grad():
+        img = G.synthesis(G.mapping(zs[0], None), noise_mode="const")
+    assert float(role_loss(P, img, img, img)) == pytest.approx(0.0, abs=1e-5)
+
+    def loss():
+        ws_a, ws_c, ws_b = (G.mapping(z, None) for z in zs)
+        with torch.no_grad():
+            a, b = G.synthesis(ws_a, noise_mode="const"), G.synthesis(ws_b, noise_mode="const")
+        return role_loss(P, G.synthesis(role_mix(ws_a, ws_c, ws_b), noise_mode="const"), a, b)
+
+    G.requires_grad_(True)  # train_step leaves G frozen after its D phase
+    opt = torch.optim.Adam(G.parameters(), lr=2e-3)
+    first = float(loss())
+    assert first > 0.01
+    for _ in range(8):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    assert float(loss()) < first
