@@ -10,13 +10,6 @@ Method (StyleGAN2, Karras et al. 2020, with the StyleGAN2-ADA defaults scaled do
   (gamma / 2) * ||grad_x D(x)||^2 * interval; optimiser hyper-parameters corrected for the
   lazy schedule (lr * c, beta ** c with c = interval / (interval + 1)).
 * **Style mixing** with probability 0.9: a random crossover layer switches to a second z.
-* **Layer roles** (optional, ``role_weight > 0``; our addition, not in StyleGAN2): every
-  ``role_interval`` steps, three faces a, c, b are mixed -- coarse layers (0-3) from a, middle (4-7)
-  from c, fine (8+) from b -- and the frozen world predictor asks that the mix has a's geometry
-  (yaw, gender, hair length and style, glasses, beard) and b's colours (skin, hair and eye colour,
-  background, clothing, light). Style mixing alone leaves a small generator free to decide every
-  colour in its 4-8 px layers; this term asks for StyleGAN's division of labour (coarse layers:
-  pose and shape; fine layers: colour scheme) on purpose.
 * **EMA generator** with a half-life of ``ema_kimg`` thousand images (ramped up early on).
 * **Data**: rendered from the face world (pre-rendered in memory, cached as .npy) or read from
   an image folder (so the same command fine-tunes on real faces on a GPU machine); random
@@ -84,10 +77,6 @@ class TrainConfig:
                                            # world labels as the class code (c_dim = their number)
     q_weight: float = 0.0                  # > 0: InfoGAN-style -- D stays unconditional and a Q head on its
                                            # trunk predicts the class code of reals and fakes (BCE)
-    role_weight: float = 0.0               # > 0: layer-role loss (see the module docstring)
-    role_interval: int = 2                 # ... applied lazily every this many steps
-    role_batch: int = 8                    # ... on this many three-way mixes
-    role_labeller: str = ""                # ... judged by this predictor folder ('' = the shipped one)
 
 
 # ---------------------------------------------------------------------------
@@ -149,52 +138,6 @@ def world_class_labels(classes: str, n: int) -> np.ndarray:
     return class_mask(world_table(world_labels(range(n))), parse_class_list(classes)).astype(np.float32)
 
 
-#: What the layer-role loss asks of each band (see the module docstring): the attributes of a mixed face
-#: that must come from the face whose coarse layers it took, and those that must come from its fine layers.
-#: Smile and age are left to the network (middle layers in StyleGAN).
-ROLE_ATTRIBUTES = {
-    "coarse": ("yaw", "gender", "hair_length", "hair_style", "glasses", "beard"),
-    "fine": ("skin_tone", "hair_color", "eye_color", "bg_hue", "bg_value", "clothing_hue", "light_direction"),
-}
-
-
-def role_mix(ws_a: torch.Tensor, ws_c: torch.Tensor, ws_b: torch.Tensor) -> torch.Tensor:
-    """Three-way w+ mix: coarse layers from a, middle from c, fine from b (the bands of latents.preset_layers)."""
-    from .latents import preset_layers
-    n = ws_a.shape[1]
-    out = ws_c.clone()
-    coarse, fine = preset_layers("coarse", n), preset_layers("fine", n)
-    out[:, coarse] = ws_a[:, coarse]
-    out[:, fine] = ws_b[:, fine]
-    return out
-
-
-def role_loss(predictor, img_mix: torch.Tensor, img_a: torch.Tensor, img_b: torch.Tensor) -> torch.Tensor:
-    """How far the mixed face's predicted geometry is from a's and its colours from b's.
-
-    Continuous and circular heads: squared error of the normalised outputs; categorical and boolean
-    heads: KL divergence from the target face's predicted distribution (zero when they agree).
-    Targets are detached (a and b are only read)."""
-    _, out_mix = predictor(predictor.prepare_tensor(img_mix, (-1.0, 1.0)))
-    with torch.no_grad():
-        _, out_a = predictor(predictor.prepare_tensor(img_a, (-1.0, 1.0)))
-        _, out_b = predictor(predictor.prepare_tensor(img_b, (-1.0, 1.0)))
-    loss = img_mix.new_zeros(())
-    for name, kind, _, i, w in predictor.layout:
-        band = "coarse" if name in ROLE_ATTRIBUTES["coarse"] else "fine" if name in ROLE_ATTRIBUTES["fine"] else None
-        if band is None:
-            continue
-        target = (out_a if band == "coarse" else out_b)[:, i:i + w]
-        o = out_mix[:, i:i + w]
-        if kind in ("continuous", "circular"):
-            loss = loss + (o - target).square().sum(1).mean()
-        else:
-            if kind == "bool":     # two-class logits [0, x]: the same KL as a categorical head
-                o, target = F.pad(o, (1, 0)), F.pad(target, (1, 0))
-            loss = loss + F.kl_div(o.log_softmax(1), target.log_softmax(1), log_target=True, reduction="batchmean")
-    return loss
-
-
 DISCRIMINATOR_NAME = "discriminator.safetensors"
 
 
@@ -249,12 +192,6 @@ class Trainer:
             init_from_folder(self.G, self.D, cfg.init)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.Q = build_q_head(cfg, self.D)
-        self.role_predictor = None
-        if cfg.role_weight > 0:
-            from .predictor import WorldPredictor, load_world_predictor
-            P = (WorldPredictor.from_pretrained(cfg.role_labeller) if cfg.role_labeller
-                 else copy.deepcopy(load_world_predictor()))
-            self.role_predictor = P.to(self.device).eval().requires_grad_(False)
         d_params = list(self.D.parameters())
         if self.Q is not None:
             self.Q.to(self.device).train()
@@ -314,20 +251,6 @@ class Trainer:
         loss_G.backward()
         self.opt_G.step()
         stats["loss_G"] = loss_G.item()
-        # Layer roles (lazy): the three-way mix must take a's geometry and b's colours.
-        if self.role_predictor is not None and self.step % cfg.role_interval == 0:
-            zs = torch.randn(3, cfg.role_batch, cfg.z_dim, device=self.device)
-            c_role = c_fake[:cfg.role_batch] if c_fake is not None else None
-            ws_a, ws_c, ws_b = (G.mapping(z_, c_role) for z_ in zs)
-            with torch.no_grad():
-                img_a = G.synthesis(ws_a, noise_mode="random")
-                img_b = G.synthesis(ws_b, noise_mode="random")
-            img_mix = G.synthesis(role_mix(ws_a, ws_c, ws_b), noise_mode="random")
-            loss_role = role_loss(self.role_predictor, img_mix, img_a, img_b)
-            self.opt_G.zero_grad(set_to_none=True)
-            (loss_role * cfg.role_weight * cfg.role_interval).backward()
-            self.opt_G.step()
-            stats["role"] = loss_role.item()
         # D: logistic loss on fakes and reals.
         G.requires_grad_(False)
         D.requires_grad_(True)
@@ -448,7 +371,7 @@ def train(cfg: TrainConfig, resume: bool = True, export: Optional[str] = None, l
     nparams = sum(p.numel() for p in trainer.G.parameters())
     log(f"G {nparams / 1e6:.2f}M params, D {sum(p.numel() for p in trainer.D.parameters()) / 1e6:.2f}M params")
     start_elapsed, t_start = trainer.elapsed, time.time()
-    window, role_window = [], []
+    window = []
     last = {}
     with open(out / "log.jsonl", "a") as logf:
         while trainer.images_seen < cfg.kimg * 1000:
@@ -460,12 +383,7 @@ def train(cfg: TrainConfig, resume: bool = True, export: Optional[str] = None, l
             trainer.elapsed = start_elapsed + (time.time() - t_start)
             if not all(math.isfinite(v) for v in stats.values()):
                 raise FloatingPointError(f"non-finite loss at step {trainer.step}: {stats}")
-            if "role" in stats:
-                role_window.append(stats["role"])
             if trainer.step % cfg.log_steps == 0:
-                if role_window:
-                    stats["role"] = float(np.mean(role_window))
-                    role_window = []
                 rec = last = {"step": trainer.step, "kimg": trainer.images_seen / 1000, "elapsed_s": round(trainer.elapsed, 1),
                        "s_per_step": round(float(np.mean(window)), 3), **{k: round(v, 4) for k, v in stats.items()}}
                 window = []
