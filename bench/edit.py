@@ -12,7 +12,14 @@ For every direction, on `--faces` held-out faces (seeds 900000+, psi 0.7), sweep
   the clipped predictions are stored in the JSON as well;
 * leakage: how much the *other* attributes move between the two ends of the sweep (mean absolute
   change, in units of the attribute's range: yaw's range is 2, the others 1; booleans as
-  probability), plain vs conditional, next to the change of the target itself.
+  probability), plain vs conditional vs guided, next to the change of the target itself.
+  Three ways to edit: **plain** directions, **conditional** directions (the others projected out
+  of each direction once) and **guided** (``facegen.editing.guided_sweep_ws``: the world
+  predictor's gradients of the others projected out at every substep, per face). Because guided
+  editing uses the world predictor, which is also the judge here, the leakage is judged a second
+  time by an **independent judge**, the customisation classifier (``assets/customize/classifier``:
+  other architecture, data and training), on the attributes it knows (smiling, old, male,
+  glasses, beard, long-hair, skin:dark probabilities).
 
 Then the speed of a 60-frame, 64 px animation (render + 256 px upscale + mp4 + GIF) on the CPU,
 against the plain synthesis of the same 60 frames. Everything runs on one CPU thread.
@@ -39,11 +46,12 @@ from scipy.stats import spearmanr  # noqa: E402
 from facegen import latents as L  # noqa: E402
 from facegen import load_generator, video  # noqa: E402
 from facegen.directions import DEFAULT_DIR, find_directions, load_directions  # noqa: E402
-from facegen.editing import sweep_ws  # noqa: E402
+from facegen.editing import guided_sweep_ws, sweep_ws  # noqa: E402
 from facegen.generate import synthesize  # noqa: E402
 from facegen.predictor import load_world_predictor  # noqa: E402
 
 BENCH_SEED_START = 900_000
+MODES = ("plain", "conditional", "guided")
 
 
 def attr_value(pred: dict, name: str, spec: dict) -> np.ndarray:
@@ -82,12 +90,21 @@ def raw_scores(P, images: np.ndarray) -> dict:
     return res
 
 
-def run_sweeps(G, ds, P, names, seeds, values, layers, conditional):
+#: the independent judge's class for each direction (facegen.customize classes)
+SECOND_JUDGE = {"smile": "smiling", "age": "old", "gender": "male", "glasses": "glasses", "beard": "beard",
+                "hair_length": "long-hair", "skin_tone": "skin:dark"}
+
+
+def run_sweeps(G, ds, P, names, seeds, values, layers, mode, C=None):
+    """mode: 'plain', 'conditional' or 'guided'; C: the independent judge (ClassClassifier) or None."""
     spec = {n: (k, r) for n, k, r in P.spec}
     ws = L.seeds_to_ws(G, seeds, psi=0.7).numpy()
     out = {}
     for name in names:
-        frames = np.concatenate([sweep_ws(w, ds, name, values, layers, conditional) for w in ws])
+        if mode == "guided":
+            frames = guided_sweep_ws(G, P, ws, ds, name, values, layers).reshape(-1, *ws.shape[1:])
+        else:
+            frames = np.concatenate([sweep_ws(w, ds, name, values, layers, mode == "conditional") for w in ws])
         imgs = synthesize(G, frames, batch_size=64)
         pred = P.predict(imgs)
         raw = raw_scores(P, imgs)[name].reshape(len(seeds), len(values))
@@ -104,6 +121,13 @@ def run_sweeps(G, ds, P, names, seeds, values, layers, conditional):
                      "target_change": change[name],
                      "others_change_mean": float(np.mean([change[n] for n in others])),
                      "others_change": {n: round(change[n], 4) for n in others}}
+        if C is not None:
+            probs = C.probs(imgs).reshape(len(seeds), len(values), -1)
+            ch2 = {a: float(np.mean(np.abs(probs[:, -1, C.index([c])[0]] - probs[:, 0, C.index([c])[0]])))
+                   for a, c in SECOND_JUDGE.items() if a in ds.names}
+            out[name]["independent_judge"] = {
+                "target_change": ch2.get(name), "others_change_mean": float(np.mean([v for a, v in ch2.items() if a != name])),
+                "others_change": {a: round(v, 4) for a, v in ch2.items() if a != name}}
     return out
 
 
@@ -131,13 +155,15 @@ BENCH_MARK = "## Editing benchmark"
 
 
 def bench_markdown(b: dict, names) -> str:
-    rows = ["| direction | plain: median ρ | plain: faces ρ ≥ 0.95 | conditional: median ρ | conditional: faces ρ ≥ 0.95 "
-            "| target Δ plain / cond. | others Δ plain / cond. |", "|---|---|---|---|---|---|---|"]
+    rows = ["| direction | median ρ (faces ρ ≥ 0.95): plain / conditional / guided | target Δ plain / cond. / guided "
+            "| others Δ plain / cond. / guided | others Δ, independent judge: plain / cond. / guided |",
+            "|---|---|---|---|---|"]
     for n in names:
-        a, c = b["plain"][n], b["conditional"][n]
-        rows.append(f"| {n} | {a['rho_median']:.3f} | {a['share_rho_ge_0.95']:.0%} | {c['rho_median']:.3f} | "
-                    f"{c['share_rho_ge_0.95']:.0%} | {a['target_change']:.3f} / {c['target_change']:.3f} | "
-                    f"{a['others_change_mean']:.3f} / {c['others_change_mean']:.3f} |")
+        r = {m: b[m][n] for m in MODES}
+        rows.append(f"| {n} | " + " / ".join(f"{r[m]['rho_median']:.2f} ({r[m]['share_rho_ge_0.95']:.0%})" for m in MODES)
+                    + " | " + " / ".join(f"{r[m]['target_change']:.3f}" for m in MODES)
+                    + " | " + " / ".join(f"{r[m]['others_change_mean']:.3f}" for m in MODES)
+                    + " | " + " / ".join(f"{r[m]['independent_judge']['others_change_mean']:.3f}" for m in MODES) + " |")
     sp = b.get("speed")
     speed = (f"\n60-frame {sp['resolution']} px animation (render, upscale to {sp['video_px']} px, mp4 + GIF) on one CPU "
              f"thread: **{sp['animation_s']:.2f} s** (plain synthesis of the same 60 frames: "
@@ -163,8 +189,11 @@ from {b['sweep'][0]:+g} to {b['sweep'][1]:+g} SD in {b['steps']} steps on layers
 labelled by the world's predictor. ρ: Spearman correlation of the step with the predicted attribute, per face
 (the predictor's unsaturated score: continuous values before clipping to their range, booleans as logits).
 Δ: mean absolute change between the ends of the sweep, in units of the attribute's range (booleans:
-probability); "others" averages the other {len(names) - 1} attributes. Conditional editing ("keep other
-attributes") moved the others less for {b['conditional_less_leakage']} directions.
+probability); "others" averages the other {len(names) - 1} attributes. Against plain editing, the others moved
+less for {b['conditional_less_leakage']} directions with conditional directions and for {b['guided_less_leakage']}
+with guided editing (the app's "keep other attributes" for face-world models), judged by the world predictor;
+judged by the independent classifier ({b['independent_judge']}; smiling, old, male, glasses, beard, long-hair,
+skin:dark probabilities): {b['conditional_less_leakage_independent']} and {b['guided_less_leakage_independent']}.
 
 {chr(10).join(rows)}
 {notes}{speed}"""
@@ -196,26 +225,39 @@ def main(argv=None) -> int:
     print(f"generator {G.fingerprint}, directions for {ds.fingerprint}, {args.faces} faces (seeds {seeds[0]}+, "
           f"psi 0.7), sweep {values[0]:+g}..{values[-1]:+g} SD in {args.steps} steps on layers "
           f"{layers[0]}-{layers[-1]}")
+    from facegen.customize import load_classifier
+    C = load_classifier()
     t0 = time.perf_counter()
-    plain = run_sweeps(G, ds, P, names, seeds, values, layers, False)
-    cond = run_sweeps(G, ds, P, names, seeds, values, layers, True)
+    runs = {m: run_sweeps(G, ds, P, names, seeds, values, layers, m, C) for m in MODES}
     t_sweeps = time.perf_counter() - t0
-    hdr = (f"{'direction':<16} {'rho med':>8} {'>=0.95':>7} {'rho med':>8} {'>=0.95':>7}   {'target Δ':>8} "
-           f"{'target Δ':>8}   {'others Δ':>8} {'others Δ':>8}")
-    print(f"{'':<16} {'plain':>16} {'conditional':>16}   {'plain':>8} {'cond.':>8}   {'plain':>8} {'cond.':>8}")
-    print(hdr)
-    less = 0
+    print(f"{'':<12} {'median rho (faces >= 0.95)':^39}   {'target Δ':^20}   {'others Δ (world predictor)':^26}   "
+          f"{'others Δ (independent)':^22}")
+    print(f"{'direction':<12} " + " ".join(f"{m:>12}" for m in MODES) + "   " + " ".join(f"{m[:6]:>6}" for m in MODES)
+          + "   " + " ".join(f"{m[:8]:>8}" for m in MODES) + "   " + " ".join(f"{m[:6]:>6}" for m in MODES))
+    less = {"conditional": 0, "guided": 0}
+    less_indep = {"conditional": 0, "guided": 0}
     for n in names:
-        a, b = plain[n], cond[n]
-        less += b["others_change_mean"] < a["others_change_mean"]
-        print(f"{n:<16} {a['rho_median']:>8.3f} {a['share_rho_ge_0.95']:>7.0%} {b['rho_median']:>8.3f} "
-              f"{b['share_rho_ge_0.95']:>7.0%}   {a['target_change']:>8.3f} {b['target_change']:>8.3f}   "
-              f"{a['others_change_mean']:>8.3f} {b['others_change_mean']:>8.3f}")
-    print(f"conditional editing moved the other attributes less for {less}/{len(names)} directions "
-          f"(sweeps: {t_sweeps:.0f} s)")
+        r = {m: runs[m][n] for m in MODES}
+        for m in less:
+            less[m] += r[m]["others_change_mean"] < r["plain"]["others_change_mean"]
+            less_indep[m] += (r[m]["independent_judge"]["others_change_mean"]
+                              < r["plain"]["independent_judge"]["others_change_mean"])
+        print(f"{n:<12} " + " ".join(f"{r[m]['rho_median']:>6.2f} ({r[m]['share_rho_ge_0.95']:>3.0%})" for m in MODES)
+              + "   " + " ".join(f"{r[m]['target_change']:>6.3f}" for m in MODES)
+              + "   " + " ".join(f"{r[m]['others_change_mean']:>8.3f}" for m in MODES)
+              + "   " + " ".join(f"{r[m]['independent_judge']['others_change_mean']:>6.3f}" for m in MODES))
+    for m in less:
+        print(f"{m} editing moved the other attributes less than plain for {less[m]}/{len(names)} directions "
+              f"(world predictor), {less_indep[m]}/{len(names)} (independent judge)")
+    print(f"(sweeps: {t_sweeps:.0f} s)")
     res = {"faces": args.faces, "seeds": [seeds[0], seeds[-1]], "psi": 0.7, "sweep": [float(values[0]), float(values[-1])],
-           "steps": args.steps, "layers": layers, "plain": plain, "conditional": cond,
-           "conditional_less_leakage": f"{less}/{len(names)}", "sweeps_time_s": round(t_sweeps, 1)}
+           "steps": args.steps, "layers": layers, **runs,
+           "conditional_less_leakage": f"{less['conditional']}/{len(names)}",
+           "guided_less_leakage": f"{less['guided']}/{len(names)}",
+           "independent_judge": "assets/customize/classifier (ClassClassifier)",
+           "conditional_less_leakage_independent": f"{less_indep['conditional']}/{len(names)}",
+           "guided_less_leakage_independent": f"{less_indep['guided']}/{len(names)}",
+           "sweeps_time_s": round(t_sweeps, 1)}
     if not args.no_speed:
         sp = bench_speed(G, ds)
         print(f"60-frame {sp['resolution']} px animation (render + {sp['video_px']} px upscale + mp4 + GIF): "

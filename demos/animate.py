@@ -11,7 +11,7 @@ from facegen.errors import InputError
 from facegen.video import MAX_FPS, MAX_FRAMES
 
 from .common import GPU_EVENT, Ctx, gpu, load_model, out_dir, save_bytes, ui_errors, warn_all
-from .edit import FACE_INFO, directions_for, resolve_face, shelf_face
+from .edit import FACE_INFO, directions_for, keep_method, resolve_face, shelf_face
 
 TAB = "animate"
 TITLE = "Animation"
@@ -30,10 +30,11 @@ def available() -> bool:
 @gpu(duration=60)
 def _animate_gpu(model, ws, ds, mode, frames, fps, amount, layers, conditional, pingpong, size, grid, outdir,
                  noise_mode):
+    from facegen.editing import guide_for
     from facegen.video import animate as run
     G = studio.device_for(studio.models().get(model))
     res = run(G, ws, ds, mode, frames, fps, amount, layers, conditional, pingpong, size, "nearest", grid, outdir,
-              noise_mode=studio.check_noise(noise_mode))
+              noise_mode=studio.check_noise(noise_mode), guide=guide_for(G, ds) if conditional else None)
     res.pop("frames"), res.pop("grid", None)
     return res
 
@@ -68,7 +69,8 @@ def animate(face, psi, mode, frames, fps, amount, pingpong, keep_others, size, g
     t = res["timings"]
     note = (f"**{label}**: {mode} animation, {int(frames)} frames at {float(fps):g} fps "
             f"({int(frames) / float(fps):.1f} s), ±{float(amount):g} SD on layers {layers[0]}-{layers[-1]}"
-            + (", keeping other attributes" if keep_others else "")
+            + (f", keeping other attributes ({'with conditional directions' if mode == 'grid' else keep_method(G, ds, True)})"
+               if keep_others else "")
             + f". Rendered in {t['render_s']:.2f} s, encoded in {t.get('mp4_s', 0) + t.get('gif_s', 0):.2f} s.")
     files = [res["mp4"], res["gif"]] + ([res["grid_png"]] if "grid_png" in res else []) + [npz]
     return res["mp4"], res["gif"], res.get("grid_png"), files, note

@@ -91,12 +91,25 @@ def parse_more(text) -> dict:
 # ---------------------------------------------------------------------------
 
 
+def keep_method(G, ds, keep_others: bool) -> str:
+    """How 'keep other attributes' works for this generator: guided by a differentiable labeller
+    (facegen.editing.guide_for: the face world's predictor for mini) or conditional directions."""
+    if not keep_others:
+        return ""
+    from facegen.editing import guide_for
+    return "guided by the world predictor" if guide_for(G, ds) is not None else "with conditional directions"
+
+
 @gpu(duration=20)
 def _edit_gpu(model, ws, ds, steps, layers, conditional, noise_mode):
     from facegen import editing
     from facegen.generate import synthesize
     G = studio.device_for(studio.models().get(model))
-    edited = editing.edit_ws(ws, ds, steps, layers, conditional)
+    guide = editing.guide_for(G, ds) if conditional else None
+    if guide is not None:
+        edited = editing.guided_edit_ws(G, guide, ws, ds, steps, layers)
+    else:
+        edited = editing.edit_ws(ws, ds, steps, layers, conditional)
     imgs = synthesize(G, np.stack([ws, edited]), studio.check_noise(noise_mode))
     return imgs[0], imgs[1], edited
 
@@ -129,7 +142,7 @@ def edit(face, psi, yaw, smile, age, gender, glasses, beard, hair_length, skin_t
                                       conditional=bool(keep_others), directions=ds.fingerprint, model=model),
                      d / "edited.npz")
     note = (f"**{label}**: {desc} on layers {layers[0]}-{layers[-1]}"
-            + (" keeping the other attributes" if keep_others and steps else "") + ".")
+            + (f" keeping the other attributes ({keep_method(G, ds, True)})" if keep_others and steps else "") + ".")
     last = {"model": model, "ws": edited, "image": after, "label": f"{label} {desc}"[:40]}
     return before_png, after_png, [after_png, npz], note, last
 
@@ -176,8 +189,10 @@ def build(ctx: Ctx):
     lo, hi = 0, min(8, ctx.num_ws) - 1
     with gr.Tab(TITLE, id=TAB):
         gr.Markdown("Move a face along **attribute directions** found in the generator's latent space. "
-                    "Steps are in standard deviations of the attribute. **Keep other attributes** uses "
-                    "conditional directions, so that e.g. *older* does not also mean *turned* or *male*.")
+                    "Steps are in standard deviations of the attribute. **Keep other attributes** holds the "
+                    "others fixed, so that e.g. *older* does not also mean *turned* or *male*: for face-world "
+                    "models the world predictor guides every small step of the edit, for other models the "
+                    "directions are made orthogonal to the other attributes' (conditional directions).")
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 with gr.Row(equal_height=True):
@@ -186,7 +201,7 @@ def build(ctx: Ctx):
                 psi = gr.Slider(-1, 1.5, value=0.7, step=0.05, label="Truncation ψ (for seeds)")
                 sliders = [gr.Slider(-SLIDER_MAX, SLIDER_MAX, value=0, step=0.1, label=a.replace("_", " "),
                                      elem_id=f"edit-{a}") for a in ATTRS]
-                keep = gr.Checkbox(False, label="Keep other attributes (conditional directions)",
+                keep = gr.Checkbox(False, label="Keep other attributes",
                                    elem_id="edit-keep")
                 with gr.Row():
                     run = gr.Button("Edit", variant="primary", elem_id="edit-run")

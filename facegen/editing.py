@@ -12,6 +12,22 @@ the other attributes projected out ("keep other attributes").
 Sweeps (for animation): :func:`sweep_ws` (one attribute, T values), :func:`grid_ws` (two attributes,
 rows x cols) and :func:`serpentine` (a continuous path through a 2-D grid of values).
 Everything takes and returns numpy arrays, so it can run inside ``spaces.GPU`` unchanged.
+
+**Guided conditional editing** (:func:`guided_edit_ws`, :func:`guided_sweep_ws`). A conditional
+direction is one fixed vector for every face: it removes the *average* dependence of the other
+attributes on w, and where the generator encodes them non-linearly (as the small ``mini`` does) the
+others still move. When a differentiable labeller of the generator's faces is at hand (the face
+world's predictor for ``mini``, :func:`guide_for`), the edit is integrated instead: the path from
+the face to its edit is cut into substeps of at most ``substep`` standard deviations, and at every
+substep the step vector v (on the edited layers) is projected onto the orthogonal complement of
+the gradients g_j = d score_j / d w+ of the kept attributes *at the current face*,
+
+    v' = v - J^T (J J^T)^-1 J v,      J = [g_1 .. g_k]  (k kept attributes)
+
+and rescaled so that its component along v is |v| again (the same progress along the direction,
+the gain capped at ``MAX_GAIN``, as for conditional directions). To first order no kept attribute
+changes at any point of the path. The result is still a w+ latent of the same generator; it costs
+one generator pass and k backward passes per substep.
 """
 
 from __future__ import annotations
@@ -20,10 +36,11 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from .directions import MAX_STEP, DirectionSet, check_step
+from .directions import MAX_GAIN, MAX_STEP, DirectionSet, check_step
 from .errors import InputError, LatentError
 
-__all__ = ["edit_ws", "edit", "sweep_ws", "grid_ws", "serpentine", "resolve_layers", "offset", "check_steps"]
+__all__ = ["edit_ws", "edit", "sweep_ws", "grid_ws", "serpentine", "resolve_layers", "offset", "check_steps",
+           "guide_for", "guided_edit_ws", "guided_sweep_ws"]
 
 
 def resolve_layers(ds: DirectionSet, num_ws: int, layers: Optional[Sequence[int]] = None) -> list:
@@ -152,3 +169,105 @@ def clamp_sweep(amount: float) -> float:
     if not np.isfinite(amount) or not 0 < amount <= MAX_STEP:
         raise InputError(f"Sweep amount must be between 0 and {MAX_STEP:g} (got {amount:g}).")
     return amount
+
+
+# ---------------------------------------------------------------------------
+# Guided conditional editing (see the module docstring)
+# ---------------------------------------------------------------------------
+
+def guide_for(G, ds: DirectionSet):
+    """The differentiable labeller that can guide edits of `G`'s faces, or None.
+
+    Directions labelled by the face world's predictor (``labeller == "WorldPredictor"``) are guided
+    by it, on generators of the face world; other generators (FFHQ ...) keep the conditional
+    directions."""
+    if ds.meta.get("labeller") != "WorldPredictor":
+        return None
+    from .predictor import load_world_predictor
+    return load_world_predictor()
+
+
+def _kept(ds: DirectionSet, edited: Sequence[str], keep: Optional[Sequence[str]]) -> list:
+    names = [n for n in (ds.names if keep is None else keep) if n not in edited]
+    for n in names:
+        ds.index(n)
+    return names
+
+
+def _guided_path(G, guide, ws: np.ndarray, v: np.ndarray, layers: Sequence[int], ts: Sequence[float],
+                 keep: Sequence[str], substep: float) -> dict:
+    """Integrate w+ [B, num_ws, w_dim] along step vector v [w_dim] on `layers`, projected away from
+    the kept attributes' gradients; -> {t: w+ at t * v} for every t in `ts` (0 included)."""
+    import torch
+    if substep <= 0:
+        raise InputError("The guided substep must be positive.")
+    w0 = torch.from_numpy(np.ascontiguousarray(ws, np.float32))
+    dev = next(G.parameters()).device
+    w0 = w0.to(dev)
+    layers = list(layers)
+    vrow = torch.from_numpy(np.asarray(v, np.float32)).to(dev)
+    vflat = vrow.repeat(len(layers))                       # the step on the edited layers, flattened [L * w_dim]
+    vv = float(vflat @ vflat)
+    g_dev = next(guide.parameters()).device
+    was_training = guide.training
+    guide.eval()
+    out = {0.0: w0.clone()}
+    try:
+        for sign in (1.0, -1.0):
+            w, pos = w0.clone(), 0.0
+            for t in sorted((float(t) for t in ts if float(t) * sign > 0), key=abs):
+                while abs(t - pos) > 1e-9:
+                    nxt = pos + sign * min(abs(t - pos), substep)
+                    step = vflat[None].expand(len(w), -1)
+                    if keep and vv > 0:
+                        wv = w.clone().requires_grad_(True)
+                        with torch.enable_grad():     # (the guide may live on another device than G)
+                            img = G.synthesis(wv, noise_mode="const").to(g_dev)
+                            scores = guide.attribute_scores(img, keep)
+                            J = torch.stack([torch.autograd.grad(scores[:, j].sum(), wv, retain_graph=j < len(keep) - 1)[0]
+                                             [:, layers].flatten(1) for j in range(len(keep))], 1)   # [B, k, L*w_dim]
+                        gram = J @ J.transpose(1, 2)
+                        gram = gram + 1e-6 * gram.diagonal(dim1=1, dim2=2).mean(1)[:, None, None] * torch.eye(
+                            len(keep), device=dev)
+                        coef = torch.linalg.solve(gram, J @ vflat)                               # [B, k]
+                        step = vflat[None] - (coef[:, None, :] @ J)[:, 0]
+                        gain = (vv / (step @ vflat).clamp_min(1e-12)).clamp(max=MAX_GAIN)
+                        step = step * gain[:, None]
+                    w = w.clone()
+                    w[:, layers] += (nxt - pos) * step.view(len(w), len(layers), -1)
+                    pos = nxt
+                out[t] = w.clone()
+    finally:
+        guide.train(was_training)
+    return {t: x.cpu().numpy() for t, x in out.items()}
+
+
+def guided_edit_ws(G, guide, ws, ds: DirectionSet, steps: Mapping[str, float], layers: Optional[Sequence[int]] = None,
+                   keep: Optional[Sequence[str]] = None, substep: float = 0.5) -> np.ndarray:
+    """Like :func:`edit_ws` with ``conditional=True``, but guided by `guide` (a labeller with
+    ``attribute_scores``, see :func:`guide_for`): the kept attributes (default: every attribute of
+    `ds` not being edited) stay fixed to first order along the whole path."""
+    ws = _as_wplus(ws, ds)
+    layers = resolve_layers(ds, ws.shape[-2], layers)
+    steps = {k: v for k, v in check_steps(ds, steps).items() if v}
+    if not steps:
+        return ws.copy()
+    v = offset(ds, steps)
+    batch = ws.reshape(-1, *ws.shape[-2:])
+    res = _guided_path(G, guide, batch, v, layers, [1.0], _kept(ds, list(steps), keep), substep)[1.0]
+    return res.reshape(ws.shape)
+
+
+def guided_sweep_ws(G, guide, ws, ds: DirectionSet, name: str, values: Sequence[float],
+                    layers: Optional[Sequence[int]] = None, keep: Optional[Sequence[str]] = None,
+                    substep: float = 0.5) -> np.ndarray:
+    """Like :func:`sweep_ws` with ``conditional=True``, guided: w+ [num_ws, w_dim] (or a batch
+    [N, num_ws, w_dim]) -> [T, num_ws, w_dim] (or [N, T, num_ws, w_dim]) at each step in `values`."""
+    ws = _as_wplus(ws, ds)
+    layers = resolve_layers(ds, ws.shape[-2], layers)
+    ds.index(name)
+    values = [check_step(name, v) for v in values]
+    batch = ws.reshape(-1, *ws.shape[-2:])
+    path = _guided_path(G, guide, batch, ds.step_vector(name, 1.0), layers, values, _kept(ds, [name], keep), substep)
+    out = np.stack([path[float(v)] for v in values], 1)                  # [N, T, num_ws, w_dim]
+    return out[0] if ws.ndim == 2 else out

@@ -38,7 +38,8 @@ that the image is a face.
 :class:`WorldPredictor` adds ``predict_vectors`` (the
 :func:`facegen.world.attributes_to_vector` layout, for comparing with ground
 truth) and ``predict_attributes`` (``FaceAttributes`` records), and a
-differentiable torch path (``forward`` / ``decode`` / ``prepare_tensor``).
+differentiable torch path (``forward`` / ``decode`` / ``prepare_tensor``, and ``attribute_scores``
+for guided editing, :mod:`facegen.editing`).
 
 Method
 ------
@@ -298,6 +299,34 @@ class WorldPredictor(nn.Module, Labeller):
             else:
                 res[name] = torch.sigmoid(o[:, 0])
         return res
+
+    def attribute_scores(self, img: torch.Tensor, names: Sequence[str],
+                         value_range: tuple[float, float] = (-1.0, 1.0)) -> torch.Tensor:
+        """Differentiable scores [N, len(names)] of images [N, 3, H, W] in ``value_range`` (e.g. GAN
+        output), in the units attribute directions use: continuous attributes normalised to [0, 1]
+        of their range but *not* clipped (so gradients do not vanish at the ends), booleans and
+        ``"category:value"`` as probabilities. Run the module in eval mode (BatchNorm statistics)."""
+        out = self(self.prepare_tensor(img, value_range))[1]
+        index = {n: (k, rng, i, w) for n, k, rng, i, w in self.layout}
+        cols = []
+        for name in names:
+            cat, _, value = str(name).partition(":")
+            if cat not in index or (value and index[cat][0] != "categorical"):
+                raise InputError(f"The world predictor has no attribute '{name}'.")
+            kind, rng, i, w = index[cat]
+            if value:
+                if value not in rng:
+                    raise InputError(f"'{value}' is not a value of {cat} ({', '.join(rng)}).")
+                cols.append(out[:, i:i + w].softmax(1)[:, list(rng).index(value)])
+            elif kind == "continuous":
+                cols.append(out[:, i])
+            elif kind in ("bool", "validity"):
+                cols.append(torch.sigmoid(out[:, i]))
+            elif kind == "categorical":
+                raise InputError(f"'{name}' has no single score: use '{name}:<value>', e.g. '{name}:{rng[0]}'.")
+            else:
+                raise InputError(f"'{name}' is circular and has no single score.")
+        return torch.stack(cols, 1)
 
     # -- numpy path -----------------------------------------------------------
     @torch.no_grad()

@@ -114,8 +114,12 @@ def sweep_values(frames: int, amount: float, pingpong: bool = False) -> np.ndarr
 
 def animation_ws(ws, ds: DirectionSet, mode: str = "yaw", frames: int = 60, amount: float = 2.0,
                  layers: Optional[Sequence[int]] = None, conditional: bool = False, pingpong: bool = False,
-                 grid: int = 5, grid_attrs: tuple = ("smile", "yaw")) -> tuple:
-    """-> (frame ws [T, num_ws, w_dim], values [T] or [T, 2], grid ws [g, g, num_ws, w_dim] or None)."""
+                 grid: int = 5, grid_attrs: tuple = ("smile", "yaw"), G=None, guide=None) -> tuple:
+    """-> (frame ws [T, num_ws, w_dim], values [T] or [T, 2], grid ws [g, g, num_ws, w_dim] or None).
+
+    With ``conditional`` and a ``guide`` (and its generator ``G``; see :func:`facegen.editing.guide_for`),
+    one-attribute sweeps are guided (:func:`facegen.editing.guided_sweep_ws`); the grid keeps the
+    conditional directions."""
     if mode == "grid":
         rn, cn = grid_attrs
         g = int(grid)
@@ -135,6 +139,10 @@ def animation_ws(ws, ds: DirectionSet, mode: str = "yaw", frames: int = 60, amou
         raise InputError(f"Unknown animation '{mode}': use {', '.join(m for m in MODES if m == 'grid' or m in ds)} "
                          f"or an attribute of the directions ({', '.join(ds.names)}).")
     values = sweep_values(frames, amount, pingpong)
+    if conditional and guide is not None and G is not None:
+        from .editing import guided_sweep_ws
+        uniq, inverse = np.unique(values, return_inverse=True)      # pingpong revisits values: compute each once
+        return guided_sweep_ws(G, guide, ws, ds, mode, uniq, layers)[inverse], values, None
     return sweep_ws(ws, ds, mode, values, layers, conditional), values, None
 
 
@@ -142,7 +150,7 @@ def animate(G, ws, ds: DirectionSet, mode: str = "yaw", frames: int = 60, fps: f
             layers: Optional[Sequence[int]] = None, conditional: bool = False, pingpong: bool = False,
             size: int = 256, resample: str = "nearest", grid: int = 5, outdir: Union[str, Path, None] = None,
             formats: Sequence[str] = ("mp4", "gif"), noise_mode: str = "const",
-            progress: Optional[Callable] = None, strict: bool = True) -> dict:
+            progress: Optional[Callable] = None, strict: bool = True, guide=None) -> dict:
     """Render an attribute animation of one face (w+ [num_ws, w_dim]).
 
     -> {"frames": uint8 [T, R, R, 3] (generator resolution), "values", "ws", "mp4"/"gif"/"grid_png"
@@ -156,7 +164,7 @@ def animate(G, ws, ds: DirectionSet, mode: str = "yaw", frames: int = 60, fps: f
     progress = progress or (lambda *a, **k: None)
     t = {}
     t0 = time.perf_counter()
-    fws, values, gws = animation_ws(ws, ds, mode, frames, amount, layers, conditional, pingpong, grid)
+    fws, values, gws = animation_ws(ws, ds, mode, frames, amount, layers, conditional, pingpong, grid, G=G, guide=guide)
     progress(0.1, desc=f"Rendering {frames} frames")
     imgs = synthesize(G, fws, noise_mode, batch_size=32)
     out = {"frames": imgs, "values": values, "ws": fws}

@@ -299,3 +299,48 @@ def test_yaw_animation_is_monotonic(shipped, mini, tmp_path):
             decoded = video.read_video(res["mp4"])
             assert decoded.shape == (24, 256, 256, 3)
             assert spearmanr(np.arange(24), P.predict(decoded)["yaw"])[0] >= 0.9
+
+
+@needs_predictor
+def test_guided_editing_keeps_the_others_and_moves_the_target(shipped, mini):
+    """Guided 'keep other attributes' (the world predictor's gradients projected out per substep):
+    the target still rises monotonically, the kept attributes move much less than with plain or
+    conditional directions, and the result is an ordinary w+ of the same shape."""
+    from facegen.predictor import load_world_predictor
+    P = editing.guide_for(mini, shipped)
+    assert P is load_world_predictor()
+    ws = L.seeds_to_ws(mini, "900-905", psi=0.7).numpy()
+    values = np.linspace(-2, 2, 5)
+    guided = editing.guided_sweep_ws(mini, P, ws, shipped, "age", values)
+    assert guided.shape == (6, 5, mini.num_ws, mini.w_dim)
+    np.testing.assert_array_equal(guided[:, 2], ws)                       # step 0 is the face itself
+    assert np.array_equal(guided[:, :, 8:], np.repeat(ws[:, None, 8:], 5, 1))   # layers 8+ untouched (default 0-7)
+
+    def spread(frames):
+        pred = P.predict(mini.synthesis(torch.from_numpy(frames.reshape(-1, mini.num_ws, mini.w_dim)))
+                         .add(1).mul(127.5).clamp(0, 255).permute(0, 2, 3, 1).to(torch.uint8).numpy())
+        age = pred["age"].reshape(len(ws), len(values))
+        others = np.mean([np.abs(pred[n].reshape(len(ws), len(values))[:, -1] - pred[n].reshape(len(ws), len(values))[:, 0])
+                          for n in ("yaw", "smile", "gender", "glasses", "hair_length", "skin_tone")])
+        return age, others
+
+    with torch.no_grad():
+        age, others_guided = spread(guided)
+        _, others_plain = spread(np.stack([editing.sweep_ws(w, shipped, "age", values) for w in ws]))
+        _, others_cond = spread(np.stack([editing.sweep_ws(w, shipped, "age", values, conditional=True) for w in ws]))
+    assert np.median([spearmanr(values, a)[0] for a in age]) >= 0.95, age.round(3)
+    assert np.all(age[:, -1] > age[:, 0]), age.round(3)
+    assert np.mean(age[:, -1] - age[:, 0]) > 0.05
+    assert others_guided < 0.5 * min(others_plain, others_cond), (others_guided, others_plain, others_cond)
+    # one face, several attributes at once; nothing to edit -> the face itself
+    one = editing.guided_edit_ws(mini, P, ws[0], shipped, {"age": 1.5, "smile": 1.0})
+    assert one.shape == ws[0].shape and not np.array_equal(one, ws[0])
+    np.testing.assert_array_equal(editing.guided_edit_ws(mini, P, ws[0], shipped, {"age": 0}), ws[0])
+    with pytest.raises(InputError, match="Unknown attribute"):
+        editing.guided_edit_ws(mini, P, ws[0], shipped, {"wings": 1})
+    with pytest.raises(InputError, match="world predictor has no attribute"):
+        P.attribute_scores(torch.zeros(1, 3, 64, 64), ["wings"])
+
+
+def test_no_guide_for_other_labellers(bright, G):
+    assert editing.guide_for(G, bright) is None          # directions labelled by another labeller: conditional

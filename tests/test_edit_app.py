@@ -74,6 +74,7 @@ def test_edit_matches_core_and_goes_to_shelf(client, G, dirs, studio_model):
     # Keep other attributes: a different (conditional) edit; no steps: the face itself.
     _, kept, _, note2 = edit(client, studio_model, path, age=2, smile=-1, keep_others=True)
     assert not np.array_equal(png(kept), png(after)) and "keeping the other attributes" in note2
+    assert "guided by the world predictor" in note2          # mini: guided editing (facegen.editing)
     _, same, _, _ = edit(client, studio_model, path)
     np.testing.assert_array_equal(png(same), png(before))
     n = len(client.predict(api_name="/shelf_list")[0])
