@@ -211,34 +211,47 @@ def _guided_path(G, guide, ws: np.ndarray, v: np.ndarray, layers: Sequence[int],
     g_dev = next(guide.parameters()).device
     was_training = guide.training
     guide.eval()
-    out = {0.0: w0.clone()}
+    # Knots every `substep` out to the extreme values; the path is straight between knots (one
+    # projected direction per substep), so every other value is interpolated between its two knots.
+    ts = [float(t) for t in ts]
+    knots = {0.0: w0.clone()}
     try:
         for sign in (1.0, -1.0):
+            far = max([abs(t) for t in ts if t * sign > 0], default=0.0)
             w, pos = w0.clone(), 0.0
-            for t in sorted((float(t) for t in ts if float(t) * sign > 0), key=abs):
-                while abs(t - pos) > 1e-9:
-                    nxt = pos + sign * min(abs(t - pos), substep)
-                    step = vflat[None].expand(len(w), -1)
-                    if keep and vv > 0:
-                        wv = w.clone().requires_grad_(True)
-                        with torch.enable_grad():     # (the guide may live on another device than G)
-                            img = G.synthesis(wv, noise_mode="const").to(g_dev)
-                            scores = guide.attribute_scores(img, keep)
-                            J = torch.stack([torch.autograd.grad(scores[:, j].sum(), wv, retain_graph=j < len(keep) - 1)[0]
-                                             [:, layers].flatten(1) for j in range(len(keep))], 1)   # [B, k, L*w_dim]
-                        gram = J @ J.transpose(1, 2)
-                        gram = gram + 1e-6 * gram.diagonal(dim1=1, dim2=2).mean(1)[:, None, None] * torch.eye(
-                            len(keep), device=dev)
-                        coef = torch.linalg.solve(gram, J @ vflat)                               # [B, k]
-                        step = vflat[None] - (coef[:, None, :] @ J)[:, 0]
-                        gain = (vv / (step @ vflat).clamp_min(1e-12)).clamp(max=MAX_GAIN)
-                        step = step * gain[:, None]
-                    w = w.clone()
-                    w[:, layers] += (nxt - pos) * step.view(len(w), len(layers), -1)
-                    pos = nxt
-                out[t] = w.clone()
+            while far - abs(pos) > 1e-9:
+                nxt = sign * min(far, abs(pos) + substep)
+                step = vflat[None].expand(len(w), -1)
+                if keep and vv > 0:
+                    wv = w.clone().requires_grad_(True)
+                    with torch.enable_grad():     # (the guide may live on another device than G)
+                        img = G.synthesis(wv, noise_mode="const").to(g_dev)
+                        scores = guide.attribute_scores(img, keep)
+                        J = torch.stack([torch.autograd.grad(scores[:, j].sum(), wv, retain_graph=j < len(keep) - 1)[0]
+                                         [:, layers].flatten(1) for j in range(len(keep))], 1)   # [B, k, L*w_dim]
+                    gram = J @ J.transpose(1, 2)
+                    gram = gram + 1e-6 * gram.diagonal(dim1=1, dim2=2).mean(1)[:, None, None] * torch.eye(
+                        len(keep), device=dev)
+                    coef = torch.linalg.solve(gram, J @ vflat)                               # [B, k]
+                    step = vflat[None] - (coef[:, None, :] @ J)[:, 0]
+                    gain = (vv / (step @ vflat).clamp_min(1e-12)).clamp(max=MAX_GAIN)
+                    step = step * gain[:, None]
+                w = w.clone()
+                w[:, layers] += (nxt - pos) * step.view(len(w), len(layers), -1)
+                pos = nxt
+                knots[pos] = w.clone()
     finally:
         guide.train(was_training)
+    ks = sorted(knots)
+    out = {}
+    for t in ts:
+        if t in knots:
+            out[t] = knots[t]
+            continue
+        i = int(np.clip(np.searchsorted(ks, t), 1, len(ks) - 1)) if len(ks) > 1 else 0
+        lo, hi = ks[max(i - 1, 0)], ks[i]
+        a = 0.0 if hi == lo else (t - lo) / (hi - lo)
+        out[t] = knots[lo] + a * (knots[hi] - knots[lo])
     return {t: x.cpu().numpy() for t, x in out.items()}
 
 
