@@ -182,9 +182,15 @@ def bench_markdown(b: dict, names) -> str:
                   "these attributes little" + (" (its faces are nearly all frontal, so yaw edits turn the head by "
                                                "a few degrees only)" if "yaw" in small else "") + ".")
     if weak:
-        notes += (f"\n* Not monotonic for most faces: {', '.join(weak)}. A conditional direction whose target is "
+        notes += (f"\n* Not monotonic for most faces with plain directions: {', '.join(weak)}. A conditional direction whose target is "
                   "entangled with the others (low conditional cosine, e.g. beard with gender) can lose the effect "
                   "altogether.")
+    faint = [n for n in names if b["guided"][n]["target_change"] < 0.01]
+    notes += ("\n* Guided editing removes the part of each step that moved the other attributes, so its target moves "
+              "less than with plain directions (raise the step for the same change)"
+              + (f"; for {', '.join(faint)} almost nothing is left (target Δ < 0.01: monotonic but invisible), "
+                 "because this generator draws it only together with the attributes it is entangled with"
+                 if faint else "") + ".")
     if notes:
         notes = "\nNotes:\n" + notes + "\n"
     return f"""{BENCH_MARK}
