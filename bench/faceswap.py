@@ -57,8 +57,6 @@ def main(argv=None) -> int:
     ap.add_argument("--region", default="head")
     ap.add_argument("--model", default="mini")
     ap.add_argument("--width", type=int, default=16, help="autoencoder channels (FaceswapAE ch)")
-    ap.add_argument("--base", default="auto", help="pretrained base: 'auto' (the shipped assets/faceswap-base "
-                    "when present), a folder, or 'none' (train from scratch)")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench-faceswap"))
     a = ap.parse_args(argv)
 
@@ -74,11 +72,8 @@ def main(argv=None) -> int:
     ws, _ = studio.resolve_faces(G, studio.parse_faces(a.face, 1, "face"), 0.7)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    base = None if a.base == "none" else fs.load_base(None if a.base == "auto" else a.base)
-    state = fs.TrainState.new(base=base) if base is not None else fs.TrainState.new(ch=a.width, code=8 * a.width)
-    print(f"model: {'fine-tuned from the pretrained base' if base is not None else 'trained from scratch'}")
     res = fs.swap_video(G, ws[0], a.video, out / "faceswap.mp4", find_directions(G), a.seconds, a.views, a.color,
-                        a.region, state=state,
+                        a.region, state=fs.TrainState.new(ch=a.width, code=8 * a.width),
                         log=lambda m: print("  " + m, flush=True))
     total = time.time() - t_start
     p, st = res["prepared"], res["state"]
@@ -149,7 +144,6 @@ def main(argv=None) -> int:
               f"{vr['yaw']:.3f} | {vr['smile']:.3f} | {dt:.1f} |")
     (out / "results.json").write_text(json.dumps({
         "video": Path(a.video).name, "face": a.face, "threads": threads, "steps": st.step,
-        "base": a.base if base is not None else "none",
         "timings": {k: round(v, 2) for k, v in tm.items()}, "end_to_end_s": round(total, 1),
         "identity": [dict(zip(("attribute", "target", "swapped", "A", "target_to_A", "swapped_to_A"),
                               [x if isinstance(x, str) else round(x, 4) for x in row])) for row in rows],

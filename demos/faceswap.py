@@ -98,7 +98,7 @@ def _train_gpu(folder: str, seconds: float, progress=None) -> dict:
     from facegen.device import pick_device
     d = Path(folder)
     ckpt = d / "checkpoint.pt"
-    st = fs.TrainState.load(ckpt) if ckpt.exists() else fs.TrainState.new(base=fs.load_base())
+    st = fs.TrainState.load(ckpt) if ckpt.exists() else fs.TrainState.new()
     st.model.to(pick_device())
     data = np.load(d / "faces.npz", allow_pickle=False)
     fa, fb = data["faces_a"], data["faces_b"]
@@ -201,8 +201,8 @@ def build(ctx: Ctx):
     with gr.Tab(TITLE, id=TAB):
         gr.Markdown("Put a face (identity **A**: a seed, a shelf face — e.g. an encoded photo — or a bank face) "
                     "into a video. facegen renders A turning and smiling, finds and aligns the faces of the "
-                    "video, trains a faceswap autoencoder (shared encoder, one decoder per identity; it starts from a "
-                    "base model pretrained on many face-world faces) for the time budget, then swaps A's face into every frame and keeps the audio. "
+                    "video, trains a faceswap autoencoder (shared encoder, one decoder per identity) for the "
+                    "time budget, then swaps A's face into every frame and keeps the audio. "
                     f"Videos up to {fs.MAX_SECONDS:g} s ({', '.join(fs.VIDEO_EXTS)}).")
         with gr.Row():
             with gr.Column(scale=1, min_width=300):

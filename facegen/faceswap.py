@@ -30,10 +30,7 @@ Method
    input only), with an L1 loss weighted towards the head and, more, the eyes and mouth
    (:func:`loss_weights`). Training runs for a time budget (seconds) with a progress callback and saves a
    checkpoint (``torch.save`` of tensors only, loaded with ``weights_only=True``) so a later call resumes
-   where it stopped (:func:`train`). A swap starts from a **pretrained base** (:func:`pretrain`,
-   ``assets/faceswap-base``; DeepFaceLab's "pretrain" mode): the same network trained beforehand on
-   thousands of face-world renders and generator samples, so the few CPU minutes of a swap specialise
-   decoders that already draw faces in every pose instead of learning to draw from nothing.
+   where it stopped (:func:`train`).
 5. **Conversion** (:func:`convert`): for each frame with a face, aligned crop -> encoder -> decoder A,
    optional colour transfer (Reinhard: mean and standard deviation matched per channel in CIE LAB inside
    the mask, :func:`reinhard_lab`) or a Poisson *seamless clone* (:func:`poisson_blend`), then warped back
@@ -71,7 +68,7 @@ __all__ = ["VideoError", "NoFaceInVideoError", "VideoInfo", "identity_set", "pro
            "umeyama", "template", "face_mask", "align_crops", "FaceswapAE", "random_warp", "TrainState", "train",
            "reinhard_lab", "poisson_blend", "convert", "mux_audio", "render_sample_video", "swap_video",
            "choose_detector", "fit_framing", "write_framing", "align_transforms", "loss_weights", "swap_faces",
-           "preview", "prepare", "write_result", "pretrain", "pretrain_faces", "load_base", "sample_frames", "sample_videos", "cli_main", "MAX_SECONDS", "MAX_FRAMES", "MAX_SIDE", "VIDEO_EXTS", "COLOR_MODES"]
+           "preview", "prepare", "write_result", "sample_frames", "sample_videos", "cli_main", "MAX_SECONDS", "MAX_FRAMES", "MAX_SIDE", "VIDEO_EXTS", "COLOR_MODES"]
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCALISER_DIR = ROOT / "assets" / "localiser"
@@ -781,19 +778,12 @@ class TrainState:
     seconds: float = 0.0
     losses: list = field(default_factory=list)     # (step, loss A, loss B)
 
-    from_base: bool = False                        # started from a pretrained base: keep its priors
-
     @classmethod
     def new(cls, size: int = CROP, lr: float = 1e-3, seed: int = 0, ch: int = 16, code: int = 128,
-            beta1: float = 0.9, base: Optional["FaceswapAE"] = None) -> "TrainState":
-        """A fresh model, or (``base``, see :func:`load_base`) a copy of a pretrained one to fine-tune."""
+            beta1: float = 0.9) -> "TrainState":
         torch.manual_seed(seed)
-        if base is not None:
-            size, ch, code = base.size, base.ch, base.code
         m = FaceswapAE(size, ch, code)
-        if base is not None:
-            m.load_state_dict(base.state_dict())
-        return cls(m, torch.optim.Adam(m.parameters(), lr=lr, betas=(beta1, 0.999)), from_base=base is not None)
+        return cls(m, torch.optim.Adam(m.parameters(), lr=lr, betas=(beta1, 0.999)))
 
     def save(self, path) -> Path:
         path = Path(path)
@@ -847,7 +837,7 @@ def train(state: TrainState, faces_a: np.ndarray, faces_b: np.ndarray, seconds: 
     w = loss_weights(S) if weights is None else np.asarray(weights, np.float32)
     mask = torch.from_numpy(w / w.max())[None, None].to(dev)
     augment = dict(AUGMENT, **(augment or {}))
-    if state.step == 0 and not state.from_base:
+    if state.step == 0:
         state.model.set_priors(A, B)
     g = torch.Generator().manual_seed(state.step if seed is None else seed)
     state.model.train()
@@ -900,88 +890,6 @@ def preview(model: FaceswapAE, faces_a: np.ndarray, faces_b: np.ndarray, n: int 
         for c, im in enumerate(row):
             grid[r * (S + 2) + 1:r * (S + 2) + 1 + S, c * (S + 2) + 1:c * (S + 2) + 1 + S] = im
     return grid.repeat(up, 0).repeat(up, 1)
-
-
-# ---------------------------------------------------------------------------
-# 4b. Pretraining (DeepFaceLab's "pretrain" mode): a base model that already draws faces
-# ---------------------------------------------------------------------------
-#
-# A few CPU minutes are not enough for an autoencoder to learn, from scratch, to draw eyes and mouths in
-# every pose. So both decoders and the shared encoder are first trained on *many* faces -- face-world
-# renders (the framing and style of the target videos) and samples of the generator (the style of
-# identity A's views) -- one random half per decoder, both with the pool's mean face as prior. Each swap
-# then starts from this base (TrainState.new(base=...)) and only has to specialise decoder A to A and
-# decoder B to the video's person.
-
-BASE_DIR = ROOT / "assets" / "faceswap-base"
-PRETRAIN_SEED = 50_000_000          # world seeds of the pretraining renders (disjoint from every other use)
-
-
-def pretrain_faces(G=None, n_renders: int = 3000, n_generated: int = 1000, seed: int = 0,
-                   size: int = CROP) -> np.ndarray:
-    """The pretraining pool: world renders (+ generator samples at psi ~ U(0.5, 1)) -> uint8 [N, S, S, 3]."""
-    from .world import render_batch
-    faces = [resize_faces(render_batch(range(PRETRAIN_SEED + seed * 100_000,
-                                             PRETRAIN_SEED + seed * 100_000 + n_renders), size=64)[0], size)]
-    if G is not None and n_generated:
-        from .generate import synthesize
-        rng = np.random.RandomState(seed)
-        z = torch.from_numpy(rng.randn(n_generated, G.z_dim).astype(np.float32))
-        psi = torch.from_numpy(rng.uniform(0.5, 1.0, n_generated).astype(np.float32))
-        with torch.no_grad():
-            w = G.mapping(z, None)
-            w = G.mapping.w_avg + (w - G.mapping.w_avg) * psi[:, None, None]
-        faces.append(resize_faces(synthesize(G, w), size))
-    return np.concatenate(faces)
-
-
-def pretrain(out, G=None, seconds: float = 900, n_renders: int = 3000, n_generated: int = 1000, seed: int = 0,
-             command: str = "", log=print) -> dict:
-    """Train the base model on the pool (each decoder on a random half) for `seconds`; write it to `out`
-    (config.json + model.safetensors + metrics.json) -> metrics."""
-    from .hub import write_folder
-    t0 = time.time()
-    pool = pretrain_faces(G, n_renders, n_generated, seed)
-    held = pretrain_faces(G, 200, 200 if G is not None and n_generated else 0, seed + 1)
-    log(f"pretraining pool: {len(pool)} faces ({time.time() - t0:.0f} s)")
-    perm = np.random.RandomState(seed).permutation(len(pool))
-    half = len(pool) // 2
-    st = TrainState.new(seed=seed)
-    mean = _to_tensor(pool)
-    st.model.set_priors(mean, mean)
-    st.from_base = True                      # both priors = the pool's mean face, kept from here on
-    train(st, pool[perm[:half]], pool[perm[half:]], seconds,
-          callback=lambda s, el: (s.step % 500 == 0) and log(f"step {s.step} loss {s.losses[-1][1]:.4f} "
-                                                             f"{s.losses[-1][2]:.4f} ({el:.0f} s)"))
-    recon = {}
-    w = torch.from_numpy(loss_weights(st.model.size))
-    for name, part in (("renders", held[:200]), ("generated", held[200:])):
-        if len(part):
-            errs = [float(((_to_tensor(swap_faces(st.model, part, i)) - _to_tensor(part)).abs().mean(1) * w).sum()
-                          / (w.sum() * len(part))) for i in (0, 1)]
-            recon[name] = {"weighted_l1_decoder0": round(errs[0], 4), "weighted_l1_decoder1": round(errs[1], 4)}
-    metrics = {"command": command, "seconds": round(st.seconds, 1), "steps": st.step, "pool": len(pool),
-               "n_renders": n_renders, "n_generated": len(pool) - n_renders, "seed": seed,
-               "generator": getattr(G, "fingerprint", None), "threads": torch.get_num_threads(),
-               "final_loss": [round(float(v), 4) for v in np.mean(np.asarray(st.losses[-100:])[:, 1:], 0)],
-               "heldout_reconstruction": recon, "wall_s": round(time.time() - t0, 1)}
-    m = st.model
-    write_folder(out, "FaceswapAE", m.state_dict(), {"size": m.size, "ch": m.ch, "code": m.code})
-    (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    log(json.dumps(metrics))
-    return metrics
-
-
-def load_base(folder=None) -> Optional[FaceswapAE]:
-    """The pretrained base (default ``assets/faceswap-base``), or None when the folder is absent."""
-    from .hub import read_folder
-    folder = Path(folder or BASE_DIR)
-    if not (folder / "model.safetensors").is_file():
-        return None
-    cfg, sd = read_folder(folder, "FaceswapAE", "faceswap base model", "python -m facegen faceswap pretrain")
-    m = FaceswapAE(int(cfg["size"]), int(cfg["ch"]), int(cfg["code"]))
-    m.load_state_dict(sd)
-    return m.eval()
 
 
 # ---------------------------------------------------------------------------
@@ -1154,12 +1062,11 @@ def write_result(frames: np.ndarray, info: VideoInfo, out_path) -> tuple:
 
 def swap_video(G, ws_a: np.ndarray, video, out_path, ds=None, seconds: float = 300, n_views: int = 120,
                color: str = "none", region: str = "head", detector: str = "auto",
-               state: Optional[TrainState] = None, base: Optional[str] = "auto", log=print) -> dict:
-    """Everything: prepare, train for `seconds` (from `state` if given, else from the pretrained `base`:
-    "auto" = the shipped one when present, a folder, or None for a model from scratch), convert, write."""
+               state: Optional[TrainState] = None, log=print) -> dict:
+    """Everything: prepare, train for `seconds` (from `state` if given), convert, write. -> dict of results."""
     t_all = time.time()
     p = prepare(G, ws_a, video, ds, n_views, detector, log=log)
-    state = state or TrainState.new(base=load_base() if base == "auto" else load_base(base) if base else None)
+    state = state or TrainState.new()
     t0 = time.time()
     train(state, p.faces_a, p.faces_b, seconds,
           callback=lambda s, el: (s.step % 100 == 0) and log(f"step {s.step} loss A {s.losses[-1][1]:.4f} "
@@ -1248,14 +1155,6 @@ def cli_main(argv: list) -> int:
     fr = sub.add_parser("framing-fit", help="(re)fit the face-world framing stored with the localiser")
     fr.add_argument("--out", default=str(LOCALISER_DIR))
     fr.add_argument("--n", type=int, default=2000)
-    pt = sub.add_parser("pretrain", help="train the base model every swap starts from")
-    pt.add_argument("--model", default="mini", help="generator whose samples join the pool ('' for renders only)")
-    pt.add_argument("--renders", type=int, default=3000)
-    pt.add_argument("--generated", type=int, default=1000)
-    pt.add_argument("--seconds", type=float, default=900)
-    pt.add_argument("--seed", type=int, default=0)
-    pt.add_argument("--threads", type=int, default=1)
-    pt.add_argument("--out", default=str(BASE_DIR))
     sw = sub.add_parser("swap", help="put a face into a video")
     sw.add_argument("--model", default="mini")
     sw.add_argument("--face", default="7", help="face spec: seed, '@Bank name'")
@@ -1272,14 +1171,6 @@ def cli_main(argv: list) -> int:
         print(f"wrote {out} ({out.stat().st_size // 1024} KB)")
     elif a.cmd == "framing-fit":
         write_framing(a.out, a.n)
-    elif a.cmd == "pretrain":
-        torch.set_num_threads(a.threads)
-        G = None
-        if a.model:
-            from . import studio
-            G = studio.models().get(a.model)
-        pretrain(a.out, G, a.seconds, a.renders, a.generated, a.seed,
-                 command="python -m facegen faceswap " + " ".join(argv))
     elif a.cmd == "localiser-train":
         torch.set_num_threads(a.threads)
         train_localiser(a.out, a.renders, a.seconds)

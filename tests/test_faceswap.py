@@ -198,24 +198,3 @@ def test_convert_writes_mp4_with_same_frames_and_audio(tmp_path, clip):
     assert out2.shape == frames.shape
     path2, audio2 = fs.write_result(out2, fs.probe_video(SILENT), tmp_path / "silent.mp4")
     assert audio2 is False and not fs.probe_video(path2).has_audio
-
-
-def test_pretrained_base_round_trip_and_fine_tune_start(tmp_path, mini):
-    """`faceswap pretrain` writes a base model folder; a swap's model starts as an exact copy of it and
-    keeps the base's priors (the pool's mean face) instead of resetting them to A's and B's means."""
-    m = fs.pretrain(tmp_path / "base", mini, seconds=2, n_renders=24, n_generated=8, log=lambda s: None)
-    assert m["pool"] == 32 and m["steps"] > 0 and set(m["heldout_reconstruction"]) == {"renders", "generated"}
-    base = fs.load_base(tmp_path / "base")
-    assert fs.load_base(tmp_path / "absent") is None
-    st = fs.TrainState.new(base=base)
-    assert st.from_base
-    for k, v in base.state_dict().items():
-        assert torch.equal(v, st.model.state_dict()[k]), k
-    priors = st.model.priors.clone()
-    faces = fs.pretrain_faces(None, n_renders=8)
-    assert faces.shape == (8, 64, 64, 3) and faces.dtype == np.uint8
-    fs.train(st, faces, 255 - faces, max_steps=2, batch=4, seed=0)
-    assert torch.equal(st.model.priors, priors)                  # base priors kept
-    fresh = fs.TrainState.new(seed=0)
-    fs.train(fresh, faces, 255 - faces, max_steps=1, batch=4, seed=0)
-    assert not torch.equal(fresh.model.priors[0], fresh.model.priors[1])   # from scratch: A's and B's means
