@@ -76,6 +76,7 @@ def main(argv=None) -> int:
     ap.add_argument("--classes", default="")
     ap.add_argument("--conditional", default="", help="a class-conditional generator (folder or registry name) to "
                     "bench as method 'conditional' (default: registry '<model>-conditional' if there is one)")
+    ap.add_argument("--zcodes", default=None, help="z-code generators folder (default: the shipped ones)")
     ap.add_argument("--out", default=str(ROOT / "assets" / "customize" / "bench.json"))
     ap.add_argument("--grid", default=str(ROOT / "assets" / "customize" / "samples.png"),
                     help="a PNG with 8 z-code faces per class (one row each); '' to skip")
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     G = load_generator(a.model).eval()
     P, C = load_world_predictor(), cz.load_classifier()
-    bank = cz.load_zcodes(G=G)
+    bank = cz.load_zcodes(a.zcodes, G=G)
     names = [n.strip() for n in a.classes.split(",") if n.strip()] or bank.classes
 
     # Unconditional reference: base rates and feature spread.

@@ -33,8 +33,10 @@ Method
            + lambda_prior * ( mean_d mu_d^2 + mean_d (sigma_d^2 - 1)^2 )   (batch moments of z ~ N(0, I))
            + lambda_move  * E_u[ ||z - u||^2 / z_dim ]                    (each code moves little)
            + lambda_div   * relu(1 - dist(w(z)) / dist(w(u)))             (optional: no contraction in W)
+           + lambda_feat  * relu(1 - dist(C_f(G(z))) / dist(C_f(G(u))))   (optional: faces as varied as unconditional ones)
 
-   where dist is the batch's mean pairwise distance of the mapped codes w.
+   where dist is the batch's mean pairwise distance (of the mapped codes w, or of the classifier's
+   penultimate features C_f of the faces).
 
    The last layer of f starts at zero, so training starts from unconditional sampling; the prior
    and movement terms keep the codes spread like N(0, I), so the net cannot collapse onto one
@@ -240,11 +242,14 @@ class ClassClassifier(nn.Module):
         self.fc = nn.Linear(c * side * side, hidden)
         self.head = nn.Linear(hidden, len(self.classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, 3, H, W] in [0, 1] -> penultimate features [N, hidden] (differentiable)."""
         if x.shape[-1] != 64:
             x = F.interpolate(x, size=(64, 64), mode="area" if x.shape[-1] > 64 else "bilinear")
-        h = self.trunk(x * 2 - 1).flatten(1)
-        return self.head(F.leaky_relu(self.fc(h), 0.2))
+        return F.leaky_relu(self.fc(self.trunk(x * 2 - 1).flatten(1)), 0.2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
 
     def logits_from_gan(self, img: torch.Tensor) -> torch.Tensor:
         """GAN output in about [-1, 1] -> logits (differentiable)."""
@@ -421,7 +426,7 @@ def prior_loss(z: torch.Tensor) -> torch.Tensor:
 def train_zcode(G, C: ClassClassifier, name: str, steps: int = 200, batch: int = 24, lr: float = 2e-3,
                 lambda_prior: float = 1.0, lambda_move: float = 1.0, lambda_div: float = 0.0, margin: float = 2.0,
                 lambda_real: float = 1.0, D=None, augment: bool = True, psi_range=(0.5, 1.0), seed: int = 0,
-                hidden: int = 128, log=print) -> tuple:
+                hidden: int = 128, lambda_feat: float = 0.0, log=print) -> tuple:
     """Train one class's z-code net against frozen G and C (and D for realism) -> (net, history)."""
     _check_G(G)
     torch.manual_seed(seed)
@@ -438,7 +443,8 @@ def train_zcode(G, C: ClassClassifier, name: str, steps: int = 200, batch: int =
         ws = G.mapping(z, None, truncation_psi=psi)
         img = G.synthesis(ws, noise_mode="const")
         x = ((img + 1) / 2).clamp(0, 1)
-        logit = C(_augment(x, g) if augment else x)[:, k]
+        feats = C.features(_augment(x, g) if augment else x)
+        logit = C.head(feats)[:, k]
         l_cls = F.softplus(margin - logit).mean()
         l_prior, l_move = prior_loss(z), (z - u).square().mean()
         loss = l_cls + lambda_prior * l_prior + lambda_move * l_move
@@ -450,6 +456,12 @@ def train_zcode(G, C: ClassClassifier, name: str, steps: int = 200, batch: int =
                 d_u = torch.pdist(G.mapping(u, None, truncation_psi=psi)[:, 0]).mean()
             l_div = F.relu(1 - torch.pdist(ws[:, 0]).mean() / d_u)
             loss = loss + lambda_div * l_div
+        if lambda_feat:
+            with torch.no_grad():     # the unconditional faces of the same u: the spread to keep
+                x_u = ((G.synthesis(G.mapping(u, None, truncation_psi=psi), noise_mode="const") + 1) / 2).clamp(0, 1)
+                f_u = torch.pdist(C.features(x_u)).mean()
+            l_feat = F.relu(1 - torch.pdist(feats).mean() / f_u)
+            loss = loss + lambda_feat * l_feat
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -459,6 +471,8 @@ def train_zcode(G, C: ClassClassifier, name: str, steps: int = 200, batch: int =
                    "move": round(l_move.item(), 4), "elapsed_s": round(time.time() - t0, 1)}
             if D is not None and lambda_real:
                 rec["real"] = round(l_real.item(), 4)
+            if lambda_feat:
+                rec["feat_spread"] = round(1 - l_feat.item(), 4)
             hist.append(rec)
             log(json.dumps(rec))
     return net.eval().requires_grad_(False), hist
@@ -744,7 +758,7 @@ def cmd_zcode(a) -> int:
     for name in names:
         net, h = train_zcode(G, C, name, steps=a.steps, batch=a.batch, lambda_prior=a.lambda_prior,
                              lambda_move=a.lambda_move, lambda_div=a.lambda_div, margin=a.margin, seed=a.seed,
-                             lambda_real=a.lambda_real, D=D,
+                             lambda_real=a.lambda_real, D=D, lambda_feat=a.lambda_feat,
                              hidden=a.hidden, log=lambda s: print(s, flush=True))
         bank.nets[bank.key(name)].load_state_dict(net.state_dict())
         hist[name] = h
@@ -752,7 +766,7 @@ def cmd_zcode(a) -> int:
     metrics = {"command": "python -m facegen customize " + " ".join(shlex.quote(x) for x in a.argv),
                "generator": G.fingerprint, "model": a.model, "steps": a.steps, "batch": a.batch,
                "lambda_prior": a.lambda_prior, "lambda_move": a.lambda_move, "lambda_div": a.lambda_div,
-               "lambda_real": a.lambda_real, "discriminator": a.discriminator,
+               "lambda_feat": a.lambda_feat, "lambda_real": a.lambda_real, "discriminator": a.discriminator,
                "margin": a.margin, "train_seconds": round(time.time() - t0, 1),
                "threads": torch.get_num_threads(), "params_per_class": sum(p.numel() for p in bank.net(names[0]).parameters()),
                "final": {n: h[-1] for n, h in hist.items()}, "history": hist}
@@ -793,6 +807,8 @@ def cli_main(argv) -> int:
     z.add_argument("--lambda-prior", type=float, default=1.0)
     z.add_argument("--lambda-move", type=float, default=1.0)
     z.add_argument("--lambda-div", type=float, default=0.0)
+    z.add_argument("--lambda-feat", type=float, default=0.0,
+                   help="> 0: keep the classifier-feature spread of the class's faces at least that of unconditional ones")
     z.add_argument("--lambda-real", type=float, default=1.0)
     z.add_argument("--discriminator", default="assets/mini/discriminator.safetensors")
     z.add_argument("--margin", type=float, default=2.0)

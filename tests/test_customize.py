@@ -118,6 +118,17 @@ def test_zcode_hits_more_often_than_unconditional_by_the_independent_judge(G):
         assert zr >= ur + 0.4, rates
 
 
+def test_zcode_feature_spread_term(G, C):
+    """lambda_feat: the z-code loss also asks the class's faces to be as spread in the classifier's
+    feature space as unconditional faces of the same noise; its value is logged (spread / unconditional)."""
+    x = torch.rand(3, 3, 64, 64)
+    torch.testing.assert_close(C.head(C.features(x)), C(x))
+    net, hist = cz.train_zcode(G, C, "glasses", steps=2, batch=6, lambda_feat=1.0, log=lambda s: None)
+    assert 0 < hist[0]["feat_spread"] <= 1
+    _, hist0 = cz.train_zcode(G, C, "glasses", steps=1, batch=6, log=lambda s: None)
+    assert "feat_spread" not in hist0[0]
+
+
 def test_customize_combination_and_errors(G, C):
     out = cz.customize(G, "glasses, smiling", "zcode", n=3, psi=0.7, seed=5)
     assert out["kept"] == 3 and "proposes" in out["note"]
