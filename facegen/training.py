@@ -55,6 +55,7 @@ class TrainConfig:
     mapping_layers: int = 4
     g_channel_base: int = 1024             # channels per res = min(base // res, max)
     g_channel_max: int = 128
+    g_architecture: str = "skip"           # 'skip' (StyleGAN2's default), 'orig' (only the last block writes RGB)
     d_channel_base: int = 1024
     d_channel_max: int = 128
     lr: float = 0.0025
@@ -117,7 +118,8 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 def build_networks(cfg: TrainConfig):
     G = Generator(z_dim=cfg.z_dim, c_dim=cfg.c_dim, w_dim=cfg.w_dim, img_resolution=cfg.resolution,
                   mapping_kwargs=dict(num_layers=cfg.mapping_layers),
-                  synthesis_kwargs=dict(channel_base=cfg.g_channel_base, channel_max=cfg.g_channel_max))
+                  synthesis_kwargs=dict(channel_base=cfg.g_channel_base, channel_max=cfg.g_channel_max,
+                                        architecture=cfg.g_architecture))
     D = Discriminator(c_dim=0 if cfg.q_weight > 0 else cfg.c_dim, img_resolution=cfg.resolution,
                       channel_base=cfg.d_channel_base, channel_max=cfg.d_channel_max)
     return G, D
