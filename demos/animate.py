@@ -69,7 +69,7 @@ def animate(face, psi, mode, frames, fps, amount, pingpong, keep_others, size, g
     t = res["timings"]
     note = (f"**{label}**: {mode} animation, {int(frames)} frames at {float(fps):g} fps "
             f"({int(frames) / float(fps):.1f} s), ±{float(amount):g} SD on layers {layers[0]}-{layers[-1]}"
-            + (f", keeping other attributes ({'with conditional directions' if mode == 'grid' else keep_method(G, ds, True)})"
+            + (f", keeping other attributes ({'with conditional directions' if mode == 'grid' else keep_method(G, ds)})"
                if keep_others else "")
             + f". Rendered in {t['render_s']:.2f} s, encoded in {t.get('mp4_s', 0) + t.get('gif_s', 0):.2f} s.")
     files = [res["mp4"], res["gif"]] + ([res["grid_png"]] if "grid_png" in res else []) + [npz]

@@ -91,11 +91,9 @@ def parse_more(text) -> dict:
 # ---------------------------------------------------------------------------
 
 
-def keep_method(G, ds, keep_others: bool) -> str:
+def keep_method(G, ds) -> str:
     """How 'keep other attributes' works for this generator: guided by a differentiable labeller
     (facegen.editing.guide_for: the face world's predictor for mini) or conditional directions."""
-    if not keep_others:
-        return ""
     from facegen.editing import guide_for
     return "guided by the world predictor" if guide_for(G, ds) is not None else "with conditional directions"
 
@@ -142,7 +140,7 @@ def edit(face, psi, yaw, smile, age, gender, glasses, beard, hair_length, skin_t
                                       conditional=bool(keep_others), directions=ds.fingerprint, model=model),
                      d / "edited.npz")
     note = (f"**{label}**: {desc} on layers {layers[0]}-{layers[-1]}"
-            + (f" keeping the other attributes ({keep_method(G, ds, True)})" if keep_others and steps else "") + ".")
+            + (f" keeping the other attributes ({keep_method(G, ds)})" if keep_others and steps else "") + ".")
     last = {"model": model, "ws": edited, "image": after, "label": f"{label} {desc}"[:40]}
     return before_png, after_png, [after_png, npz], note, last
 

@@ -141,8 +141,7 @@ def animation_ws(ws, ds: DirectionSet, mode: str = "yaw", frames: int = 60, amou
     values = sweep_values(frames, amount, pingpong)
     if conditional and guide is not None and G is not None:
         from .editing import guided_sweep_ws
-        uniq, inverse = np.unique(values, return_inverse=True)      # pingpong revisits values: compute each once
-        return guided_sweep_ws(G, guide, ws, ds, mode, uniq, layers)[inverse], values, None
+        return guided_sweep_ws(G, guide, ws, ds, mode, values, layers), values, None
     return sweep_ws(ws, ds, mode, values, layers, conditional), values, None
 
 
