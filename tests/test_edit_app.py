@@ -136,6 +136,16 @@ def test_animate_yaw_mp4_gif(client, G, dirs, studio_model):
     core = video.animate(G, ws, dirs[0], "yaw", 12, 12, 2.0, layers=range(8))["frames"]
     assert np.abs(frames.astype(int) - video.upscale(core, 128)).mean() < 8
     assert any(f.endswith(".npz") for f in files)
+    # Keep other attributes, there and back: the guided sweep (facegen.editing), frames mirrored.
+    mp4k, _, _, files_k, note_k = animate(client, studio_model, dirs[1], frames=12, fps=12, keep_others=True,
+                                          pingpong=True)
+    kept = video.read_video(mp4k["video"] if isinstance(mp4k, dict) else mp4k)
+    assert kept.shape == (12, 128, 128, 3) and "keeping other attributes (guided by the world predictor)" in note_k
+    lat, _ = L.load_latent(next(f for f in files_k if f.endswith(".npz")), G)
+    expected = editing.guided_sweep_ws(G, editing.guide_for(G, dirs[0]), ws, dirs[0], "yaw",
+                                       video.sweep_values(12, 2.0, True), list(range(8)))
+    np.testing.assert_allclose(lat, expected, atol=1e-4)
+    np.testing.assert_allclose(lat[1], lat[-1], atol=1e-6)      # pingpong: the way back mirrors the way out
 
 
 def test_animate_grid_and_errors(client, G, dirs, studio_model):
