@@ -123,8 +123,8 @@ def run_sweeps(G, ds, P, names, seeds, values, layers, mode, C=None):
                      "others_change": {n: round(change[n], 4) for n in others}}
         if C is not None:
             probs = C.probs(imgs).reshape(len(seeds), len(values), -1)
-            ch2 = {a: float(np.mean(np.abs(probs[:, -1, C.index([c])[0]] - probs[:, 0, C.index([c])[0]])))
-                   for a, c in SECOND_JUDGE.items() if a in ds.names}
+            cols = {a: C.index([c])[0] for a, c in SECOND_JUDGE.items() if a in ds.names}
+            ch2 = {a: float(np.mean(np.abs(probs[:, -1, k] - probs[:, 0, k]))) for a, k in cols.items()}
             out[name]["independent_judge"] = {
                 "target_change": ch2.get(name), "others_change_mean": float(np.mean([v for a, v in ch2.items() if a != name])),
                 "others_change": {a: round(v, 4) for a, v in ch2.items() if a != name}}
