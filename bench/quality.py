@@ -6,6 +6,7 @@ rate, and style-mixing locality. Also writes <model>/samples.png (64 faces, psi 
 <model>/style_mixing.png (sources x templates for coarse, middle and fine layers).
 
     python bench/quality.py [--model assets/mini] [--n 500]
+    python bench/quality.py --model DIR --layer-pairs     # only: what copying layers 0-1, 2-3 ... carries
 """
 
 import argparse
@@ -22,7 +23,7 @@ import facegen  # noqa: E402
 from facegen import latents as L  # noqa: E402
 from facegen.generate import synthesize  # noqa: E402
 from facegen.predictor import load_world_predictor  # noqa: E402
-from facegen.quality import evaluate_generator  # noqa: E402
+from facegen.quality import evaluate_generator, mixing_by_layers  # noqa: E402
 from facegen.world import make_grid  # noqa: E402
 
 
@@ -53,10 +54,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="assets/mini")
     ap.add_argument("--n", type=int, default=500)
+    ap.add_argument("--layer-pairs", action="store_true", help="only print what copying two w+ layers at a time "
+                    "from a template carries (facegen.quality.mixing_by_layers); writes nothing")
     a = ap.parse_args()
     t0 = time.time()
     G = facegen.load_generator(a.model)
     pred = load_world_predictor()
+    if a.layer_pairs:
+        print(f"model {a.model} ({G.fingerprint}): copy layers from a template; r with the template "
+              "(hair/eye colour: agreement)")
+        for layers, r in mixing_by_layers(G, pred).items():
+            print(f"  layers {layers}: " + "  ".join(f"{k} {v:.2f}" for k, v in r.items()))
+        return
     q = evaluate_generator(G, pred, n=a.n)
     q["eval_seconds"] = round(time.time() - t0, 1)
     model_dir = Path(a.model)

@@ -29,7 +29,7 @@ def available() -> bool:
 
 
 @gpu(duration=60)
-def _customize_gpu(model, classes, method, n, psi, seed):
+def _customize_gpu(model, classes, method, n, psi, seed, variety=1):
     G = studio.device_for(studio.models().get(model))
     kw, source = {}, model
     if method == "finetuned":
@@ -38,20 +38,22 @@ def _customize_gpu(model, classes, method, n, psi, seed):
     elif method == "conditional" and registry.has(cz.conditional_name(model)):
         source = cz.conditional_name(model)
         kw = {"G_conditional": studio.device_for(studio.models().get(source))}
-    out = cz.customize(G, classes, method, n, psi, seed, **kw)
+    out = cz.customize(G, classes, method, n, psi, seed, variety=variety, **kw)
     out["model"] = source          # the generator whose ws these are (for the shelf)
     return out
 
 
 @ui_errors
-def customize(classes, method, count, psi, seed, model, progress=gr.Progress()):
-    """Faces of all `classes` by `method` ('zcode', 'rejection', 'finetuned') -> (gallery, note, last result)."""
+def customize(classes, method, count, psi, seed, varied, model, progress=gr.Progress()):
+    """Faces of all `classes` by `method` ('zcode', 'rejection', 'finetuned', 'conditional') -> (gallery, note,
+    last result). `varied`: check every face with the classifier and keep the most varied of 4x as many."""
     names = cz.parse_classes(classes)
     if method == "finetuned":
         cz.finetuned_for(model, names)          # a clear message before any work
     load_model(model, progress)
     progress(0.3, desc=f"Generating {int(count)} faces: {' + '.join(names)}")
-    out = _customize_gpu(model, names, method, int(count), float(psi), int(seed))
+    variety = cz.VARIETY if varied and method != "conditional" else 1
+    out = _customize_gpu(model, names, method, int(count), float(psi), int(seed), variety)
     if out["kept"] == 0:
         raise InputError(f"No face of {' + '.join(names)} was found ({out['note']}); try another combination.")
     d = out_dir()
@@ -79,6 +81,8 @@ def build(ctx: Ctx):
                 count = gr.Slider(1, cz.MAX_FACES, value=8, step=1, label="Count")
                 psi = gr.Slider(0, 1.2, value=0.7, step=0.05, label="Truncation ψ")
                 seed = gr.Number(0, label="Seed", precision=0, minimum=0)
+                varied = gr.Checkbox(True, label=f"More varied (check every face; keep the most different of "
+                                                 f"{cz.VARIETY}× as many)", elem_id="cz-varied")
                 run = gr.Button("Generate", variant="primary", elem_id="cz-run")
                 gr.Markdown(HELP)
             with gr.Column(scale=2):
@@ -87,6 +91,6 @@ def build(ctx: Ctx):
                 note = gr.Markdown(elem_id="cz-note")
                 shelf_btn = gr.Button("Send all to shelf", size="sm", elem_id="cz-shelf")
         last = gr.State(None)
-    run.click(customize, [classes, method, count, psi, seed, ctx.model], [gallery, note, last],
+    run.click(customize, [classes, method, count, psi, seed, varied, ctx.model], [gallery, note, last],
               api_name="customize", **GPU_EVENT)
     shelf_btn.click(to_shelf, [last, ctx.shelf], [ctx.shelf, ctx.shelf_gallery], api_name="customize_to_shelf")

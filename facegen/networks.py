@@ -460,7 +460,7 @@ class SynthesisBlock(torch.nn.Module):
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
                  is_last: bool, architecture: str = "skip", resample_filter: Sequence[float] = (1, 3, 3, 1),
                  conv_clamp: Optional[float] = None, use_fp16: bool = False, fp16_channels_last: bool = False,
-                 **layer_kwargs):
+                 chroma: bool = True, **layer_kwargs):
         super().__init__()
         if architecture not in ("orig", "skip", "resnet"):
             raise ValueError(f"unknown synthesis architecture {architecture!r}")
@@ -479,7 +479,9 @@ class SynthesisBlock(torch.nn.Module):
                                     conv_clamp=conv_clamp, **layer_kwargs)
         self.num_conv += 1
         if is_last or architecture == "skip":
-            self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
+            # chroma=False: this block adds brightness only (one channel, the same to R, G and B), so
+            # colour can come only from the blocks that have it (see SynthesisNetwork's chroma_res).
+            self.torgb = ToRGBLayer(out_channels, img_channels if chroma else 1, w_dim, conv_clamp=conv_clamp)
             self.num_torgb += 1
         if in_channels != 0 and architecture == "resnet":
             self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2,
@@ -513,6 +515,8 @@ class SynthesisBlock(torch.nn.Module):
             img = upsample2d(img, self.resample_filter)
         if self.is_last or self.architecture == "skip":
             y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv).to(torch.float32)
+            if y.shape[1] != self.img_channels:
+                y = y.expand(-1, self.img_channels, -1, -1)
             img = img + y if img is not None else y
         return x, img
 
@@ -521,7 +525,9 @@ class SynthesisNetwork(torch.nn.Module):
     """w+ [N, num_ws, w_dim] -> image [N, C, R, R] in about [-1, 1]."""
 
     def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 32768,
-                 channel_max: int = 512, num_fp16_res: int = 0, **block_kwargs):
+                 channel_max: int = 512, num_fp16_res: int = 0, chroma_res: int = 0, **block_kwargs):
+        """chroma_res > 0 (skip architecture; not in the official networks): blocks below this resolution
+        write brightness only, so colour is decided by the styles of the blocks at and above it."""
         super().__init__()
         log2 = int(np.log2(img_resolution))
         if img_resolution < 4 or 2 ** log2 != img_resolution:
@@ -534,7 +540,8 @@ class SynthesisNetwork(torch.nn.Module):
         for res in self.block_resolutions:
             in_ch = self.channels[res // 2] if res > 4 else 0
             block = SynthesisBlock(in_ch, self.channels[res], w_dim=w_dim, resolution=res, img_channels=img_channels,
-                                   is_last=(res == img_resolution), use_fp16=(res >= fp16_resolution), **block_kwargs)
+                                   is_last=(res == img_resolution), use_fp16=(res >= fp16_resolution),
+                                   chroma=(res >= chroma_res), **block_kwargs)
             self.num_ws += block.num_conv
             if res == img_resolution:
                 self.num_ws += block.num_torgb

@@ -107,6 +107,31 @@ def mixing_locality(G, labeller, n: int = 64, seed: int = 1000, psi: float = 0.7
     return res
 
 
+LAYER_PAIRS = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
+
+
+def mixing_by_layers(G, labeller, groups=None, n: int = 128, seed: int = 1000, psi: float = 0.7) -> dict:
+    """Finer than :func:`mixing_locality`: copy each group of w+ layers (default two at a time) from a
+    template and measure what follows it -> {"0-1": {bg_corner_rgb, skin_tone, yaw, gender,
+    hair_length: r with the template; hair_color, eye_color: agreement with it}, ...}."""
+    groups = [tuple(g) for g in (groups or [p for p in LAYER_PAIRS if p[-1] < G.num_ws])]
+    src = L.seeds_to_ws(G, list(range(seed, seed + n)), psi=psi)
+    tpl = L.seeds_to_ws(G, list(range(seed + n, seed + 2 * n)), psi=psi)
+    x_tpl = synthesize(G, tpl)
+    p_tpl, c_tpl = labeller.predict(x_tpl), corner_colour(x_tpl)
+    out = {}
+    for layers in groups:
+        x_mix = synthesize(G, L.style_mix(src, tpl, list(layers)))
+        p_mix = labeller.predict(x_mix)
+        r = {"bg_corner_rgb": _rgb_corr(corner_colour(x_mix), c_tpl)}
+        for name in ("skin_tone", "yaw", "gender", "hair_length"):
+            r[name] = float(np.corrcoef(p_mix[name], p_tpl[name])[0, 1])
+        for name in ("hair_color", "eye_color"):
+            r[name] = float((p_mix[name].argmax(1) == p_tpl[name].argmax(1)).mean())
+        out[f"{layers[0]}-{layers[-1]}" if len(layers) > 1 else str(layers[0])] = r
+    return out
+
+
 def evaluate_generator(G, labeller, n: int = 500, psi: float = 0.7, seed: int = 0) -> dict:
     from .world import render_batch
     size = G.img_resolution

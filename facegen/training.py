@@ -56,6 +56,7 @@ class TrainConfig:
     g_channel_base: int = 1024             # channels per res = min(base // res, max)
     g_channel_max: int = 128
     g_architecture: str = "skip"           # 'skip' (StyleGAN2's default), 'orig' (only the last block writes RGB)
+    g_chroma_res: int = 0                  # skip only: blocks below this resolution write brightness, not colour
     d_channel_base: int = 1024
     d_channel_max: int = 128
     lr: float = 0.0025
@@ -119,7 +120,8 @@ def build_networks(cfg: TrainConfig):
     G = Generator(z_dim=cfg.z_dim, c_dim=cfg.c_dim, w_dim=cfg.w_dim, img_resolution=cfg.resolution,
                   mapping_kwargs=dict(num_layers=cfg.mapping_layers),
                   synthesis_kwargs=dict(channel_base=cfg.g_channel_base, channel_max=cfg.g_channel_max,
-                                        architecture=cfg.g_architecture))
+                                        architecture=cfg.g_architecture,
+                                        **({"chroma_res": cfg.g_chroma_res} if cfg.g_chroma_res else {})))
     D = Discriminator(c_dim=0 if cfg.q_weight > 0 else cfg.c_dim, img_resolution=cfg.resolution,
                       channel_base=cfg.d_channel_base, channel_max=cfg.d_channel_max)
     return G, D

@@ -129,6 +129,31 @@ def test_zcode_feature_spread_term(G, C):
     assert "feat_spread" not in hist0[0]
 
 
+def _spread(C, images):
+    with torch.no_grad():
+        f = C.features(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1).double()
+    return float(torch.pdist(f).mean())
+
+
+def test_variety_keeps_the_most_varied_class_members(G, C):
+    """variety 4: 4n classifier-checked hits, then n of them by farthest-point selection in the
+    classifier's features; they are members and spread wider than n hits taken in order."""
+    n = 6
+    plain = cz.rejection_sample(G, ["hair:blonde"], n * 4, 0.7, 11, C)
+    varied = cz.rejection_sample(G, ["hair:blonde"], n, 0.7, 11, C, variety=4)
+    assert varied["kept"] == n and varied["pool"] == n * 4 and varied["ws"].shape[0] == n
+    assert (C.probs(varied["images"])[:, C.index(["hair:blonde"])[0]] >= cz.ACCEPT).all()
+    pool = {img.tobytes(): i for i, img in enumerate(plain["images"])}      # the same pool, same seed
+    assert all(img.tobytes() in pool for img in varied["images"])
+    assert _spread(C, varied["images"]) > _spread(C, plain["images"][:n])
+    sel = cz.varied_subset(C, plain["images"], n, seed=0)
+    assert len(set(sel.tolist())) == n and (sel == cz.varied_subset(C, plain["images"], n, seed=0)).all()
+    out = cz.customize(G, "hair:blonde", "zcode", n=3, psi=0.7, seed=2, variety=cz.VARIETY)
+    assert out["kept"] == 3 and "most varied of 12 hits" in out["note"]
+    with pytest.raises(InputError, match="Variety must be between 1 and"):
+        cz.rejection_sample(G, ["glasses"], 2, variety=0)
+
+
 def test_customize_combination_and_errors(G, C):
     out = cz.customize(G, "glasses, smiling", "zcode", n=3, psi=0.7, seed=5)
     assert out["kept"] == 3 and "proposes" in out["note"]

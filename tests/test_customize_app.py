@@ -26,9 +26,9 @@ def test_endpoints_listed(client):
 
 def test_customize_gallery_matches_core_and_goes_to_shelf(client, G, mini):
     gallery, note, = client.predict(classes=["beard"], method="zcode", count=3, psi=0.7, seed=7, model=mini,
-                                    api_name="/customize")
-    assert len(gallery) == 3 and "z-code generator 'beard'" in note
-    core = cz.customize(G, ["beard"], "zcode", 3, 0.7, 7)
+                                    api_name="/customize")          # "more varied" is on by default
+    assert len(gallery) == 3 and "z-code generator 'beard'" in note and "most varied of 12 hits" in note
+    core = cz.customize(G, ["beard"], "zcode", 3, 0.7, 7, variety=cz.VARIETY)
     for item, img in zip(gallery, core["images"]):
         assert item["caption"].startswith("beard")
         np.testing.assert_array_equal(np.asarray(Image.open(item["image"]).convert("RGB")), img)
@@ -38,8 +38,17 @@ def test_customize_gallery_matches_core_and_goes_to_shelf(client, G, mini):
 
 def test_customize_rejection_combination(client, mini):
     gallery, note = client.predict(classes=["glasses", "old"], method="rejection", count=2, psi=0.7, seed=1,
+                                   varied=False, model=mini, api_name="/customize")
+    assert len(gallery) == 2 and "rejection sampling: kept 2 of" in note and "varied" not in note
+
+
+def test_customize_plain_zcode_without_variety(client, G, mini):
+    gallery, note = client.predict(classes=["old"], method="zcode", count=2, psi=0.7, seed=4, varied=False,
                                    model=mini, api_name="/customize")
-    assert len(gallery) == 2 and "rejection sampling: kept 2 of" in note
+    assert "no rejection" in note
+    core = cz.zcode_sample(G, "old", 2, 0.7, 4)
+    for item, img in zip(gallery, core["images"]):
+        np.testing.assert_array_equal(np.asarray(Image.open(item["image"]).convert("RGB")), img)
 
 
 @pytest.mark.parametrize("classes, method, message", [

@@ -122,3 +122,25 @@ def test_orig_architecture_trains_and_round_trips(tmp_path, tiny_images):
     assert G.synthesis.b16.architecture == "orig"
     z = torch.randn(2, G.z_dim)
     torch.testing.assert_close(G(z, None, noise_mode="const"), tr.G_ema(z, None, noise_mode="const"))
+
+
+def test_chroma_res_leaves_colour_to_the_high_resolution_blocks(tmp_path, tiny_images):
+    """--g-chroma-res 16: the 4 and 8 px blocks write brightness only (R = G = B), the 16 px block colour;
+    training runs and the Hub folder keeps the option."""
+    tr = Trainer(tiny_cfg(tmp_path, g_chroma_res=16), tiny_images)
+    S = tr.G.synthesis
+    assert S.b8.torgb.weight.shape[0] == 1 and S.b16.torgb.weight.shape[0] == 3
+    ws = torch.randn(3, S.num_ws, S.w_dim)
+    img, blocks = S(ws, noise_mode="const", return_blocks=True)
+    low = blocks[8][1]
+    assert low.shape == (3, 3, 8, 8) and low.abs().max() > 0
+    torch.testing.assert_close(low[:, 0], low[:, 1])
+    torch.testing.assert_close(low[:, 0], low[:, 2])
+    assert (img[:, 0] - img[:, 1]).abs().max() > 0                  # the 16 px block adds colour
+    for _ in range(2):
+        assert all(np.isfinite(v) for v in tr.train_step().values())
+    tr.save_checkpoint(tmp_path / "ckpt.pt")
+    G = facegen.load_generator(str(export_checkpoint(tmp_path / "ckpt.pt", tmp_path / "export")))
+    assert G.synthesis.b8.torgb.weight.shape[0] == 1
+    z = torch.randn(2, G.z_dim)
+    torch.testing.assert_close(G(z, None, noise_mode="const"), tr.G_ema(z, None, noise_mode="const"))
