@@ -11,6 +11,8 @@ world's attribute predictor.
    target's values to A's.
 3. Pose and expression must still follow the video: Pearson correlation of the predicted yaw and smile of
    swapped vs target faces, frame by frame (and against the renderer's true yaw / smile).
+4. Detail: mean gradient magnitude inside the inner face (``faceswap.detail``) of the swapped faces over
+   that of A's own renders: a blurred swap scores well below 1.
 Writes a strip PNG (target frames over swapped frames) and the mp4 to --out.
 """
 
@@ -57,6 +59,8 @@ def main(argv=None) -> int:
     ap.add_argument("--region", default="head")
     ap.add_argument("--model", default="mini")
     ap.add_argument("--width", type=int, default=16, help="autoencoder channels (FaceswapAE ch)")
+    ap.add_argument("--ssim", type=float, default=None, help="weight of the 1 - SSIM loss term (default: "
+                    "faceswap.SSIM_WEIGHT)")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench-faceswap"))
     a = ap.parse_args(argv)
 
@@ -74,7 +78,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     res = fs.swap_video(G, ws[0], a.video, out / "faceswap.mp4", find_directions(G), a.seconds, a.views, a.color,
                         a.region, state=fs.TrainState.new(ch=a.width, code=8 * a.width),
-                        log=lambda m: print("  " + m, flush=True))
+                        log=lambda m: print("  " + m, flush=True), ssim_weight=a.ssim)
     total = time.time() - t_start
     p, st = res["prepared"], res["state"]
 
@@ -98,9 +102,12 @@ def main(argv=None) -> int:
         if yaw_true is not None and len(yaw_true) == len(f):
             r_true = {"yaw": float(np.corrcoef(yaw_true[f], ps["yaw"])[0, 1]),
                       "smile": float(np.corrcoef(smile_true[f], ps["smile"])[0, 1])}
-        return back, rows, r, r_true
+        return back, rows, r, r_true, crops_s
 
-    back, rows, r, r_true = judge(res["path"])
+    back, rows, r, r_true, crops_s = judge(res["path"])
+    # 4. detail: mean gradient magnitude in the inner face, swapped vs A's own renders (1 = as sharp as A)
+    sharp = {"target": fs.detail(crops_t), "swapped": fs.detail(crops_s), "A_views": fs.detail(views)}
+    sharp["swapped_over_A"] = sharp["swapped"] / sharp["A_views"]
     moved = sum(row[5] < row[4] for row in rows)
     variants = {}
     for color, region in (("reinhard", a.region), ("seamless", a.region), (a.color, "face")):
@@ -110,7 +117,7 @@ def main(argv=None) -> int:
         o, _, _ = fs.convert(p.frames, p.track, st.model, color, region)
         vp, _ = fs.write_result(o, p.info, out / f"faceswap-{color}-{region}.mp4")
         dt = time.time() - t0
-        _, vrows, vr, _ = judge(vp)
+        _, vrows, vr, _, _ = judge(vp)
         variants[f"{color}/{region}"] = (vrows, vr, dt)
 
     idx = np.linspace(0, len(back) - 1, 8).round().astype(int)
@@ -131,6 +138,8 @@ def main(argv=None) -> int:
     print(f"\nattributes moved towards A: {moved}/{len(rows)}")
     print(f"pose/expression follow the video: Pearson r(target, swapped) yaw {r['yaw']:.3f}, smile {r['smile']:.3f}"
           + (f"; r(true, swapped) yaw {r_true['yaw']:.3f}, smile {r_true['smile']:.3f}" if r_true else ""))
+    print(f"detail (mean gradient in the inner face): target {sharp['target']:.2f}, swapped {sharp['swapped']:.2f}, "
+          f"A's own renders {sharp['A_views']:.2f} -> swapped / A {sharp['swapped_over_A']:.2f} (1 = as sharp as A)")
     print(f"time: read {tm['read_s']:.1f} s, tracking {tm['track_s']:.1f} s, identity set {tm['identity_s']:.1f} s, "
           f"training {tm['train_s']:.1f} s, conversion + mp4 {tm['convert_s']:.1f} s; end to end {total:.1f} s "
           f"({total / 60:.2f} min; goal <= 10 min: ratio {total / 600:.2f})")
@@ -148,6 +157,7 @@ def main(argv=None) -> int:
         "identity": [dict(zip(("attribute", "target", "swapped", "A", "target_to_A", "swapped_to_A"),
                               [x if isinstance(x, str) else round(x, 4) for x in row])) for row in rows],
         "pearson_target_vs_swapped": r, "pearson_true_vs_swapped": r_true, "audio": res["audio"],
+        "detail": {k: round(v, 3) for k, v in sharp.items()}, "ssim_weight": a.ssim,
         "variants": {k: {"moved": int(sum(x[5] < x[4] for x in v[0])), "mean_swapped_to_A": float(np.mean([x[5] for x in v[0]])),
                          "pearson": v[1], "seconds": round(v[2], 1)} for k, v in variants.items()}}, indent=1))
     return 0

@@ -68,7 +68,7 @@ __all__ = ["VideoError", "NoFaceInVideoError", "VideoInfo", "identity_set", "pro
            "umeyama", "template", "face_mask", "align_crops", "FaceswapAE", "random_warp", "TrainState", "train",
            "reinhard_lab", "poisson_blend", "convert", "mux_audio", "render_sample_video", "swap_video",
            "choose_detector", "fit_framing", "write_framing", "align_transforms", "loss_weights", "swap_faces",
-           "preview", "prepare", "write_result", "sample_frames", "sample_videos", "cli_main", "MAX_SECONDS", "MAX_FRAMES", "MAX_SIDE", "VIDEO_EXTS", "COLOR_MODES"]
+           "preview", "prepare", "ssim_map", "detail", "write_result", "sample_frames", "sample_videos", "cli_main", "MAX_SECONDS", "MAX_FRAMES", "MAX_SIDE", "VIDEO_EXTS", "COLOR_MODES"]
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCALISER_DIR = ROOT / "assets" / "localiser"
@@ -823,14 +823,48 @@ def loss_weights(size: int = CROP, mask_weight: float = 4.0, feature_weight: flo
     return (1 + mask_weight * face_mask(size, feather=2.0, region="head") + feature_weight * feat).astype(np.float32)
 
 
+def ssim_map(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.5, c1: float = 0.01 ** 2,
+             c2: float = 0.03 ** 2) -> torch.Tensor:
+    """SSIM per pixel (mean over channels) of images in [0, 1], [N, C, H, W] -> [N, 1, H, W], with a
+    Gaussian window of std `sigma` (11 taps at 1.5): luminance x contrast x structure of the local patch."""
+    r = int(math.ceil(3 * sigma))
+    k = torch.exp(-torch.arange(-r, r + 1, dtype=x.dtype, device=x.device) ** 2 / (2 * sigma ** 2))
+    k = k / k.sum()
+    c = x.shape[1]
+
+    def blur(t):
+        t = F.conv2d(F.pad(t, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        return F.conv2d(F.pad(t, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return s.mean(1, keepdim=True)
+
+
+def detail(crops: np.ndarray, region: str = "face") -> float:
+    """Mean gradient magnitude (grey levels per pixel) inside the region of aligned crops uint8 [N, S, S, 3]:
+    how much fine detail (edges of eyes, mouth, brows) a set of faces has. Blur lowers it."""
+    g = np.asarray(crops, np.float32).mean(-1)
+    gx, gy = np.diff(g, axis=2)[:, :-1], np.diff(g, axis=1)[:, :, :-1]
+    m = face_mask(crops.shape[1], region=region)[:-1, :-1]
+    return float((np.sqrt(gx ** 2 + gy ** 2) * m).sum(axis=(1, 2)).mean() / m.sum())
+
+
+#: Weight of the structural term (1 - SSIM, masked) next to the weighted L1 in :func:`train`.
+SSIM_WEIGHT = 0.0
+
+
 def train(state: TrainState, faces_a: np.ndarray, faces_b: np.ndarray, seconds: float = 300,
           max_steps: Optional[int] = None, batch: int = 8, callback: Optional[Callable] = None,
-          seed: Optional[int] = None, weights: Optional[np.ndarray] = None, augment: Optional[dict] = None
-          ) -> TrainState:
+          seed: Optional[int] = None, weights: Optional[np.ndarray] = None, augment: Optional[dict] = None,
+          ssim_weight: Optional[float] = None) -> TrainState:
     """Train both decoders (A on faces_a, B on faces_b, uint8 [N, S, S, 3] aligned crops) for `seconds`
     (or `max_steps`), continuing from `state`. Loss per identity: L1 between decoder output and target,
     weighted per pixel by `weights` (default :func:`loss_weights`), moved with the target by the random
-    warp (`augment`: its keyword arguments). `callback(state, elapsed_s)` runs every 10 steps."""
+    warp (`augment`: its keyword arguments), plus `ssim_weight` (default :data:`SSIM_WEIGHT`) x the
+    same-weighted mean of 1 - SSIM (:func:`ssim_map`: faceswap's structural loss, which punishes lost
+    edges more than L1 does). `callback(state, elapsed_s)` runs every 10 steps."""
+    ssim_weight = SSIM_WEIGHT if ssim_weight is None else float(ssim_weight)
     dev = next(state.model.parameters()).device
     S = state.model.size
     A, B = _to_tensor(faces_a).to(dev), _to_tensor(faces_b).to(dev)
@@ -855,7 +889,10 @@ def train(state: TrainState, faces_a: np.ndarray, faces_b: np.ndarray, seconds: 
             warped, target = warped.to(dev), target.to(dev)
             out = state.model(warped[:, :3], ident)
             wgt = target[:, 3:]
-            losses.append((((out - target[:, :3]).abs() * wgt).mean() / wgt.mean()))
+            loss = ((out - target[:, :3]).abs() * wgt).mean() / wgt.mean()
+            if ssim_weight:
+                loss = loss + ssim_weight * ((1 - ssim_map(out, target[:, :3])) * wgt).mean() / wgt.mean()
+            losses.append(loss)
         loss = losses[0] + losses[1]
         state.opt.zero_grad()
         loss.backward()
@@ -1062,13 +1099,13 @@ def write_result(frames: np.ndarray, info: VideoInfo, out_path) -> tuple:
 
 def swap_video(G, ws_a: np.ndarray, video, out_path, ds=None, seconds: float = 300, n_views: int = 120,
                color: str = "none", region: str = "head", detector: str = "auto",
-               state: Optional[TrainState] = None, log=print) -> dict:
+               state: Optional[TrainState] = None, log=print, ssim_weight: Optional[float] = None) -> dict:
     """Everything: prepare, train for `seconds` (from `state` if given), convert, write. -> dict of results."""
     t_all = time.time()
     p = prepare(G, ws_a, video, ds, n_views, detector, log=log)
     state = state or TrainState.new()
     t0 = time.time()
-    train(state, p.faces_a, p.faces_b, seconds,
+    train(state, p.faces_a, p.faces_b, seconds, ssim_weight=ssim_weight,
           callback=lambda s, el: (s.step % 100 == 0) and log(f"step {s.step} loss A {s.losses[-1][1]:.4f} "
                                                              f"B {s.losses[-1][2]:.4f} ({el:.0f} s)"))
     train_s = time.time() - t0
