@@ -16,9 +16,9 @@ For every class and method, `--n` faces at truncation `--psi`, on one CPU thread
 * validity: the share the world predictor reads as a face.
 
 Methods: ``unconditional`` (the base rate, for reference), ``rejection`` (sample, classify, keep),
-``zcode`` (z-code generator, no rejection), ``zcode+check`` (z-code proposals, rejection by the
-classifier), ``zcode+check+varied`` (the same, 4x as many hits, the 64 most varied of them kept by
-``customize.varied_subset``: the app's default), and ``finetuned`` (a generator fine-tuned on the class,
+``zcode`` (z-code generator, no check: the app's check "none"), ``zcode+check`` (z-code proposals,
+rejection by the classifier: the app's default), ``zcode+check+varied`` (the same, 4x as many hits, the
+64 most varied of them kept by ``customize.varied_subset``: the app's "most varied"), and ``finetuned`` (a generator fine-tuned on the class,
 where one is registered as ``mini-<class>``). Goals: hit rate >= 95 % with diversity >= 80 % of unconditional; the z-code
 generator faster than rejection for rare classes (base rate < 15 %).
 
@@ -207,7 +207,7 @@ def main(argv=None) -> int:
         goals["diversity ceiling >= 0.8 (goal reachable by sampling the generator)"] = {
             n: round(ceiling[n][0], 3) if ceiling[n][0] is not None else None for n in names}
         print(f"ceiling >= 0.8 for {len(reach)}/{len(names)} classes; below: "
-              f"{', '.join(f'{n} {ceiling[n][0]:.2f}' for n in names if n not in reach and ceiling[n][0] is not None)}")
+              f"{', '.join(f'{n} {ceiling[n][0]:.3f}' for n in names if n not in reach and ceiling[n][0] is not None)}")
         for method in dict.fromkeys(r["method"] for r in rows if r["method"] != "unconditional"):
             met = [r["class"] for r in rows if r["method"] == method and r["class"] in reach
                    and r["hit"] >= 0.95 and r["diversity"] >= 0.8]

@@ -56,9 +56,11 @@ Method
    also takes a class code (multi-hot over the classes), fine-tuned from an unconditional generator
    with an InfoGAN-style Q head on the discriminator's trunk (``facegen.training``, ``--classes``,
    ``--q-weight``); codes for sampling come from training faces that satisfy the chosen classes.
-7. **More varied** (:func:`varied_subset`, ``variety``; on in the app): any proposer's faces are
-   checked by the classifier, ``variety`` x n of them kept, and n chosen by farthest-point selection
-   in the classifier's features. It trades about 2 points of hit rate for about 0.06 of diversity.
+7. **Check and variety** (:func:`customize`'s ``check``): by default every proposal (z-code,
+   fine-tuned, random) is checked by the classifier and only accepted faces are returned; ``varied``
+   keeps 4 x n accepted faces and chooses n by farthest-point selection in the classifier's features
+   (:func:`varied_subset`), which trades about 2 points of hit rate for about 0.05 of diversity;
+   ``none`` returns z-code or fine-tuned proposals unchecked.
 8. **Combinations and other generators**: for several classes the z-code generator of the rarest
    class proposes and rejection keeps those that also satisfy the rest (:func:`customize`,
    method ``zcode``). Z-code generators are tied to the generator they were trained with (by
@@ -93,7 +95,7 @@ from .errors import InputError, ModelNotFoundError, UnsupportedModelError
 
 __all__ = ["CLASSES", "CustomClass", "parse_classes", "class_names", "world_table", "predicted_table",
            "class_mask", "ClassClassifier", "ZCodeNet", "ZCodeBank", "load_classifier", "load_zcodes",
-           "rejection_sample", "zcode_sample", "customize", "select_for_finetune", "METHODS", "cli_main"]
+           "rejection_sample", "zcode_sample", "varied_subset", "customize", "CHECKS", "select_for_finetune", "METHODS", "cli_main"]
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "customize"
 CLASSIFIER_DIR = ASSETS / "classifier"
@@ -412,7 +414,7 @@ def rejection_sample(G, names: Sequence[str], n: int, psi: float = 0.7, seed: in
             "seconds": time.time() - t0}
 
 
-#: Pool size (x the faces asked for) of the "more varied" option, and the most a caller may ask for.
+#: Pool size (x the faces asked for) of the "more varied" check, and the most a caller may ask for.
 VARIETY = 4
 MAX_VARIETY = 16
 
@@ -589,6 +591,7 @@ def zcode_sample(G, name: str, n: int, psi: float = 0.7, seed: int = 0, bank=Non
 # ---------------------------------------------------------------------------
 
 METHODS = ("zcode", "rejection", "finetuned", "conditional")
+CHECKS = ("check", "varied", "none")
 MAX_FACES = 64
 
 
@@ -627,19 +630,19 @@ def conditional_name(model: str) -> str:
 
 def customize(G, classes, method: str = "zcode", n: int = 8, psi: float = 0.7, seed: int = 0,
               max_tries: int = 4096, G_finetuned=None, finetuned_class: Optional[str] = None,
-              G_conditional=None, variety: int = 1) -> dict:
+              G_conditional=None, check: str = "check") -> dict:
     """Faces of `classes` (AND) by `method` -> {images, ws, classes, method, note, tries, kept, seconds}.
 
     * ``rejection``: sample, classify, keep.
-    * ``zcode``: the z-code generator of the rarest chosen class proposes; with one class its faces
-      are returned as they are; with several, rejection keeps those that pass every class.
+    * ``zcode``: the z-code generator of the rarest chosen class proposes.
     * ``finetuned``: ``G_finetuned`` (fine-tuned on ``finetuned_class``, see :func:`finetuned_for`)
-      samples unconditionally; with further classes, rejection keeps those that pass them all.
-      Its ws belong to ``G_finetuned``.
-    * ``conditional``: ``G_conditional`` draws every class at once from its class code.
+      proposes; its ws belong to ``G_finetuned``.
+    * ``conditional``: ``G_conditional`` draws every class at once from its class code (no check).
 
-    ``variety`` > 1 (the app's "more varied"): every method but ``conditional`` checks its faces with
-    the classifier, keeps ``variety`` x n of them and returns the n most varied (:func:`varied_subset`).
+    ``check`` (:data:`CHECKS`) decides what happens to the proposals: ``check`` (default) keeps those
+    the classifier accepts for every chosen class; ``varied`` keeps :data:`VARIETY` x n accepted ones
+    and returns the n most varied (:func:`varied_subset`); ``none`` returns z-code or fine-tuned
+    proposals unchecked (fastest; with several classes the check still runs for the others).
     """
     names = parse_classes(classes)
     n = int(n)
@@ -647,9 +650,11 @@ def customize(G, classes, method: str = "zcode", n: int = 8, psi: float = 0.7, s
         raise InputError(f"Count must be between 1 and {MAX_FACES} (got {n}).")
     if method not in METHODS:
         raise InputError(f"Method must be one of {', '.join(METHODS)} (got '{method}').")
+    if check not in CHECKS:
+        raise InputError(f"Check must be one of {', '.join(CHECKS)} (got '{check}').")
     _check_G(G)
     C = load_classifier()
-    variety = int(variety)
+    variety = VARIETY if check == "varied" else 1
     vary = (lambda out: f"; the {out['kept']} most varied of {out['pool']} hits") if variety > 1 else (lambda out: "")
     if method == "rejection":
         out = rejection_sample(G, names, n, psi, seed, C, max_tries=max_tries, variety=variety)
@@ -664,7 +669,7 @@ def customize(G, classes, method: str = "zcode", n: int = 8, psi: float = 0.7, s
         if G_finetuned is None or finetuned_class not in names:
             raise InputError("The fine-tuned method needs the fine-tuned generator of one of the chosen classes.")
         rest = [c for c in names if c != finetuned_class]
-        if not rest and variety == 1:
+        if not rest and check == "none":
             from .latents import check_psi
             t0 = time.time()
             z = torch.randn(n, G_finetuned.z_dim, generator=torch.Generator().manual_seed(int(seed)))
@@ -673,13 +678,13 @@ def customize(G, classes, method: str = "zcode", n: int = 8, psi: float = 0.7, s
             note = f"generator fine-tuned on '{finetuned_class}': {n} faces, no rejection"
         else:
             out = rejection_sample(G_finetuned, names, n, psi, seed, C, max_tries=max_tries, variety=variety)
-            note = (f"generator fine-tuned on '{finetuned_class}' proposes, rejection on {' + '.join(names)}: "
+            note = (f"generator fine-tuned on '{finetuned_class}' proposes, the classifier checks {' + '.join(names)}: "
                     f"kept {out['pool']} of {out['tries']}" + vary(out))
     else:
         bank = load_zcodes(G=G)
         rates = base_rates()
         lead = min(names, key=lambda c: rates.get(c, 0.5))
-        if len(names) == 1 and variety == 1:
+        if len(names) == 1 and check == "none":
             out = zcode_sample(G, lead, n, psi, seed, bank)
             note = f"z-code generator '{lead}': {n} faces, no rejection"
         else:

@@ -148,8 +148,10 @@ def test_variety_keeps_the_most_varied_class_members(G, C):
     assert _spread(C, varied["images"]) > _spread(C, plain["images"][:n])
     sel = cz.varied_subset(C, plain["images"], n, seed=0)
     assert len(set(sel.tolist())) == n and (sel == cz.varied_subset(C, plain["images"], n, seed=0)).all()
-    out = cz.customize(G, "hair:blonde", "zcode", n=3, psi=0.7, seed=2, variety=cz.VARIETY)
+    out = cz.customize(G, "hair:blonde", "zcode", n=3, psi=0.7, seed=2, check="varied")
     assert out["kept"] == 3 and "most varied of 12 hits" in out["note"]
+    with pytest.raises(InputError, match="Check must be one of"):
+        cz.customize(G, "glasses", "zcode", n=2, check="maybe")
     with pytest.raises(InputError, match="Variety must be between 1 and"):
         cz.rejection_sample(G, ["glasses"], 2, variety=0)
 

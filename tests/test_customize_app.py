@@ -26,9 +26,9 @@ def test_endpoints_listed(client):
 
 def test_customize_gallery_matches_core_and_goes_to_shelf(client, G, mini):
     gallery, note, = client.predict(classes=["beard"], method="zcode", count=3, psi=0.7, seed=7, model=mini,
-                                    api_name="/customize")          # "more varied" is on by default
-    assert len(gallery) == 3 and "z-code generator 'beard'" in note and "most varied of 12 hits" in note
-    core = cz.customize(G, ["beard"], "zcode", 3, 0.7, 7, variety=cz.VARIETY)
+                                    api_name="/customize")          # the classifier check is on by default
+    assert len(gallery) == 3 and "z-code generator 'beard' proposes, the classifier checks beard" in note
+    core = cz.customize(G, ["beard"], "zcode", 3, 0.7, 7)
     for item, img in zip(gallery, core["images"]):
         assert item["caption"].startswith("beard")
         np.testing.assert_array_equal(np.asarray(Image.open(item["image"]).convert("RGB")), img)
@@ -38,15 +38,16 @@ def test_customize_gallery_matches_core_and_goes_to_shelf(client, G, mini):
 
 def test_customize_rejection_combination(client, mini):
     gallery, note = client.predict(classes=["glasses", "old"], method="rejection", count=2, psi=0.7, seed=1,
-                                   varied=False, model=mini, api_name="/customize")
+                                   model=mini, api_name="/customize")
     assert len(gallery) == 2 and "rejection sampling: kept 2 of" in note and "varied" not in note
 
 
-def test_customize_plain_zcode_without_variety(client, G, mini):
-    gallery, note = client.predict(classes=["old"], method="zcode", count=2, psi=0.7, seed=4, varied=False,
+@pytest.mark.parametrize("check, expect", [("none", "no rejection"), ("varied", "the 2 most varied of 8 hits")])
+def test_customize_check_choices(client, G, mini, check, expect):
+    gallery, note = client.predict(classes=["old"], method="zcode", count=2, psi=0.7, seed=4, check=check,
                                    model=mini, api_name="/customize")
-    assert "no rejection" in note
-    core = cz.zcode_sample(G, "old", 2, 0.7, 4)
+    assert expect in note
+    core = cz.customize(G, ["old"], "zcode", 2, 0.7, 4, check=check)
     for item, img in zip(gallery, core["images"]):
         np.testing.assert_array_equal(np.asarray(Image.open(item["image"]).convert("RGB")), img)
 
