@@ -95,7 +95,8 @@ from .errors import InputError, ModelNotFoundError, UnsupportedModelError
 
 __all__ = ["CLASSES", "CustomClass", "parse_classes", "class_names", "world_table", "predicted_table",
            "class_mask", "ClassClassifier", "ZCodeNet", "ZCodeBank", "load_classifier", "load_zcodes",
-           "rejection_sample", "zcode_sample", "varied_subset", "customize", "CHECKS", "select_for_finetune", "METHODS", "cli_main"]
+           "rejection_sample", "zcode_sample", "varied_subset", "customize", "CHECKS", "select_for_finetune",
+           "METHODS", "cli_main"]
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "customize"
 CLASSIFIER_DIR = ASSETS / "classifier"
@@ -424,9 +425,9 @@ def varied_subset(C: ClassClassifier, images: np.ndarray, n: int, seed: int = 0)
     the training classifier's penultimate features (start at a random face; then, again and again, the
     face farthest from all chosen so far).
 
-    Measured (``bench/customize.py``, 4x pools): diversity up by about 0.06 of unconditional, the judge's
+    Measured (``bench/customize.py``, 4x pools): diversity up by about 0.05 of unconditional, the judge's
     hit rate down by about 2 points: the farthest faces include the pool's borderline members. Taking
-    the most confident half first, or k-means centres, kept the hit rate and lost the diversity."""
+    the most confident half first kept the hit rate and lost the diversity; k-means centres did no better."""
     if len(images) <= n:
         return np.arange(len(images))
     with torch.no_grad():

@@ -68,7 +68,7 @@ __all__ = ["VideoError", "NoFaceInVideoError", "VideoInfo", "identity_set", "pro
            "umeyama", "template", "face_mask", "align_crops", "FaceswapAE", "random_warp", "TrainState", "train",
            "reinhard_lab", "poisson_blend", "convert", "mux_audio", "render_sample_video", "swap_video",
            "choose_detector", "fit_framing", "write_framing", "align_transforms", "loss_weights", "swap_faces",
-           "preview", "prepare", "ssim_map", "detail", "write_result", "sample_frames", "sample_videos", "cli_main", "MAX_SECONDS", "MAX_FRAMES", "MAX_SIDE", "VIDEO_EXTS", "COLOR_MODES"]
+           "preview", "prepare", "ssim_map", "write_result", "sample_frames", "sample_videos", "cli_main", "MAX_SECONDS", "MAX_FRAMES", "MAX_SIDE", "VIDEO_EXTS", "COLOR_MODES"]
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCALISER_DIR = ROOT / "assets" / "localiser"
@@ -726,6 +726,15 @@ class FaceswapAE(nn.Module):
             nn.init.zeros_(d[-1].weight)
             nn.init.zeros_(d[-1].bias)
         self.register_buffer("priors", torch.zeros(2, 3, size, size))
+        self.register_buffer("input_mask", torch.ones(1, 1, size, size))
+
+    def set_input_region(self, region: Optional[str]) -> None:
+        """Let the encoder see only `region` ('face', 'head'; None: the whole crop) of every input, the
+        rest grey, so that its code need not carry what differs between the identities outside it
+        (background, hair, clothes)."""
+        m = torch.ones(self.size, self.size) if region is None else \
+            torch.from_numpy(face_mask(self.size, feather=1.5, region=region))
+        self.input_mask.copy_(m.to(self.input_mask)[None, None])
 
     def set_priors(self, faces_a: torch.Tensor, faces_b: torch.Tensor) -> None:
         """Mean faces ([N, 3, S, S] in [0, 1]) of identity A and B -> the decoders' starting points."""
@@ -743,6 +752,7 @@ class FaceswapAE(nn.Module):
 
     def forward(self, x: torch.Tensor, identity: int) -> torch.Tensor:
         """x [N, 3, S, S] in [0, 1] -> decoder `identity` (0 = A, 1 = B) output in [0, 1]."""
+        x = x * self.input_mask + 0.5 * (1 - self.input_mask)
         return torch.sigmoid(self.decoders[identity](self.encoder(x)) + self.priors[identity])
 
 
@@ -780,9 +790,10 @@ class TrainState:
 
     @classmethod
     def new(cls, size: int = CROP, lr: float = 1e-3, seed: int = 0, ch: int = 16, code: int = 128,
-            beta1: float = 0.9) -> "TrainState":
+            beta1: float = 0.9, input_region: Optional[str] = None) -> "TrainState":
         torch.manual_seed(seed)
         m = FaceswapAE(size, ch, code)
+        m.set_input_region(input_region)
         return cls(m, torch.optim.Adam(m.parameters(), lr=lr, betas=(beta1, 0.999)))
 
     def save(self, path) -> Path:
@@ -839,15 +850,6 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.5, c1: float = 0
     vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
     return s.mean(1, keepdim=True)
-
-
-def detail(crops: np.ndarray, region: str = "face") -> float:
-    """Mean gradient magnitude (grey levels per pixel) inside the region of aligned crops uint8 [N, S, S, 3]:
-    how much fine detail (edges of eyes, mouth, brows) a set of faces has. Blur lowers it."""
-    g = np.asarray(crops, np.float32).mean(-1)
-    gx, gy = np.diff(g, axis=2)[:, :-1], np.diff(g, axis=1)[:, :, :-1]
-    m = face_mask(crops.shape[1], region=region)[:-1, :-1]
-    return float((np.sqrt(gx ** 2 + gy ** 2) * m).sum(axis=(1, 2)).mean() / m.sum())
 
 
 #: Weight of the structural term (1 - SSIM, masked) next to the weighted L1 in :func:`train`.

@@ -173,9 +173,8 @@ def test_training_lowers_loss_and_resumes(tmp_path):
     assert 0.5 <= st2.seconds - before < 3 and st2.step > steps
 
 
-def test_ssim_and_detail_measure_structure():
-    """ssim_map: 1 for identical images, lower for a blurred copy; detail (mean gradient in the inner
-    face) falls when the faces are blurred; the SSIM loss term trains."""
+def test_ssim_measures_structure_and_trains():
+    """ssim_map: 1 for identical images, lower for a blurred copy; the SSIM loss term trains."""
     from scipy.ndimage import gaussian_filter
     from facegen.world import render_batch
     faces, _ = render_batch(range(6), size=64)
@@ -183,7 +182,6 @@ def test_ssim_and_detail_measure_structure():
     x, y = (torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255 for a in (faces, blurred))
     torch.testing.assert_close(fs.ssim_map(x, x), torch.ones(6, 1, 64, 64))
     assert fs.ssim_map(x, y).mean() < 0.9
-    assert fs.detail(blurred) < 0.6 * fs.detail(faces)
     st = fs.TrainState.new(seed=0)
     fs.train(st, faces, blurred, max_steps=2, batch=2, seed=0, ssim_weight=1.0)
     assert st.step == 2 and all(np.isfinite(v) for row in st.losses for v in row)
