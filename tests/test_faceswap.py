@@ -187,6 +187,25 @@ def test_ssim_measures_structure_and_trains():
     assert st.step == 2 and all(np.isfinite(v) for row in st.losses for v in row)
 
 
+def test_input_region_hides_the_rest_from_the_encoder(tmp_path):
+    """input_region='face': what lies outside the face region cannot change the output; the choice
+    survives a checkpoint."""
+    st, whole = fs.TrainState.new(seed=0, input_region="face"), fs.TrainState.new(seed=0)
+    for model in (st.model, whole.model):           # the decoders' last layers start at zero: wake them
+        for d in model.decoders:
+            torch.nn.init.normal_(d[-1].weight, std=0.1)
+    m = st.model.input_mask[0, 0].numpy()
+    assert 0.05 < m.mean() < 0.5 and m.max() == 1.0
+    x = torch.rand(2, 3, 64, 64)
+    y = x.clone()
+    y[:, :, torch.from_numpy(m == 0)] = torch.rand(2, 3, int((m == 0).sum()))
+    for ident in (0, 1):
+        torch.testing.assert_close(st.model(x, ident), st.model(y, ident))
+    st2 = fs.TrainState.load(st.save(tmp_path / "ckpt.pt"))
+    torch.testing.assert_close(st2.model.input_mask, st.model.input_mask)
+    assert (whole.model(x, 0) - whole.model(y, 0)).abs().max() > 0      # without it, the rest matters
+
+
 def test_convert_writes_mp4_with_same_frames_and_audio(tmp_path, clip):
     frames, _, _ = clip
     short = tmp_path / "short.mp4"
