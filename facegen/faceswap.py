@@ -28,9 +28,11 @@ Method
    identity's mean face. Each step trains both decoders on a batch of their own faces under *random warp*
    (a random similarity and mirror applied to input and target, plus a smooth random deformation of the
    input only), with an L1 loss weighted towards the head and, more, the eyes and mouth
-   (:func:`loss_weights`). Training runs for a time budget (seconds) with a progress callback and saves a
-   checkpoint (``torch.save`` of tensors only, loaded with ``weights_only=True``) so a later call resumes
-   where it stopped (:func:`train`).
+   (:func:`loss_weights`); optionally plus faceswap's structural term 1 - SSIM (``ssim_weight``), and
+   optionally with the encoder seeing only the inner face (:meth:`FaceswapAE.set_input_region`) — both
+   measured and left off by default (README, *Faceswap video*). Training runs for a time budget
+   (seconds) with a progress callback and saves a checkpoint (``torch.save`` of tensors only, loaded
+   with ``weights_only=True``) so a later call resumes where it stopped (:func:`train`).
 5. **Conversion** (:func:`convert`): for each frame with a face, aligned crop -> encoder -> decoder A,
    optional colour transfer (Reinhard: mean and standard deviation matched per channel in CIE LAB inside
    the mask, :func:`reinhard_lab`) or a Poisson *seamless clone* (:func:`poisson_blend`), then warped back
