@@ -18,9 +18,10 @@ For every class and method, `--n` faces at truncation `--psi`, on one CPU thread
 Methods: ``unconditional`` (the base rate, for reference), ``rejection`` (sample, classify, keep),
 ``zcode`` (z-code generator, no check: the app's check "none"), ``zcode+check`` (z-code proposals,
 rejection by the classifier: the app's default), ``zcode+check+varied`` (the same, 4x as many hits, the
-64 most varied of them kept by ``customize.varied_subset``: the app's "most varied"), and ``finetuned`` (a generator fine-tuned on the class,
-where one is registered as ``mini-<class>``). Goals: hit rate >= 95 % with diversity >= 80 % of unconditional; the z-code
-generator faster than rejection for rare classes (base rate < 15 %).
+64 most varied of them kept by ``customize.varied_subset``: the app's "most varied"), and ``finetuned``
+(a generator fine-tuned on the class, where one is registered as ``mini-<class>``). Goals: hit rate
+>= 95 % with diversity >= 80 % of unconditional; the z-code generator faster than rejection for rare
+classes (base rate < 15 %).
 
 **Ceiling** (per class, not a method): the diversity of the generator's own class members as the judge
 itself picks them from `--n-ceiling` unconditional faces (64 members drawn 8 times). A method that
@@ -115,11 +116,11 @@ def main(argv=None) -> int:
         rng = np.random.default_rng(0)
         for k, name in enumerate(names):
             idx = np.flatnonzero(cmask[:, k])
-            ceiling[name] = (float(np.mean([mean_pairwise(cfeats[rng.choice(idx, a.n, replace=False)]) / ref_div
-                                            for _ in range(8)])) if len(idx) >= a.n else None, len(idx))
-            div = ceiling[name][0] if ceiling[name][0] is not None else float("nan")
+            div = (float(np.mean([mean_pairwise(cfeats[rng.choice(idx, a.n, replace=False)]) / ref_div
+                                  for _ in range(8)])) if len(idx) >= a.n else None)
+            ceiling[name] = {"ceiling_diversity": div, "ceiling_members": len(idx)}
             print(f"ceiling {name:12s}: {len(idx)} of {a.n_ceiling} faces are members by the judge; "
-                  f"their diversity {div:.2f}", flush=True)
+                  f"their diversity {div if div is not None else float('nan'):.2f}", flush=True)
 
     finetuned = {}
     for name in names:
@@ -138,15 +139,14 @@ def main(argv=None) -> int:
         base = float(ref_mask[:, k].mean())
         seed = SEED + 1000 * (k + 1)
         max_tries = int(min(20000, max(512, 4 * a.n / max(base, 0.005))))
+        propose = lambda rng, b: bank.net(name)(torch.randn(b, G.z_dim, generator=rng))   # noqa: E731
         runs = {
             "rejection": lambda: cz.rejection_sample(G, [name], a.n, a.psi, seed, C, max_tries=max_tries),
             "zcode": lambda: cz.zcode_sample(G, name, a.n, a.psi, seed, bank),
-            "zcode+check": lambda: cz.rejection_sample(
-                G, [name], a.n, a.psi, seed, C, max_tries=max_tries,
-                propose=lambda rng, b: bank.net(name)(torch.randn(b, G.z_dim, generator=rng))),
-            "zcode+check+varied": lambda: cz.rejection_sample(
-                G, [name], a.n, a.psi, seed, C, max_tries=4 * max_tries, variety=cz.VARIETY,
-                propose=lambda rng, b: bank.net(name)(torch.randn(b, G.z_dim, generator=rng))),
+            "zcode+check": lambda: cz.rejection_sample(G, [name], a.n, a.psi, seed, C, max_tries=max_tries,
+                                                       propose=propose),
+            "zcode+check+varied": lambda: cz.rejection_sample(G, [name], a.n, a.psi, seed, C, max_tries=4 * max_tries,
+                                                              variety=cz.VARIETY, propose=propose),
         }
         if name in finetuned:
             reg, Gf = finetuned[name]
@@ -158,8 +158,7 @@ def main(argv=None) -> int:
             runs[f"conditional ({Path(src).name})"] = lambda: cz.conditional_sample(Gc, [name], a.n, a.psi, seed)
         rows.append({"class": name, "method": "unconditional", "base_rate": base, "hit": base,
                      "diversity": 1.0, "ms_per_face": t_ref / a.n_ref * 1000, "kept": a.n_ref, "tries": a.n_ref,
-                     "ceiling_diversity": ceiling.get(name, (None, 0))[0],
-                     "ceiling_members": ceiling.get(name, (None, 0))[1]})
+                     **ceiling.get(name, {})})
         for method, fn in runs.items():
             out, secs = timed(fn)
             if out["kept"] == 0:
@@ -203,11 +202,12 @@ def main(argv=None) -> int:
               f"mean diversity {np.mean([r['diversity'] for r in sel]):.2f}, "
               f"mean {np.mean([r['ms_per_face'] for r in sel]):.1f} ms/face")
     if ceiling:
-        reach = [n for n in names if (ceiling[n][0] or 0) >= 0.8]
+        div = {n: ceiling[n]["ceiling_diversity"] for n in names}
+        reach = [n for n in names if (div[n] or 0) >= 0.8]
         goals["diversity ceiling >= 0.8 (goal reachable by sampling the generator)"] = {
-            n: round(ceiling[n][0], 3) if ceiling[n][0] is not None else None for n in names}
+            n: round(d, 3) if d is not None else None for n, d in div.items()}
         print(f"ceiling >= 0.8 for {len(reach)}/{len(names)} classes; below: "
-              f"{', '.join(f'{n} {ceiling[n][0]:.3f}' for n in names if n not in reach and ceiling[n][0] is not None)}")
+              f"{', '.join(f'{n} {div[n]:.3f}' for n in names if n not in reach and div[n] is not None)}")
         for method in dict.fromkeys(r["method"] for r in rows if r["method"] != "unconditional"):
             met = [r["class"] for r in rows if r["method"] == method and r["class"] in reach
                    and r["hit"] >= 0.95 and r["diversity"] >= 0.8]

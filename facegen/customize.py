@@ -656,10 +656,9 @@ def customize(G, classes, method: str = "zcode", n: int = 8, psi: float = 0.7, s
     _check_G(G)
     C = load_classifier()
     variety = VARIETY if check == "varied" else 1
-    vary = (lambda out: f"; the {out['kept']} most varied of {out['pool']} hits") if variety > 1 else (lambda out: "")
     if method == "rejection":
         out = rejection_sample(G, names, n, psi, seed, C, max_tries=max_tries, variety=variety)
-        note = f"rejection sampling: kept {out['pool']} of {out['tries']} samples" + vary(out)
+        note = f"rejection sampling: kept {out['pool']} of {out['tries']} samples"
     elif method == "conditional":
         if G_conditional is None:
             raise InputError("The conditional method needs a class-conditional generator (none is shipped for this "
@@ -680,7 +679,7 @@ def customize(G, classes, method: str = "zcode", n: int = 8, psi: float = 0.7, s
         else:
             out = rejection_sample(G_finetuned, names, n, psi, seed, C, max_tries=max_tries, variety=variety)
             note = (f"generator fine-tuned on '{finetuned_class}' proposes, the classifier checks {' + '.join(names)}: "
-                    f"kept {out['pool']} of {out['tries']}" + vary(out))
+                    f"kept {out['pool']} of {out['tries']}")
     else:
         bank = load_zcodes(G=G)
         rates = base_rates()
@@ -693,7 +692,9 @@ def customize(G, classes, method: str = "zcode", n: int = 8, psi: float = 0.7, s
             out = rejection_sample(G, names, n, psi, seed, C, max_tries=max_tries, variety=variety,
                                    propose=lambda rng, b: net(torch.randn(b, G.z_dim, generator=rng)))
             note = (f"z-code generator '{lead}' proposes, the classifier checks {' + '.join(names)}: "
-                    f"kept {out['pool']} of {out['tries']}" + vary(out))
+                    f"kept {out['pool']} of {out['tries']}")
+    if variety > 1 and method != "conditional":
+        note += f"; the {out['kept']} most varied of {out['pool']} hits"
     if out["kept"] < n:
         note += f" (only {out['kept']} of {n} found within {out['tries']} samples: the combination is rare)"
     return {**out, "classes": names, "method": method, "note": note}
