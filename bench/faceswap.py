@@ -62,8 +62,7 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=16, help="autoencoder channels (FaceswapAE ch)")
     ap.add_argument("--input-region", default=None, choices=("face", "head"),
                     help="the encoder sees only this region of each face (default: the whole crop)")
-    ap.add_argument("--ssim", type=float, default=None, help="weight of the 1 - SSIM loss term (default: "
-                    "faceswap.SSIM_WEIGHT)")
+    ap.add_argument("--ssim", type=float, default=0.0, help="weight of the 1 - SSIM loss term (default: none)")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench-faceswap"))
     a = ap.parse_args(argv)
 

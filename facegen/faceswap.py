@@ -854,21 +854,16 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.5, c1: float = 0
     return s.mean(1, keepdim=True)
 
 
-#: Weight of the structural term (1 - SSIM, masked) next to the weighted L1 in :func:`train`.
-SSIM_WEIGHT = 0.0
-
-
 def train(state: TrainState, faces_a: np.ndarray, faces_b: np.ndarray, seconds: float = 300,
           max_steps: Optional[int] = None, batch: int = 8, callback: Optional[Callable] = None,
           seed: Optional[int] = None, weights: Optional[np.ndarray] = None, augment: Optional[dict] = None,
-          ssim_weight: Optional[float] = None) -> TrainState:
+          ssim_weight: float = 0.0) -> TrainState:
     """Train both decoders (A on faces_a, B on faces_b, uint8 [N, S, S, 3] aligned crops) for `seconds`
     (or `max_steps`), continuing from `state`. Loss per identity: L1 between decoder output and target,
     weighted per pixel by `weights` (default :func:`loss_weights`), moved with the target by the random
-    warp (`augment`: its keyword arguments), plus `ssim_weight` (default :data:`SSIM_WEIGHT`) x the
-    same-weighted mean of 1 - SSIM (:func:`ssim_map`: faceswap's structural loss, which punishes lost
-    edges more than L1 does). `callback(state, elapsed_s)` runs every 10 steps."""
-    ssim_weight = SSIM_WEIGHT if ssim_weight is None else float(ssim_weight)
+    warp (`augment`: its keyword arguments), plus `ssim_weight` x the same-weighted mean of 1 - SSIM
+    (:func:`ssim_map`: faceswap's structural loss, which punishes lost edges more than L1 does).
+    `callback(state, elapsed_s)` runs every 10 steps."""
     dev = next(state.model.parameters()).device
     S = state.model.size
     A, B = _to_tensor(faces_a).to(dev), _to_tensor(faces_b).to(dev)
@@ -1103,7 +1098,7 @@ def write_result(frames: np.ndarray, info: VideoInfo, out_path) -> tuple:
 
 def swap_video(G, ws_a: np.ndarray, video, out_path, ds=None, seconds: float = 300, n_views: int = 120,
                color: str = "none", region: str = "head", detector: str = "auto",
-               state: Optional[TrainState] = None, log=print, ssim_weight: Optional[float] = None) -> dict:
+               state: Optional[TrainState] = None, log=print, ssim_weight: float = 0.0) -> dict:
     """Everything: prepare, train for `seconds` (from `state` if given), convert, write. -> dict of results."""
     t_all = time.time()
     p = prepare(G, ws_a, video, ds, n_views, detector, log=log)
