@@ -261,12 +261,22 @@ class ClassClassifier(nn.Module):
         """GAN output in about [-1, 1] -> logits (differentiable)."""
         return self(((img + 1) / 2).clamp(0, 1))
 
+    @staticmethod
+    def to_input(images: np.ndarray) -> torch.Tensor:
+        """uint8 [N, H, W, 3] -> the network's input, [N, 3, H, W] in [0, 1]."""
+        return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+
     @torch.no_grad()
     def probs(self, images: np.ndarray, batch: int = 256) -> np.ndarray:
         """uint8 [N, H, W, 3] -> class probabilities float32 [N, K]."""
-        out = [torch.sigmoid(self(torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).permute(0, 3, 1, 2)
-                                  .float() / 255)) for i in range(0, len(images), batch)]
+        out = [torch.sigmoid(self(self.to_input(images[i:i + batch]))) for i in range(0, len(images), batch)]
         return torch.cat(out).numpy() if out else np.zeros((0, len(self.classes)), np.float32)
+
+    @torch.no_grad()
+    def embed(self, images: np.ndarray, batch: int = 256) -> np.ndarray:
+        """uint8 [N, H, W, 3] -> penultimate features float32 [N, hidden]."""
+        out = [self.features(self.to_input(images[i:i + batch])) for i in range(0, len(images), batch)]
+        return torch.cat(out).numpy() if out else np.zeros((0, self.fc.out_features), np.float32)
 
     def index(self, names: Sequence[str]) -> list[int]:
         return [self.classes.index(n) for n in names]
@@ -430,9 +440,7 @@ def varied_subset(C: ClassClassifier, images: np.ndarray, n: int, seed: int = 0)
     the most confident half first kept the hit rate and lost the diversity; k-means centres did no better."""
     if len(images) <= n:
         return np.arange(len(images))
-    with torch.no_grad():
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
-        f = torch.cat([C.features(x[i:i + 256]) for i in range(0, len(x), 256)]).double()
+    f = torch.from_numpy(C.embed(images)).double()
     d = torch.cdist(f, f)
     chosen = [int(torch.randint(len(f), (1,), generator=torch.Generator().manual_seed(int(seed))))]
     nearest = d[chosen[0]].clone()                       # distance of every face to the chosen set

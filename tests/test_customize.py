@@ -130,9 +130,7 @@ def test_zcode_feature_spread_term(G, C):
 
 
 def _spread(C, images):
-    with torch.no_grad():
-        f = C.features(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1).double()
-    return float(torch.pdist(f).mean())
+    return float(torch.pdist(torch.from_numpy(C.embed(images)).double()).mean())
 
 
 def test_variety_keeps_the_most_varied_class_members(G, C):
