@@ -59,7 +59,7 @@ Method
 7. **Check and variety** (:func:`customize`'s ``check``): by default every proposal (z-code,
    fine-tuned, random) is checked by the classifier and only accepted faces are returned; ``varied``
    keeps 4 x n accepted faces and chooses n by farthest-point selection in the classifier's features
-   (:func:`varied_subset`), which trades about 2 points of hit rate for about 0.05 of diversity;
+   (:func:`varied_subset`), which trades about 2 points of hit rate for about 0.06 of diversity;
    ``none`` returns z-code or fine-tuned proposals unchecked.
 8. **Combinations and other generators**: for several classes the z-code generator of the rarest
    class proposes and rejection keeps those that also satisfy the rest (:func:`customize`,
@@ -435,9 +435,8 @@ def varied_subset(C: ClassClassifier, images: np.ndarray, n: int, seed: int = 0)
     the training classifier's penultimate features (start at a random face; then, again and again, the
     face farthest from all chosen so far).
 
-    Measured (``bench/customize.py``, 4x pools): diversity up by about 0.05 of unconditional, the judge's
-    hit rate down by about 2 points: the farthest faces include the pool's borderline members. Taking
-    the most confident half first kept the hit rate and lost the diversity; k-means centres did no better."""
+    Measured (``bench/customize.py``, 4x pools): diversity up by about 0.06 of unconditional, the judge's
+    hit rate down by about 2 points: the farthest faces include the pool's borderline members."""
     if len(images) <= n:
         return np.arange(len(images))
     f = torch.from_numpy(C.embed(images)).double()
