@@ -23,7 +23,7 @@ import gradio as gr  # noqa: E402
 from demos import animate, customize, edit, encode, faceswap, fusion, generate, mixing, shelf  # noqa: E402
 from demos.common import Ctx, banner_text, load_model, ui_errors  # noqa: E402
 from facegen import studio  # noqa: E402
-from facegen.errors import FacegenError  # noqa: E402
+from facegen.engine.errors import FacegenError  # noqa: E402
 
 TABS = [generate, customize, mixing, encode, edit, fusion, animate, faceswap]   # a new tab: a module in demos/ + one entry here
 

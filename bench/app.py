@@ -6,7 +6,7 @@
   baseline: a fresh `python -c` that imports facegen, loads the model and generates the same faces.
 * latency: p50/p95 of /generate with --faces faces (different seeds each call) through the
   running server, with gradio_client fetching the result files (4 PNGs + 4 latents) as it does by
-  default, and without (download_files=False: server, queue and SSE only); baseline: facegen.generate.generate_seeds in this process (no server).
+  default, and without (download_files=False: server, queue and SSE only); baseline: facegen.features.generate.generate_seeds in this process (no server).
 Ratios (app / baseline) are printed so runs on different machines compare. Goals on CPU with
 mini: cold start <= 10 s, p50 <= 0.5 s. Uses FACEGEN_MODEL if set, else mini (or, before mini
 exists, a random generator of the same shape).
@@ -42,7 +42,7 @@ def pick_model() -> tuple:
     if (ROOT / "assets" / "mini" / "config.json").exists():
         return "mini", "embedded mini"
     import torch
-    from facegen.networks import Generator
+    from facegen.engine.networks import Generator
     torch.manual_seed(0)
     G = Generator(z_dim=128, c_dim=0, w_dim=128, img_resolution=64, mapping_kwargs=dict(num_layers=4),
                   synthesis_kwargs=dict(channel_base=1024, channel_max=128))
@@ -68,7 +68,7 @@ def main() -> int:
     seeds = f"0-{n - 1}"
 
     # Baseline cold: fresh interpreter -> facegen -> first images.
-    code = ("import time,facegen;from facegen.generate import generate_seeds;"
+    code = ("import time,facegen;from facegen.features.generate import generate_seeds;"
             f"G=facegen.load_generator({model!r});generate_seeds(G,{seeds!r},psi=0.7)")
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT)
@@ -118,7 +118,7 @@ def main() -> int:
 
     # Baseline warm: the same work in-process, no server.
     import facegen
-    from facegen.generate import generate_seeds
+    from facegen.features.generate import generate_seeds
     G = facegen.load_generator(model)
     from facegen.studio import cpu_threads   # the app's thread policy, so both sides do the same work
     cpu_threads(G)

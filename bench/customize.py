@@ -1,11 +1,11 @@
-"""Benchmark of customisation by class (facegen.customize): hit rate, diversity, time per face.
+"""Benchmark of customisation by class (facegen.features.customize): hit rate, diversity, time per face.
 
     python bench/customize.py [--n 64] [--psi 0.7] [--classes glasses,beard] [--out assets/customize/bench.json]
 
 For every class and method, `--n` faces at truncation `--psi`, on one CPU thread:
 
 * **hit rate**, judged by the world predictor (``load_world_predictor()``), which none of the methods
-  was trained against: the class predicate (``facegen.customize.CLASSES``) applied to its
+  was trained against: the class predicate (``facegen.features.customize.CLASSES``) applied to its
   predictions. The training classifier's own verdict ("self") is listed beside it;
 * **diversity**: mean pairwise distance of the world predictor's features among the class's faces,
   divided by the same for unconditional faces of the same generator at the same psi (1.0 = as
@@ -45,9 +45,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from facegen import customize as cz  # noqa: E402
-from facegen import load_generator, registry  # noqa: E402
-from facegen.predictor import load_world_predictor  # noqa: E402
+from facegen.features import customize as cz  # noqa: E402
+from facegen import load_generator
+from facegen.engine import registry  # noqa: E402
+from facegen.world.predictor import load_world_predictor  # noqa: E402
 
 SEED = 900_000
 RARE = 0.15
@@ -232,7 +233,7 @@ def main(argv=None) -> int:
             mpath.write_text(json.dumps(m, indent=1) + "\n")
     if a.grid and grid:
         from PIL import Image
-        from facegen.world import make_grid
+        from facegen.world.render import make_grid
         Image.fromarray(make_grid(np.concatenate(grid), cols=8)).save(a.grid)
         print(f"wrote {a.grid} (rows: {', '.join(names)})")
     if a.out:

@@ -1,4 +1,4 @@
-"""Benchmark of attribute editing and animation (facegen.directions / editing / video).
+"""Benchmark of attribute editing and animation (facegen.packs.directions / editing / video).
 
     python bench/edit.py [--model mini] [--directions assets/directions] [--faces 50] [--write-metrics]
 
@@ -14,7 +14,7 @@ For every direction, on `--faces` held-out faces (seeds 900000+, psi 0.7), sweep
   change, in units of the attribute's range: yaw's range is 2, the others 1; booleans as
   probability), plain vs conditional vs guided, next to the change of the target itself.
   Three ways to edit: **plain** directions, **conditional** directions (the others projected out
-  of each direction once) and **guided** (``facegen.editing.guided_sweep_ws``: the world
+  of each direction once) and **guided** (``facegen.features.editing.guided_sweep_ws``: the world
   predictor's gradients of the others projected out at every substep, per face). Because guided
   editing uses the world predictor, which is also the judge here, the leakage is judged a second
   time by an **independent judge**, the customisation classifier (``assets/customize/classifier``:
@@ -43,12 +43,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from facegen import latents as L  # noqa: E402
-from facegen import load_generator, video  # noqa: E402
-from facegen.directions import DEFAULT_DIR, find_directions, load_directions  # noqa: E402
-from facegen.editing import guide_for, guided_sweep_ws, sweep_ws  # noqa: E402
-from facegen.generate import synthesize  # noqa: E402
-from facegen.predictor import load_world_predictor  # noqa: E402
+from facegen.engine import latents as L  # noqa: E402
+from facegen import load_generator
+from facegen.features import animate as video  # noqa: E402
+from facegen.packs.directions import DEFAULT_DIR, find_directions, load_directions  # noqa: E402
+from facegen.features.editing import guide_for, guided_sweep_ws, sweep_ws  # noqa: E402
+from facegen.features.generate import synthesize  # noqa: E402
+from facegen.world.predictor import load_world_predictor  # noqa: E402
 
 BENCH_SEED_START = 900_000
 MODES = ("plain", "conditional", "guided")
@@ -90,7 +91,7 @@ def raw_scores(P, images: np.ndarray) -> dict:
     return res
 
 
-#: the independent judge's class for each direction (facegen.customize classes)
+#: the independent judge's class for each direction (facegen.features.customize classes)
 SECOND_JUDGE = {"smile": "smiling", "age": "old", "gender": "male", "glasses": "glasses", "beard": "beard",
                 "hair_length": "long-hair", "skin_tone": "skin:dark"}
 
@@ -236,7 +237,7 @@ def main(argv=None) -> int:
     print(f"generator {G.fingerprint}, directions for {ds.fingerprint}, {args.faces} faces (seeds {seeds[0]}+, "
           f"psi 0.7), sweep {values[0]:+g}..{values[-1]:+g} SD in {args.steps} steps on layers "
           f"{layers[0]}-{layers[-1]}")
-    from facegen.customize import load_classifier
+    from facegen.features.customize import load_classifier
     C = load_classifier()
     t0 = time.perf_counter()
     runs = {m: run_sweeps(G, ds, P, names, seeds, values, layers, m, C) for m in MODES}

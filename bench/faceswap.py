@@ -67,10 +67,10 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     from PIL import Image
-    from facegen import faceswap as fs
+    from facegen.features import faceswap as fs
     from facegen import studio
-    from facegen.directions import find_directions
-    from facegen.predictor import load_world_predictor
+    from facegen.packs.directions import find_directions
+    from facegen.world.predictor import load_world_predictor
 
     t_start = time.time()
     G = studio.models().get(a.model)

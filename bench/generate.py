@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from facegen.networks import Generator  # noqa: E402
+from facegen.engine.networks import Generator  # noqa: E402
 
 # synthesis kwargs of each path: the baseline is the reference arrangement (whole batch, fused).
 PATHS = {"baseline-fused-fp32": dict(fused_modconv=True, micro_batch=0), "facegen-auto": dict()}

@@ -20,11 +20,11 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import facegen  # noqa: E402
-from facegen import latents as L  # noqa: E402
-from facegen.generate import synthesize  # noqa: E402
-from facegen.predictor import load_world_predictor  # noqa: E402
-from facegen.quality import evaluate_generator, mixing_by_layers  # noqa: E402
-from facegen.world import make_grid  # noqa: E402
+from facegen.engine import latents as L  # noqa: E402
+from facegen.features.generate import synthesize  # noqa: E402
+from facegen.world.predictor import load_world_predictor  # noqa: E402
+from facegen.world.quality import evaluate_generator, mixing_by_layers  # noqa: E402
+from facegen.world.render import make_grid  # noqa: E402
 
 
 def mixing_grid(G, sources, templates, psi=0.7) -> np.ndarray:
@@ -55,7 +55,7 @@ def main():
     ap.add_argument("--model", default="assets/mini")
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--layer-pairs", action="store_true", help="only print what copying two w+ layers at a time "
-                    "from a template carries (facegen.quality.mixing_by_layers); writes nothing")
+                    "from a template carries (facegen.world.quality.mixing_by_layers); writes nothing")
     a = ap.parse_args()
     t0 = time.time()
     G = facegen.load_generator(a.model)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from facegen import latents as L
+from facegen.engine import latents as L
 from facegen import studio
-from facegen.directions import MAX_STEP
-from facegen.errors import InputError
-from facegen.video import MAX_FPS, MAX_FRAMES
+from facegen.packs.directions import MAX_STEP
+from facegen.engine.errors import InputError
+from facegen.features.animate import MAX_FPS, MAX_FRAMES
 
 from .common import GPU_EVENT, Ctx, gpu, load_model, out_dir, save_bytes, ui_errors, warn_all
 from .edit import FACE_INFO, directions_for, keep_method, resolve_face, shelf_face
@@ -30,8 +30,8 @@ def available() -> bool:
 @gpu(duration=60)
 def _animate_gpu(model, ws, ds, mode, frames, fps, amount, layers, conditional, pingpong, size, grid, outdir,
                  noise_mode):
-    from facegen.editing import guide_for
-    from facegen.video import animate as run
+    from facegen.features.editing import guide_for
+    from facegen.features.animate import animate as run
     G = studio.device_for(studio.models().get(model))
     res = run(G, ws, ds, mode, frames, fps, amount, layers, conditional, pingpong, size, "nearest", grid, outdir,
               noise_mode=studio.check_noise(noise_mode), guide=guide_for(G, ds) if conditional else None)

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from facegen import studio
-from facegen.errors import FacegenError, FingerprintMismatchWarning, InputError
+from facegen.engine.errors import FacegenError, FingerprintMismatchWarning, InputError
 
 try:  # ZeroGPU: spaces.GPU(duration=...) schedules a GPU; elsewhere it returns the function unchanged.
     import spaces

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from facegen import customize as cz
-from facegen import registry, studio
-from facegen.errors import InputError
+from facegen.features import customize as cz
+from facegen import studio
+from facegen.engine import registry
+from facegen.engine.errors import InputError
 
 from .common import GPU_EVENT, Ctx, gpu, last_result_to_shelf, load_model, out_dir, save_png, ui_errors
 

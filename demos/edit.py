@@ -8,11 +8,11 @@ from typing import Optional
 import gradio as gr
 import numpy as np
 
-from facegen import latents as L
+from facegen.engine import latents as L
 from facegen import studio
-from facegen.directions import DEFAULT_ATTRIBUTES, MAX_STEP, DirectionSet, find_directions, \
+from facegen.packs.directions import DEFAULT_ATTRIBUTES, MAX_STEP, DirectionSet, find_directions, \
     load_directions
-from facegen.errors import InputError
+from facegen.engine.errors import InputError
 
 from .common import (
     GPU_EVENT, last_result_to_shelf, Ctx, gpu, load_model, out_dir, save_bytes, save_png, ui_errors, warn_all)
@@ -93,15 +93,15 @@ def parse_more(text) -> dict:
 
 def keep_method(G, ds) -> str:
     """How 'keep other attributes' works for this generator: guided by a differentiable labeller
-    (facegen.editing.guide_for: the face world's predictor for mini) or conditional directions."""
-    from facegen.editing import guide_for
+    (facegen.features.editing.guide_for: the face world's predictor for mini) or conditional directions."""
+    from facegen.features.editing import guide_for
     return "guided by the world predictor" if guide_for(G, ds) is not None else "with conditional directions"
 
 
 @gpu(duration=20)
 def _edit_gpu(model, ws, ds, steps, layers, conditional, noise_mode):
-    from facegen import editing
-    from facegen.generate import synthesize
+    from facegen.features import editing
+    from facegen.features.generate import synthesize
     G = studio.device_for(studio.models().get(model))
     guide = editing.guide_for(G, ds) if conditional else None
     if guide is not None:

@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 
 from facegen import studio
-from facegen.errors import InputError
+from facegen.engine.errors import InputError
 
 from .common import (
     GPU_EVENT, last_result_to_shelf, Ctx, add_faces, gpu, load_model, out_dir, save_bytes, save_png, ui_errors)
@@ -33,12 +33,12 @@ def example_photo():
 
 def available() -> bool:
     """Shown when an encoder ships with the app (assets/encoder*)."""
-    from facegen.encoder import REPO_ROOT, CONFIG_NAME
+    from facegen.features.encode import REPO_ROOT, CONFIG_NAME
     return any((d / CONFIG_NAME).is_file() for d in REPO_ROOT.glob("assets/encoder*"))
 
 
 def _encoder_for(G):
-    from facegen.encoder import EncoderMismatchError, find_encoder, load_encoder
+    from facegen.features.encode import EncoderMismatchError, find_encoder, load_encoder
     d = find_encoder(G)
     if d is None:
         raise EncoderMismatchError(f"No photo encoder matches the active generator ({G.fingerprint}); photo encoding "
@@ -50,7 +50,7 @@ def _encoder_for(G):
 @gpu(duration=60)
 def _encode_gpu(model, aligned, refine_steps, time_budget, progress=None):
     """Aligned crop (uint8) -> encoder + refinement on the device; picklable in and out."""
-    from facegen.encoder import encode_photo
+    from facegen.features.encode import encode_photo
     G = studio.device_for(studio.models().get(model))
     E = _encoder_for(G).to(G.mapping.w_avg.device)
     r = encode_photo(G, E, None, aligned=aligned, refine_steps=refine_steps, time_budget=time_budget,
@@ -85,8 +85,8 @@ def encode(photo, face, mode, refine_steps, time_budget, model, progress=gr.Prog
     seconds. Returns the detection preview, aligned crop, reconstructions, comparison and error figures,
     metrics and the downloadable latent."""
     import time
-    from facegen.align import align_face, draw_faces
-    from facegen.encoder import comparison_figure, error_map, loss_curve
+    from facegen.labels.align import align_face, draw_faces
+    from facegen.features.encode import comparison_figure, error_map, loss_curve
     t0 = time.perf_counter()
     if not photo:
         raise InputError("Upload a photo with a face first.")
@@ -134,7 +134,7 @@ def encoded_to_shelf(last, shelf):
 
 
 def _bank_for(G):
-    from facegen.bank import banks_for
+    from facegen.packs.bank import banks_for
     banks = banks_for(G)
     return banks[0] if banks else None
 

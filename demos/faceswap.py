@@ -1,5 +1,5 @@
 """Faceswap video: train a shared-encoder / two-decoder autoencoder on identity A (views of one latent) and
-the faces of a video, then put A's face into every frame (facegen.faceswap does the work)."""
+the faces of a video, then put A's face into every frame (facegen.features.faceswap does the work)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Optional
 import gradio as gr
 import numpy as np
 
-from facegen import faceswap as fs
-from facegen.errors import InputError
+from facegen.features import faceswap as fs
+from facegen.engine.errors import InputError
 
 from .common import GPU_EVENT, Ctx, gpu, load_model, out_dir, save_png, ui_errors, warn_all
 from .edit import FACE_INFO, directions_for, resolve_face, shelf_face
@@ -87,7 +87,7 @@ def ensure_prepared(G, model: str, face, psi, shelf, video: str, views, detector
 
 
 def _has_directions(G) -> bool:
-    from facegen.directions import find_directions
+    from facegen.packs.directions import find_directions
     return find_directions(G) is not None
 
 
@@ -95,7 +95,7 @@ def _has_directions(G) -> bool:
 def _train_gpu(folder: str, seconds: float, progress=None) -> dict:
     """Train (resuming from the folder's checkpoint) for `seconds`; save; -> preview and figures."""
     import torch
-    from facegen.device import pick_device
+    from facegen.engine.device import pick_device
     d = Path(folder)
     ckpt = d / "checkpoint.pt"
     st = fs.TrainState.load(ckpt) if ckpt.exists() else fs.TrainState.new()

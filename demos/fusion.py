@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from facegen import latents as L
+from facegen.engine import latents as L
 from facegen import studio
-from facegen.errors import InputError
+from facegen.engine.errors import InputError
 
 from .common import (
     GPU_EVENT, last_result_to_shelf, NO_PROGRESS, NOISE_MODES, Ctx, gpu, load_model, not_shareable, out_dir,

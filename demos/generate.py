@@ -6,7 +6,7 @@ import gradio as gr
 import numpy as np
 
 from facegen import studio
-from facegen.errors import InputError
+from facegen.engine.errors import InputError
 
 from .common import GPU_EVENT, NO_PROGRESS, NOISE_MODES, Ctx, add_faces, gpu, load_model, out_dir, save_bytes, save_png, \
     share_row, share_url, ui_errors

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from facegen import studio
-from facegen.errors import InputError
+from facegen.engine.errors import InputError
 
 from .common import Ctx, add_faces, gpu, load_model, out_dir, save_bytes, ui_errors, warn_all
 

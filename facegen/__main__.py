@@ -3,9 +3,9 @@
     convert SRC OUTDIR                       any supported generator -> Hub-native folder
     generate --model SRC --seeds 0-7 --psi 0.7 --outdir DIR    PNGs + latents
     world sample --n 64 --size 128 --outdir DIR                 face-world renders + labels
-    train ...                    train a StyleGAN2 (facegen.training)
-    predictor train ...          train the face world's attribute predictor (facegen.predictor)
-    directions fit ...           fit attribute directions (facegen.directions)
+    train ...                    train a StyleGAN2 (facegen.world.training)
+    predictor train ...          train the face world's attribute predictor (facegen.world.predictor)
+    directions fit ...           fit attribute directions (facegen.packs.directions)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def cmd_convert(args) -> int:
-    from . import load_generator
+    from facegen import load_generator
     G = load_generator(args.src)
     out = G.save_pretrained(args.outdir)
     print(json.dumps({"outdir": str(out), "fingerprint": G.fingerprint, "resolution": G.img_resolution,
@@ -27,9 +27,9 @@ def cmd_convert(args) -> int:
 
 def cmd_generate(args) -> int:
     from PIL import Image
-    from . import load_generator
-    from .generate import generate_seeds
-    from .latents import save_latent
+    from facegen import load_generator
+    from facegen.features.generate import generate_seeds
+    from facegen.engine.latents import save_latent
     G = load_generator(args.model, device=args.device)
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -43,18 +43,19 @@ def cmd_generate(args) -> int:
 
 
 # Commands implemented by a facegen module's own cli_main(argv).
-SUBMODULE_COMMANDS = {"world": "world", "train": "training", "predictor": "predictor", "directions": "directions",
-                      "encoder": "encoder", "bank": "bank", "customize": "customize",
-                      "faceswap": "faceswap"}
+SUBMODULE_COMMANDS = {"world": "facegen.world.render", "train": "facegen.world.training",
+                      "predictor": "facegen.world.predictor", "directions": "facegen.packs.directions",
+                      "encoder": "facegen.features.encode", "bank": "facegen.packs.bank",
+                      "customize": "facegen.features.customize", "faceswap": "facegen.features.faceswap"}
 
 
 def main(argv=None) -> int:
-    from .errors import FacegenError
+    from facegen.engine.errors import FacegenError
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBMODULE_COMMANDS:
         module = SUBMODULE_COMMANDS[argv[0]]
         import importlib
-        mod = importlib.import_module(f".{module}", __package__)
+        mod = importlib.import_module(module)
         try:
             return mod.cli_main(argv[1:])
         except FacegenError as e:

@@ -4,7 +4,7 @@
   loaded generators, the list the model dropdown shows.
 * :class:`Face` / :class:`Shelf` -- the per-session face shelf: w+ latent, thumbnail, generator
   fingerprint and (when the face came from a seed) a share token that recreates it; export and
-  import as ``.npz`` via :mod:`facegen.latents`.
+  import as ``.npz`` via :mod:`facegen.engine.latents`.
 * Face specs -- the text the tabs accept for "which faces": ``"0-3, 12, 7@0.5, #2"`` (seeds, seed
   ranges, a seed at its own truncation ψ[/cutoff], shelf faces by number).
 * Share links -- :func:`encode_link` / :func:`decode_link` turn a tab's inputs into a query string
@@ -28,9 +28,9 @@ from urllib.parse import urlencode
 import numpy as np
 import torch
 
-from . import latents as L
-from . import registry
-from .errors import FacegenError, FingerprintMismatchWarning, InputError, LatentError
+from facegen.engine import latents as L
+from facegen.engine import registry
+from facegen.engine.errors import FacegenError, FingerprintMismatchWarning, InputError, LatentError
 
 MAX_FACES = 32          # images per request
 MAX_GRID = 8            # sources / templates in a style-mixing grid
@@ -107,7 +107,7 @@ class ModelManager:
             with self._lock:
                 if name in self._cache:
                     return self._cache[name]
-            from .loaders import load_generator
+            from facegen.engine.loaders import load_generator
             G = load_generator(name)
             G.meta.setdefault("name", name)
             G.fingerprint  # compute once, now
@@ -138,7 +138,7 @@ def models() -> ModelManager:
 
 def device_for(G):
     """Move G to the best device (inside a spaces.GPU call on ZeroGPU) and return it."""
-    from .device import pick_device
+    from facegen.engine.device import pick_device
     dev = pick_device()
     if G.mapping.w_avg.device != dev:
         G.to(dev)
@@ -149,7 +149,7 @@ def cpu_threads(G) -> int:
     """FACEGEN_THREADS, else 1 thread for small generators (<= 128 px): their convolutions are too
     small to split, and extra threads only spin against other work on a shared CPU (measured: 4 faces
     of 64 px took 0.03 s with 1 thread, 1.1 s with 2 threads on 2 busy cores); all cores otherwise."""
-    from .device import configure_cpu_threads
+    from facegen.engine.device import configure_cpu_threads
     n = int(os.environ.get("FACEGEN_THREADS", "0")) or (1 if G.img_resolution <= 128 else os.cpu_count() or 1)
     return configure_cpu_threads(n)
 
@@ -357,7 +357,7 @@ def resolve_faces(G, refs: Sequence[FaceRef], psi: float, shelf: Optional[Shelf]
 
 def bank_face(G, name: str) -> np.ndarray:
     """w+ of the face called `name` in any latent bank made for G (assets/banks, FACEGEN_BANKS)."""
-    from .bank import banks_for
+    from facegen.packs.bank import banks_for
     banks = banks_for(G)
     for b in banks:
         if name.lower() in (n.lower() for n in b.names):
@@ -398,7 +398,7 @@ def compress_seeds(tokens: Sequence[str]) -> list:
 
 
 def check_noise(noise_mode: str) -> str:
-    from .generate import NOISE_MODES
+    from facegen.features.generate import NOISE_MODES
     if noise_mode not in NOISE_MODES:
         raise InputError(f"Noise mode must be one of {', '.join(NOISE_MODES)} (got '{noise_mode}').")
     return noise_mode
@@ -425,7 +425,7 @@ def expand_seeds(seeds, count: int, rng: Optional[np.random.Generator] = None) -
 
 
 def synth(G, ws, noise_mode: str = "const") -> np.ndarray:
-    from .generate import synthesize
+    from facegen.features.generate import synthesize
     return synthesize(G, ws, check_noise(noise_mode))
 
 

@@ -20,7 +20,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 def _random_generator(seed: int):
     import torch
-    from facegen.networks import Generator
+    from facegen.engine.networks import Generator
     torch.manual_seed(seed)
     return Generator(z_dim=128, c_dim=0, w_dim=128, img_resolution=64, mapping_kwargs=dict(num_layers=4),
                      synthesis_kwargs=dict(channel_base=1024, channel_max=128))

@@ -1,4 +1,4 @@
-"""facegen.align: safe image loading, dlib detection, the FFHQ crop -- on a real public-domain photo."""
+"""facegen.labels.align: safe image loading, dlib detection, the FFHQ crop -- on a real public-domain photo."""
 
 import io
 import struct
@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("dlib", reason="face detection needs dlib-bin (pip install dlib-bin face-recognition-models)")
-from facegen import align, world  # noqa: E402
-from facegen.errors import InputError  # noqa: E402
+from facegen.labels import align
+from facegen.world import render as world  # noqa: E402
+from facegen.engine.errors import InputError  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 

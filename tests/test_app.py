@@ -12,9 +12,9 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from facegen import latents as L  # noqa: E402
+from facegen.engine import latents as L  # noqa: E402
 from facegen import studio  # noqa: E402
-from facegen.generate import generate_seeds  # noqa: E402
+from facegen.features.generate import generate_seeds  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -120,7 +120,7 @@ def test_mix_presets_and_errors(client, G, studio_model):
 
 
 def test_mix_with_bank_faces(client, G, studio_model):
-    from facegen.bank import banks_for
+    from facegen.packs.bank import banks_for
     banks = banks_for(G)
     if not banks:
         pytest.skip("no latent bank for the served model (assets/banks is made for mini)")

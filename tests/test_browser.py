@@ -116,7 +116,7 @@ def test_tabs_work_in_the_browser(page, app_url, studio_model):
 
     enc_tab = page.get_by_role("tab", name="Photo encoding")
     if enc_tab.count():  # shown only when an encoder matches the model
-        from facegen.world import render_seed
+        from facegen.world.render import render_seed
         photo = Path(tempfile.mkdtemp()) / "world-face.png"
         Image.fromarray(render_seed(20_000_007, size=128).image).save(photo)
         enc_tab.click()
@@ -177,7 +177,7 @@ def test_bad_share_link_warns_and_uses_defaults(page, app_url):
 def test_animation_video_plays_in_the_browser(page, app_url, studio_model):
     """The Animation tab's H.264 mp4 decodes and plays in Chromium (needs directions for the served model)."""
     from facegen import studio
-    from facegen.directions import find_directions
+    from facegen.packs.directions import find_directions
     if find_directions(studio.models().get(studio_model)) is None:
         pytest.skip("no attribute directions for the served model (assets/directions or FACEGEN_DIRECTIONS)")
     page.goto(app_url)

@@ -1,4 +1,4 @@
-"""Customisation by class (facegen.customize): classes and clashes, rejection sampling, z-code
+"""Customisation by class (facegen.features.customize): classes and clashes, rejection sampling, z-code
 generators, the shipped assets and the fine-tuning hook of the training loop."""
 
 from pathlib import Path
@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import facegen
-from facegen import customize as cz
-from facegen.errors import InputError
-from facegen.world import render_batch
+from facegen.features import customize as cz
+from facegen.engine.errors import InputError
+from facegen.world.render import render_batch
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parent.parent
@@ -88,7 +88,7 @@ def test_rejection_sampling_returns_only_hits(G, C):
     p = C.probs(out["images"])[:, C.index(["glasses", "male"])]
     assert (p >= 0.9).all(), p
     # the ws regenerate the same faces
-    from facegen.generate import synthesize
+    from facegen.features.generate import synthesize
     np.testing.assert_array_equal(synthesize(G, out["ws"]), out["images"])
 
 
@@ -105,7 +105,7 @@ def test_zcode_sampling_shape_and_determinism(G):
 
 def test_zcode_hits_more_often_than_unconditional_by_the_independent_judge(G):
     """Judged by the world predictor, which the z-code nets were not trained against."""
-    from facegen.predictor import load_world_predictor
+    from facegen.world.predictor import load_world_predictor
     P = load_world_predictor()
     n = 48
     rates = {}
@@ -169,7 +169,7 @@ def test_customize_combination_and_errors(G, C):
 # -- fine-tuning hook ----------------------------------------------------------------------------
 
 def test_training_can_start_from_mini_and_its_discriminator(G, tmp_path):
-    from facegen.training import TrainConfig, Trainer
+    from facegen.world.training import TrainConfig, Trainer
     tr = Trainer(TrainConfig(outdir=str(tmp_path), init=str(REPO / "assets" / "mini")), np.zeros((4, 64, 64, 3), np.uint8))
     for k, v in G.state_dict().items():
         assert torch.equal(tr.G.state_dict()[k], v) and torch.equal(tr.G_ema.state_dict()[k], v), k
@@ -181,7 +181,7 @@ def test_training_can_start_from_mini_and_its_discriminator(G, tmp_path):
 def test_conditional_infogan_training_starts_from_an_unconditional_generator(tmp_path):
     """c_dim > 0 with a Q head: G starts as the unconditional one (class part of fc0 zero), steps are finite."""
     from safetensors.torch import save_file
-    from facegen.training import TrainConfig, Trainer
+    from facegen.world.training import TrainConfig, Trainer
     tiny = dict(outdir=str(tmp_path), resolution=16, batch=4, z_dim=16, w_dim=16, mapping_layers=2, g_channel_base=128,
                 g_channel_max=16, d_channel_base=128, d_channel_max=16, r1_interval=2)
     base = Trainer(TrainConfig(**tiny), np.zeros((4, 16, 16, 3), np.uint8))

@@ -7,7 +7,7 @@ from PIL import Image
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from facegen import customize as cz  # noqa: E402
+from facegen.features import customize as cz  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -75,7 +75,7 @@ def test_shelf_needs_a_result_first(app_url):
 
 
 def test_finetuned_generator_faces_go_to_the_shelf_as_its_own(client, mini):
-    from facegen import registry
+    from facegen.engine import registry
     if not registry.has("mini-glasses"):
         pytest.skip("mini-glasses is not registered")
     gallery, note = client.predict(classes=["glasses"], method="finetuned", count=2, psi=0.7, seed=3, model=mini,

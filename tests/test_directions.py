@@ -1,4 +1,4 @@
-"""Attribute directions, editing and animation (facegen.directions / editing / video), no app.
+"""Attribute directions, editing and animation (facegen.packs.directions / editing / video), no app.
 
 Most tests fit small direction sets on a seeded random generator (real fitting, real labeller:
 the shipped world predictor or a tiny brightness labeller). Tests of the shipped directions for
@@ -12,12 +12,13 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from facegen import editing, video
-from facegen import latents as L
-from facegen.directions import (DEFAULT_DIR, MAX_STEP, cli_main, find_directions, fit_directions,
+from facegen.features import editing
+from facegen.features import animate as video
+from facegen.engine import latents as L
+from facegen.packs.directions import (DEFAULT_DIR, MAX_STEP, cli_main, find_directions, fit_directions,
                                 load_directions)
-from facegen.errors import FingerprintMismatchWarning, InputError, LatentError
-from facegen.predictor import DEFAULT_PREDICTOR_DIR, Labeller
+from facegen.engine.errors import FingerprintMismatchWarning, InputError, LatentError
+from facegen.world.predictor import DEFAULT_PREDICTOR_DIR, Labeller
 
 from conftest import ROOT, _random_generator
 
@@ -100,7 +101,7 @@ def test_custom_labeller_direction_works(bright, G):
     lab = Brightness()
     for w in ws:
         frames = video.animation_ws(w, bright, "brightness", 9, 2.0, layers=range(G.num_ws))[0]
-        from facegen.generate import synthesize
+        from facegen.features.generate import synthesize
         b = lab.predict(synthesize(G, frames))["brightness"]
         assert spearmanr(np.arange(9), b)[0] > 0.9
 
@@ -286,7 +287,7 @@ def test_yaw_animation_is_monotonic(shipped, mini, tmp_path):
     """The predicted yaw of a yaw animation rises over the frames, also read back from the mp4.
 
     (mini has learned little head pose, so the rise is small: see assets/directions/README.md.)"""
-    from facegen.predictor import load_world_predictor
+    from facegen.world.predictor import load_world_predictor
     P = load_world_predictor()
     ws = L.seeds_to_ws(mini, "1000-1003", psi=0.7).numpy()
     for i, w in enumerate(ws):
@@ -306,7 +307,7 @@ def test_guided_editing_keeps_the_others_and_moves_the_target(shipped, mini):
     """Guided 'keep other attributes' (the world predictor's gradients projected out per substep):
     the target still rises monotonically, the kept attributes move much less than with plain or
     conditional directions, and the result is an ordinary w+ of the same shape."""
-    from facegen.predictor import load_world_predictor
+    from facegen.world.predictor import load_world_predictor
     P = editing.guide_for(mini, shipped)
     assert P is load_world_predictor()
     ws = L.seeds_to_ws(mini, "900-905", psi=0.7).numpy()
@@ -317,7 +318,7 @@ def test_guided_editing_keeps_the_others_and_moves_the_target(shipped, mini):
     assert np.array_equal(guided[:, :, 8:], np.repeat(ws[:, None, 8:], 5, 1))   # layers 8+ untouched (default 0-7)
 
     def spread(frames):
-        from facegen.generate import synthesize
+        from facegen.features.generate import synthesize
         pred = {k: v.reshape(len(ws), len(values)) for k, v in
                 P.predict(synthesize(mini, frames.reshape(-1, mini.num_ws, mini.w_dim))).items() if v.ndim == 1}
         others = np.mean([np.abs(pred[n][:, -1] - pred[n][:, 0])

@@ -14,10 +14,12 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from facegen import editing, studio, video  # noqa: E402
-from facegen import latents as L  # noqa: E402
-from facegen.directions import fit_directions, find_directions  # noqa: E402
-from facegen.generate import generate_seeds  # noqa: E402
+from facegen import studio
+from facegen.features import editing
+from facegen.features import animate as video  # noqa: E402
+from facegen.engine import latents as L  # noqa: E402
+from facegen.packs.directions import fit_directions, find_directions  # noqa: E402
+from facegen.features.generate import generate_seeds  # noqa: E402
 
 torch.set_num_threads(1)
 pytestmark = pytest.mark.timeout(120)
@@ -74,7 +76,7 @@ def test_edit_matches_core_and_goes_to_shelf(client, G, dirs, studio_model):
     # Keep other attributes: a different (conditional) edit; no steps: the face itself.
     _, kept, _, note2 = edit(client, studio_model, path, age=2, smile=-1, keep_others=True)
     assert not np.array_equal(png(kept), png(after)) and "keeping the other attributes" in note2
-    assert "guided by the world predictor" in note2          # mini: guided editing (facegen.editing)
+    assert "guided by the world predictor" in note2          # mini: guided editing (facegen.features.editing)
     _, same, _, _ = edit(client, studio_model, path)
     np.testing.assert_array_equal(png(same), png(before))
     n = len(client.predict(api_name="/shelf_list")[0])
@@ -136,7 +138,7 @@ def test_animate_yaw_mp4_gif(client, G, dirs, studio_model):
     core = video.animate(G, ws, dirs[0], "yaw", 12, 12, 2.0, layers=range(8))["frames"]
     assert np.abs(frames.astype(int) - video.upscale(core, 128)).mean() < 8
     assert any(f.endswith(".npz") for f in files)
-    # Keep other attributes, there and back: the guided sweep (facegen.editing), frames mirrored.
+    # Keep other attributes, there and back: the guided sweep (facegen.features.editing), frames mirrored.
     mp4k, _, _, files_k, note_k = animate(client, studio_model, dirs[1], frames=12, fps=12, keep_others=True,
                                           pingpong=True)
     kept = video.read_video(mp4k["video"] if isinstance(mp4k, dict) else mp4k)

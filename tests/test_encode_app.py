@@ -17,8 +17,9 @@ pytest.importorskip("dlib", reason="face detection needs dlib-bin (pip install d
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from facegen import studio, world  # noqa: E402
-from facegen.encoder import find_encoder  # noqa: E402
+from facegen import studio
+from facegen.world import render as world  # noqa: E402
+from facegen.features.encode import find_encoder  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -88,7 +89,7 @@ def test_face_world_render_is_accepted(client, studio_model, tmp_path):
 
 
 def test_bank_to_shelf(client, G, studio_model):
-    from facegen.bank import banks_for
+    from facegen.packs.bank import banks_for
     if not banks_for(G):
         pytest.skip("no latent bank matches the served model")
     gallery, info = client.predict(model=studio_model, api_name="/encode_bank_list")

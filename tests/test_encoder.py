@@ -1,4 +1,4 @@
-"""facegen.encoder and facegen.bank: the encoder network, training, refinement, latent banks, CLIs.
+"""facegen.features.encode and facegen.packs.bank: the encoder network, training, refinement, latent banks, CLIs.
 
 Fast tests use a small random generator of mini's shape; tests of the shipped assets (assets/mini,
 assets/encoder, assets/banks) skip with a reason when those are absent.
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from facegen import bank as B
-from facegen import encoder as enc
-from facegen import world
-from facegen.errors import FacegenError, InputError
-from facegen.generate import synthesize
+from facegen.packs import bank as B
+from facegen.features import encode as enc
+from facegen.world import render as world
+from facegen.engine.errors import FacegenError, InputError
+from facegen.features.generate import synthesize
 
 pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +25,7 @@ ENCODER = ROOT / "assets" / "encoder"
 
 
 def _random_generator(seed):
-    from facegen.networks import Generator
+    from facegen.engine.networks import Generator
     torch.manual_seed(seed)
     G = Generator(z_dim=128, c_dim=0, w_dim=128, img_resolution=64, mapping_kwargs=dict(num_layers=4),
                   synthesis_kwargs=dict(channel_base=1024, channel_max=128)).eval()

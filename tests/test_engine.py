@@ -15,10 +15,10 @@ import pytest
 import torch
 
 import facegen
-from facegen import latents as L
-from facegen.errors import (FingerprintMismatchWarning, LatentError, ModelNotFoundError, OfflineError,
+from facegen.engine import latents as L
+from facegen.engine.errors import (FingerprintMismatchWarning, LatentError, ModelNotFoundError, OfflineError,
                             UnsafePickleError, UnsupportedModelError)
-from facegen.networks import Generator
+from facegen.engine.networks import Generator
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -339,7 +339,7 @@ def test_offline_missing_repo_and_registry_entries_fail_clearly(offline_cache):
 
 
 def test_registry_lists_known_generators():
-    from facegen import registry
+    from facegen.engine import registry
     names = registry.names()
     for n in ("mini", "ffhq-config-f", "seeprettyface-yellow", "seeprettyface-wanghong", "seeprettyface-star",
               "seeprettyface-model", "seeprettyface-kids"):
@@ -471,7 +471,7 @@ def test_generate_cli(tmp_path):
     assert [p.name for p in pngs] == ["seed0000.png", "seed0001.png", "seed0002.png"]
     arr, meta = L.load_latent(out / "seed0001.npz", G)
     assert meta["fingerprint"] == G.fingerprint and meta["seed"] == 1 and meta["psi"] == 0.7
-    from facegen.generate import synthesize
+    from facegen.features.generate import synthesize
     from PIL import Image
     batch = np.stack([L.load_latent(out / f"seed{i:04d}.npz", G)[0] for i in range(3)])
     assert np.array_equal(np.asarray(Image.open(pngs[1])), synthesize(G, batch)[1])
@@ -482,7 +482,7 @@ def test_generate_cli(tmp_path):
 
 def test_cpu_micro_batching_matches_the_whole_batch():
     G = small_generator(res=128)
-    from facegen.networks import choose_micro_batch
+    from facegen.engine.networks import choose_micro_batch
     assert choose_micro_batch(torch.device("cpu"), 128, needs_grad=False) == 1
     assert choose_micro_batch(torch.device("cpu"), 64, needs_grad=False) == 0
     assert choose_micro_batch(torch.device("cpu"), 128, needs_grad=True) == 0

@@ -1,4 +1,4 @@
-"""facegen.faceswap: identity set, video checks, tracking, smoothing, alignment, colour transfer, Poisson
+"""facegen.features.faceswap: identity set, video checks, tracking, smoothing, alignment, colour transfer, Poisson
 blending, training (loss falls, resume continues), conversion with audio kept, and the bad-input errors."""
 
 import subprocess
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from facegen import faceswap as fs
+from facegen.features import faceswap as fs
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "assets" / "videos" / "sample-lena.mp4"
@@ -31,9 +31,9 @@ def clip():
 
 
 def test_identity_set_views_are_the_same_person_posed_differently(mini):
-    from facegen.directions import find_directions
-    from facegen.generate import synthesize
-    from facegen.latents import seeds_to_ws
+    from facegen.packs.directions import find_directions
+    from facegen.features.generate import synthesize
+    from facegen.engine.latents import seeds_to_ws
     ws = seeds_to_ws(mini, [7], psi=0.7).numpy()[0]
     imgs, vws = fs.identity_set(mini, ws, find_directions(mini), n=12)
     assert imgs.shape == (12, 64, 64, 3) and vws.shape == (12, mini.num_ws, mini.w_dim)
@@ -41,7 +41,7 @@ def test_identity_set_views_are_the_same_person_posed_differently(mini):
     assert np.allclose(vws[:, 8:], ws[None, 8:])                             # fine layers untouched
     diffs = np.abs(imgs[1:].astype(float) - imgs[0]).mean((1, 2, 3))
     assert diffs.min() > 1.0                                                 # every view differs ...
-    from facegen.predictor import load_world_predictor
+    from facegen.world.predictor import load_world_predictor
     p = load_world_predictor().predict(imgs)
     assert np.std(p["yaw"]) > 0.1                                            # ... in pose
     assert np.std(p["skin_tone"]) < 0.1                                      # not in skin tone
@@ -176,7 +176,7 @@ def test_training_lowers_loss_and_resumes(tmp_path):
 def test_ssim_measures_structure_and_trains():
     """ssim_map: 1 for identical images, lower for a blurred copy; the SSIM loss term trains."""
     from scipy.ndimage import gaussian_filter
-    from facegen.world import render_batch
+    from facegen.world.render import render_batch
     faces, _ = render_batch(range(6), size=64)
     blurred = np.stack([gaussian_filter(f.astype(np.float32), (1.5, 1.5, 0)) for f in faces]).round().astype(np.uint8)
     x, y = (torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255 for a in (faces, blurred))

@@ -9,7 +9,7 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
-from facegen import faceswap as fs
+from facegen.features import faceswap as fs
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = "short-silent"

@@ -1,4 +1,4 @@
-"""Tests for the face-world attribute predictor (facegen.predictor).
+"""Tests for the face-world attribute predictor (facegen.world.predictor).
 
 Tests that need the shipped weights skip (with the rebuild command) when
 assets/predictor/model.safetensors is absent; the rest use an untrained network.
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from facegen.predictor import (CORRUPTIONS, DEFAULT_PREDICTOR_DIR, TEST_SEED_START, TRAIN_SEED_START, Labeller,
+from facegen.world.predictor import (CORRUPTIONS, DEFAULT_PREDICTOR_DIR, TEST_SEED_START, TRAIN_SEED_START, Labeller,
                                WorldPredictor, check_images, load_world_predictor, make_corruptions,
                                train_predictor)
-from facegen.world import ATTRIBUTE_SPEC, VECTOR_DIM, render_batch
+from facegen.world.render import ATTRIBUTE_SPEC, VECTOR_DIM, render_batch
 
 torch.set_num_threads(1)
 
@@ -170,7 +170,7 @@ def test_save_load_roundtrip(tmp_path):
     assert back.meta == {"note": "test"}
     np.testing.assert_allclose(net.features(x), back.features(x), rtol=1e-5, atol=1e-6)
     assert load_world_predictor(tmp_path / "p") is load_world_predictor(tmp_path / "p")
-    from facegen.errors import ModelNotFoundError
+    from facegen.engine.errors import ModelNotFoundError
     with pytest.raises(ModelNotFoundError, match="predictor train"):
         WorldPredictor.from_pretrained(tmp_path / "missing")
 

@@ -1,8 +1,8 @@
-"""facegen.quality: the layer-by-layer style-mixing probe on the shipped mini."""
+"""facegen.world.quality: the layer-by-layer style-mixing probe on the shipped mini."""
 
 import facegen
-from facegen.predictor import load_world_predictor
-from facegen.quality import mixing_by_layers
+from facegen.world.predictor import load_world_predictor
+from facegen.world.quality import mixing_by_layers
 
 
 def test_mixing_by_layers_follows_the_template_only_as_far_as_layers_are_copied():

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import facegen
-from facegen.training import TrainConfig, Trainer, export_checkpoint
-from facegen.world import render_batch
+from facegen.world.training import TrainConfig, Trainer, export_checkpoint
+from facegen.world.render import render_batch
 
 REPO = Path(__file__).resolve().parent.parent
 MINI = REPO / "assets" / "mini"
@@ -79,7 +79,7 @@ def test_checkpoint_resumes_bit_for_bit(tmp_path, tiny_images):
 
 
 def test_train_cli_runs_and_exports(tmp_path, tiny_images):
-    from facegen.training import cli_main
+    from facegen.world.training import cli_main
     folder = tmp_path / "imgs"
     folder.mkdir()
     from PIL import Image
@@ -103,7 +103,7 @@ def test_mini_loads_offline_by_name(monkeypatch):
     assert (MINI / "model.safetensors").stat().st_size < 20 * 2 ** 20
     metrics = json.loads((MINI / "metrics.json").read_text())
     assert "command" in metrics and "quality" in metrics
-    from facegen.generate import generate_seeds
+    from facegen.features.generate import generate_seeds
     imgs, ws, _ = generate_seeds(G, "0-3", psi=0.7)
     assert imgs.shape == (4, G.img_resolution, G.img_resolution, 3) and imgs.std() > 10
     # Faces differ from each other.

@@ -1,4 +1,4 @@
-"""Tests for the procedural face world (facegen.world)."""
+"""Tests for the procedural face world (facegen.world.render)."""
 
 import json
 from dataclasses import replace
@@ -6,8 +6,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from facegen import world
-from facegen.world import (ATTRIBUTE_SPEC, VECTOR_DIM, FaceAttributes, attributes_to_vector,
+from facegen.world import render as world
+from facegen.world.render import (ATTRIBUTE_SPEC, VECTOR_DIM, FaceAttributes, attributes_to_vector,
                            labels_dict, render, render_batch, render_seed, sample_attributes,
                            vector_to_attributes)
 

@@ -40,12 +40,12 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .errors import FacegenError, InputError, LatentError
+from facegen.engine.errors import FacegenError, InputError, LatentError
 
 FORMAT = "facegen-bank"
 VERSION = 1
 THUMB = 128
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from facegen.engine.paths import REPO_ROOT  # noqa: E402
 BANKS_DIR = REPO_ROOT / "assets" / "banks"
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 MAX_BANK = 1000
@@ -133,7 +133,7 @@ def load_bank(source, G=None) -> Bank:
     source = str(source)
     if source.startswith("hf://") or (not Path(source).exists() and source.count("/") >= 2
                                       and not source.startswith((".", "/", "~"))):
-        from .hub import download, parse_reference
+        from facegen.engine.hub import download, parse_reference
         ref = parse_reference(source)
         if not ref.filename:
             raise BankError(f"'{source}' names no file: use hf://OWNER/REPO/FILE.npz.")
@@ -225,7 +225,7 @@ def list_photos(photos_dir) -> list:
 def build_bank(G, E, photos_dir, name: Optional[str] = None, description: str = "", mode: str = "auto",
                refine_steps: int = 200, time_budget: float = 8.0, model: str = "", log: Callable = print) -> tuple:
     """Align + encode + refine every photo in `photos_dir` -> (Bank, list of (file, error) skipped)."""
-    from .encoder import check_pair, encode_photo
+    from facegen.features.encode import check_pair, encode_photo
     check_pair(E, G)
     files = list_photos(photos_dir)
     names_file = Path(photos_dir) / "names.json"
@@ -313,7 +313,7 @@ WORLD_CHARACTERS = {
 def render_world_characters(outdir, size: int = 128) -> list:
     """Render :data:`WORLD_CHARACTERS` to PNGs (+ names.json, attributes.json) in `outdir`."""
     from PIL import Image
-    from .world import FaceAttributes, labels_dict, render
+    from facegen.world.render import FaceAttributes, labels_dict, render
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     names, attrs, files = {}, {}, []
@@ -363,9 +363,9 @@ def cli_main(argv) -> int:
     w.add_argument("--size", type=int, default=128)
     args = p.parse_args(argv)
     if args.cmd == "build":
-        from .device import configure_cpu_threads
-        from .encoder import find_encoder, load_encoder
-        from .loaders import load_generator
+        from facegen.engine.device import configure_cpu_threads
+        from facegen.features.encode import find_encoder, load_encoder
+        from facegen.engine.loaders import load_generator
         if args.threads:
             configure_cpu_threads(args.threads)
         G = load_generator(args.model)

@@ -29,7 +29,7 @@ from typing import Optional
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import ModelNotFoundError, OfflineError, UnsupportedModelError
+from facegen.engine.errors import ModelNotFoundError, OfflineError, UnsupportedModelError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -75,7 +75,7 @@ def save_pretrained(G, folder, **meta) -> Path:
     """Write config.json + model.safetensors; returns the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    from . import __version__
+    from facegen.engine import __version__
     config = {"_class_name": "Generator", "_facegen_version": __version__, "format_version": FORMAT_VERSION,
               "architecture": "stylegan2", **G.init_kwargs,
               "num_ws": G.num_ws, "fingerprint": G.fingerprint,
@@ -111,7 +111,7 @@ def write_folder(folder, class_name: str, state_dict: dict, config: dict, format
     version, format version, then `config`) + ``model.safetensors`` (floating tensors as float32).
 
     Shared by the encoder, the world predictor and the customisation networks."""
-    from . import __version__
+    from facegen.engine import __version__
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sd = {k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().contiguous()
@@ -151,8 +151,8 @@ def read_folder(folder, class_name: str, what: str, rebuild: str, max_version: i
 
 
 def _load_folder(folder: Path):
-    from .loaders import _load_state
-    from .networks import Generator
+    from facegen.engine.loaders import _load_state
+    from facegen.engine.networks import Generator
     config, state = read_folder(folder, "Generator", "facegen model", "python -m facegen convert SRC OUTDIR")
     if config.get("architecture", "stylegan2") != "stylegan2":
         raise UnsupportedModelError(f"{folder / CONFIG_NAME} describes a {config.get('architecture')!r} "
@@ -234,7 +234,7 @@ def load_from_hub(ref, **hub_kwargs):
     if isinstance(ref, str):
         ref = parse_reference(ref)
     if ref.filename and not ref.filename.endswith((CONFIG_NAME, WEIGHTS_NAME)):
-        from .loaders import load_pickle
+        from facegen.engine.loaders import load_pickle
         return load_pickle(download(ref, ref.filename, **hub_kwargs))
     sub = ref.filename.rsplit("/", 1)[0] + "/" if ref.filename and "/" in ref.filename else ""
     download(ref, sub + CONFIG_NAME, **hub_kwargs)

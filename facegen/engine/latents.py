@@ -13,7 +13,7 @@ Spaces (as in the StyleGAN papers):
 Latent files are ``.npz`` (arrays ``ws`` and ``meta``, a JSON string) or bare ``.npy``; they are
 read with ``allow_pickle=False`` and validated. Files written by facegen carry the generator
 fingerprint; loading one against another generator warns with
-:class:`~facegen.errors.FingerprintMismatchWarning`.
+:class:`~facegen.engine.errors.FingerprintMismatchWarning`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .errors import FingerprintMismatchWarning, InputError, LatentError
+from facegen.engine.errors import FingerprintMismatchWarning, InputError, LatentError
 
 MAX_SEED = 2 ** 32 - 1
 

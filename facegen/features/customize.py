@@ -7,13 +7,13 @@ implements three of them for the face world, plus the baseline, and measures all
 
 Method
 ------
-1. **Classes** (:data:`CLASSES`) are predicates on face-world attributes (``facegen.world``):
+1. **Classes** (:data:`CLASSES`) are predicates on face-world attributes (``facegen.world.render``):
    ``smiling`` is smile >= 0.6, ``old`` is age >= 0.6, ``hair:red`` is red base hair on a head
    that is not bald, and so on. The same predicate applies to ground-truth labels of renders
    (to train a classifier) and to a labeller's predictions (to judge samples). Several classes
    mean AND. Classes of one *group* exclude each other (young + old, two hair colours) and a few
    pairs never occur in the world (female + beard): :func:`parse_classes` refuses both with an
-   :class:`~facegen.errors.InputError` that names the clash.
+   :class:`~facegen.engine.errors.InputError` that names the clash.
 2. **The training classifier** (:class:`ClassClassifier`): a small multi-label CNN, one logit per
    class, trained on face-world renders of the GAN's own training seeds with blur/noise/shift
    augmentation so it transfers to GAN samples. It is deliberately *not* the world predictor
@@ -49,12 +49,12 @@ Method
 5. **Classifier-filtered fine-tuning** (method 1b, :func:`select_for_finetune`): draw a few thousand
    faces at psi = 1 (proposed by the class's z-code generator, or at random), keep those the
    classifier accepts with p >= 0.9, save them as an image folder and
-   fine-tune that generator on them with the ordinary training loop (``facegen.training``,
+   fine-tune that generator on them with the ordinary training loop (``facegen.world.training``,
    ``--init`` from the shipped generator and discriminator). The result is a new generator that
    draws the class unconditionally (``mini-glasses`` in the registry).
 6. **Conditional generator** (method 3, :func:`conditional_sample`): a StyleGAN2 whose mapping
    also takes a class code (multi-hot over the classes), fine-tuned from an unconditional generator
-   with an InfoGAN-style Q head on the discriminator's trunk (``facegen.training``, ``--classes``,
+   with an InfoGAN-style Q head on the discriminator's trunk (``facegen.world.training``, ``--classes``,
    ``--q-weight``); codes for sampling come from training faces that satisfy the chosen classes.
 7. **Check and variety** (:func:`customize`'s ``check``): by default every proposal (z-code,
    fine-tuned, random) is checked by the classifier and only accepted faces are returned; ``varied``
@@ -75,6 +75,7 @@ Rebuild the shipped artefacts (see ``assets/customize/README.md``)::
 
 from __future__ import annotations
 
+from facegen.engine.paths import ASSETS as ASSETS_ROOT
 import argparse
 import json
 import math
@@ -91,14 +92,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import InputError, ModelNotFoundError, UnsupportedModelError
+from facegen.engine.errors import InputError, ModelNotFoundError, UnsupportedModelError
 
 __all__ = ["CLASSES", "CustomClass", "parse_classes", "class_names", "world_table", "predicted_table",
            "class_mask", "ClassClassifier", "ZCodeNet", "ZCodeBank", "load_classifier", "load_zcodes",
            "rejection_sample", "zcode_sample", "varied_subset", "customize", "CHECKS", "select_for_finetune",
            "METHODS", "cli_main"]
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "customize"
+ASSETS = ASSETS_ROOT / "customize"
 CLASSIFIER_DIR = ASSETS / "classifier"
 ZCODE_DIR = ASSETS / "zcode"
 FORMAT_VERSION = 1
@@ -201,14 +202,14 @@ def world_table(labels: Sequence[dict]) -> dict:
 
 
 def world_labels(seeds) -> list[dict]:
-    """Ground-truth labels of world seeds without rendering (:func:`facegen.world.seed_attributes`)."""
-    from .world import labels_dict, seed_attributes
+    """Ground-truth labels of world seeds without rendering (:func:`facegen.world.render.seed_attributes`)."""
+    from facegen.world.render import labels_dict, seed_attributes
     return [labels_dict(seed_attributes(s)) for s in seeds]
 
 
 def predicted_table(pred: dict) -> dict:
     """A Labeller's ``predict`` output -> the same table: argmax labels for categories, p > 0.5 for bools."""
-    from .world import ATTRIBUTE_SPEC
+    from facegen.world.render import ATTRIBUTE_SPEC
     out = {}
     for name, kind, _ in ATTRIBUTE_SPEC:
         if kind == "categorical":
@@ -283,12 +284,12 @@ class ClassClassifier(nn.Module):
 
 
 def _save_folder(module: nn.Module, folder, class_name: str, config: dict) -> Path:
-    from .hub import write_folder
+    from facegen.engine.hub import write_folder
     return write_folder(folder, class_name, module.state_dict(), config, FORMAT_VERSION)
 
 
 def _read(folder, class_name: str, what: str, rebuild: str) -> tuple:
-    from .hub import read_folder
+    from facegen.engine.hub import read_folder
     return read_folder(Path(folder), class_name, what, rebuild, FORMAT_VERSION)
 
 
@@ -321,7 +322,7 @@ def load_classifier(folder=None) -> ClassClassifier:
 
 
 def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    from .predictor import augment
+    from facegen.world.predictor import augment
     flip = torch.rand(len(x), generator=g) < 0.5        # the world's classes are all mirror-symmetric
     return augment(torch.where(flip[:, None, None, None], x.flip(3), x), g)
 
@@ -374,7 +375,7 @@ def _check_G(G):
 
 
 def _generate(G, z: torch.Tensor, psi: float, noise_mode: str = "const") -> tuple:
-    from .generate import to_uint8
+    from facegen.features.generate import to_uint8
     with torch.no_grad():
         ws = G.mapping(z.to(G.mapping.w_avg.device), None, truncation_psi=psi)
         return to_uint8(G.synthesis(ws, noise_mode=noise_mode)), ws.cpu().numpy()
@@ -397,7 +398,7 @@ def rejection_sample(G, names: Sequence[str], n: int, psi: float = 0.7, seed: in
     ``variety`` > 1: keep ``variety * n`` hits, then the ``n`` most varied of them
     (:func:`varied_subset`). Returns {images uint8 [M, H, W, 3], ws [M, num_ws, w_dim], tries, kept,
     pool, seconds}; M <= n (fewer only if ``max_tries`` proposals were not enough)."""
-    from .latents import check_psi
+    from facegen.engine.latents import check_psi
     _check_G(G)
     psi = check_psi(psi)
     if not 1 <= int(variety) <= MAX_VARIETY:
@@ -532,7 +533,7 @@ def train_zcode(G, C: ClassClassifier, name: str, steps: int = 200, batch: int =
 def load_discriminator(G, path) -> nn.Module:
     """G's training discriminator (``discriminator.safetensors``, training defaults at G's resolution), frozen."""
     from safetensors.torch import load_file
-    from .training import TrainConfig, build_networks
+    from facegen.world.training import TrainConfig, build_networks
     if not Path(path).is_file():
         raise ModelNotFoundError(f"No discriminator at {path} (export it with `python -m facegen train "
                                  "--export-discriminator CKPT --export FOLDER`).")
@@ -583,7 +584,7 @@ def load_zcodes(folder=None, G=None) -> ZCodeBank:
 
 def zcode_sample(G, name: str, n: int, psi: float = 0.7, seed: int = 0, bank=None) -> dict:
     """n faces from the class's z-code net: u ~ N(0, I) by seed, z = net(u), generate (no rejection)."""
-    from .latents import check_psi
+    from facegen.engine.latents import check_psi
     bank = bank or load_zcodes(G=G)
     psi = check_psi(psi)
     t0 = time.time()
@@ -617,7 +618,7 @@ def finetuned_name(model: str, name: str) -> str:
 
 def finetuned_classes(model: str) -> list[str]:
     """Classes with a fine-tuned generator for `model` in the registry."""
-    from . import registry
+    from facegen.engine import registry
     return [c for c in CLASSES if registry.has(finetuned_name(model, c))]
 
 
@@ -677,7 +678,7 @@ def customize(G, classes, method: str = "zcode", n: int = 8, psi: float = 0.7, s
             raise InputError("The fine-tuned method needs the fine-tuned generator of one of the chosen classes.")
         rest = [c for c in names if c != finetuned_class]
         if not rest and check == "none":
-            from .latents import check_psi
+            from facegen.engine.latents import check_psi
             t0 = time.time()
             z = torch.randn(n, G_finetuned.z_dim, generator=torch.Generator().manual_seed(int(seed)))
             images, ws = _generate(G_finetuned, z, check_psi(psi))
@@ -724,7 +725,7 @@ def conditional_sample(Gc, names: Sequence[str], n: int, psi: float = 0.7, seed:
     """A class-conditional generator (trained with ``--classes``, c_dim = their number): class codes are
     drawn from training faces that satisfy every chosen class (so the other entries follow the world's
     joint distribution), z ~ N(0, I); no rejection."""
-    from .latents import check_psi
+    from facegen.engine.latents import check_psi
     classes = tuple(Gc.meta.get("classes") or ())
     if Gc.c_dim == 0 or len(classes) != Gc.c_dim:
         raise InputError("This generator is not a class-conditional facegen generator (no class list in its meta).")
@@ -740,7 +741,7 @@ def conditional_sample(Gc, names: Sequence[str], n: int, psi: float = 0.7, seed:
     c = torch.from_numpy(bank[rows[torch.randint(len(rows), (n,), generator=rng).numpy()]])
     z = torch.randn(n, Gc.z_dim, generator=rng)
     dev = Gc.mapping.w_avg.device
-    from .generate import to_uint8
+    from facegen.features.generate import to_uint8
     with torch.no_grad():
         ws = Gc.mapping(z.to(dev), c.to(dev), truncation_psi=check_psi(psi))
         images = to_uint8(Gc.synthesis(ws, noise_mode="const"))
@@ -783,8 +784,8 @@ def select_for_finetune(G, name: str, n: int, out, threshold: float = 0.9, seed:
 # ---------------------------------------------------------------------------
 
 def cmd_classifier(a) -> int:
-    from .training import load_dataset
-    from .world import render_batch
+    from facegen.world.training import load_dataset
+    from facegen.world.render import render_batch
     t0 = time.time()
     images = load_dataset(f"world:{a.n_train}", 64, cache_dir=Path(a.cache_dir))
     labels = world_labels(range(a.n_train))
@@ -806,7 +807,7 @@ def cmd_classifier(a) -> int:
 
 
 def cmd_zcode(a) -> int:
-    from .loaders import load_generator
+    from facegen.engine.loaders import load_generator
     G = load_generator(a.model).eval()
     C = load_classifier(a.classifier)
     D = load_discriminator(G, a.discriminator) if a.lambda_real else None
@@ -838,7 +839,7 @@ def cmd_zcode(a) -> int:
 
 
 def cmd_select(a) -> int:
-    from .loaders import load_generator
+    from facegen.engine.loaders import load_generator
     G = load_generator(a.model).eval()
     select_for_finetune(G, parse_classes(a.cls)[0], a.n, a.out, threshold=a.threshold, seed=a.seed, propose=a.propose)
     return 0

@@ -1,10 +1,10 @@
 """Attribute editing: move a w+ latent along attribute directions on a layer range.
 
-    >>> from facegen.directions import load_directions
+    >>> from facegen.packs.directions import load_directions
     >>> ds = load_directions("assets/directions", G)
     >>> ws2, img = edit(G, ws, ds, {"age": 2.0, "smile": -1.0}, conditional=True)
 
-Steps are in standard deviations of the attribute (see :mod:`facegen.directions`), limited to
+Steps are in standard deviations of the attribute (see :mod:`facegen.packs.directions`), limited to
 +-``MAX_STEP``. ``layers`` defaults to the direction set's default (the first 8 layers: coarse +
 middle, as the original seeprettyface site edited 8 of 18); ``conditional=True`` uses directions with
 the other attributes projected out ("keep other attributes").
@@ -36,8 +36,8 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from .directions import MAX_GAIN, MAX_STEP, DirectionSet, check_step
-from .errors import InputError, LatentError
+from facegen.packs.directions import MAX_GAIN, MAX_STEP, DirectionSet, check_step
+from facegen.engine.errors import InputError, LatentError
 
 __all__ = ["edit_ws", "edit", "sweep_ws", "grid_ws", "serpentine", "resolve_layers", "offset", "check_steps",
            "guide_for", "guided_edit_ws", "guided_sweep_ws"]
@@ -100,7 +100,7 @@ def edit(G, ws, ds: DirectionSet, steps: Mapping[str, float], layers: Optional[S
     """Edit and render: -> (edited ws, uint8 images [N, R, R, 3] (or [R, R, 3] for a single w+)).
 
     Checks that `ds` was fitted for `G` (LatentError otherwise, or a warning with strict=False)."""
-    from .generate import synthesize
+    from facegen.features.generate import synthesize
     ds.check_generator(G, strict=strict)
     ws = _as_wplus(ws, ds)
     if ws.shape[-2] != G.num_ws:
@@ -183,7 +183,7 @@ def guide_for(G, ds: DirectionSet):
     directions."""
     if ds.meta.get("labeller") != "WorldPredictor":
         return None
-    from .predictor import load_world_predictor
+    from facegen.world.predictor import load_world_predictor
     return load_world_predictor()
 
 

@@ -14,10 +14,10 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import ModelNotFoundError, UnsupportedModelError
+from facegen.engine.errors import ModelNotFoundError, UnsupportedModelError
 
 REGISTRY_FILE = Path(__file__).with_name("registry.json")
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from facegen.engine.paths import REPO_ROOT  # noqa: E402
 
 
 @lru_cache(maxsize=None)
@@ -60,8 +60,8 @@ def sha256_file(path) -> str:
 
 
 def load(name: str, **hub_kwargs):
-    from . import hub
-    from .loaders import load_pickle
+    from facegen.engine import hub
+    from facegen.engine.loaders import load_pickle
     e = get(name)
     fmt = e.get("format")
     if fmt == "embedded":

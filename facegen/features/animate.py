@@ -1,6 +1,6 @@
 """Attribute animations: yaw / smile sweeps and a yaw x smile grid, as browser-playable mp4 and GIF.
 
-    >>> from facegen.video import animate
+    >>> from facegen.features.animate import animate
     >>> res = animate(G, ws, ds, mode="yaw", frames=60, fps=24, outdir="out")
     >>> res["mp4"], res["gif"], res["values"]
 
@@ -25,9 +25,9 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from .directions import DirectionSet
-from .editing import clamp_sweep, grid_ws, resolve_layers, serpentine, sweep_ws
-from .errors import InputError
+from facegen.packs.directions import DirectionSet
+from facegen.features.editing import clamp_sweep, grid_ws, resolve_layers, serpentine, sweep_ws
+from facegen.engine.errors import InputError
 
 __all__ = ["animate", "upscale", "write_mp4", "write_gif", "read_video", "MAX_FRAMES", "MODES"]
 
@@ -117,8 +117,8 @@ def animation_ws(ws, ds: DirectionSet, mode: str = "yaw", frames: int = 60, amou
                  grid: int = 5, grid_attrs: tuple = ("smile", "yaw"), G=None, guide=None) -> tuple:
     """-> (frame ws [T, num_ws, w_dim], values [T] or [T, 2], grid ws [g, g, num_ws, w_dim] or None).
 
-    With ``conditional`` and a ``guide`` (and its generator ``G``; see :func:`facegen.editing.guide_for`),
-    one-attribute sweeps are guided (:func:`facegen.editing.guided_sweep_ws`); the grid keeps the
+    With ``conditional`` and a ``guide`` (and its generator ``G``; see :func:`facegen.features.editing.guide_for`),
+    one-attribute sweeps are guided (:func:`facegen.features.editing.guided_sweep_ws`); the grid keeps the
     conditional directions."""
     if mode == "grid":
         rn, cn = grid_attrs
@@ -140,7 +140,7 @@ def animation_ws(ws, ds: DirectionSet, mode: str = "yaw", frames: int = 60, amou
                          f"or an attribute of the directions ({', '.join(ds.names)}).")
     values = sweep_values(frames, amount, pingpong)
     if conditional and guide is not None and G is not None:
-        from .editing import guided_sweep_ws
+        from facegen.features.editing import guided_sweep_ws
         return guided_sweep_ws(G, guide, ws, ds, mode, values, layers), values, None
     return sweep_ws(ws, ds, mode, values, layers, conditional), values, None
 
@@ -154,7 +154,7 @@ def animate(G, ws, ds: DirectionSet, mode: str = "yaw", frames: int = 60, fps: f
 
     -> {"frames": uint8 [T, R, R, 3] (generator resolution), "values", "ws", "mp4"/"gif"/"grid_png"
     (paths, when `outdir` is given), "grid": uint8 grid image (grid mode), "timings": seconds}."""
-    from .generate import synthesize
+    from facegen.features.generate import synthesize
     ds.check_generator(G, strict=strict)
     frames, fps, size = check_video_args(frames, fps, size)
     for f in formats:

@@ -3,8 +3,8 @@
 Method (InterFaceGAN / the seeprettyface "latent directions")
 --------------------------------------------------------------
 1. Sample ``n`` latents from seeds (``z -> w`` at ``psi`` = 1, the full distribution), render them
-   and label the images with a :class:`facegen.predictor.Labeller` (for the ``mini`` generator: the
-   face world's predictor, :func:`facegen.predictor.load_world_predictor`). Images the labeller
+   and label the images with a :class:`facegen.world.predictor.Labeller` (for the ``mini`` generator: the
+   face world's predictor, :func:`facegen.world.predictor.load_world_predictor`). Images the labeller
    scores as "not a face" (validity below ``min_validity``) are dropped.
 2. Binary labels per attribute: continuous attributes are split at their median over the samples
    (as the original seeprettyface site did), booleans at probability 0.5, a categorical value
@@ -13,7 +13,7 @@ Method (InterFaceGAN / the seeprettyface "latent directions")
    normal; its unit vector is the direction. Accuracy is measured on a held-out 20 % split (the
    saved direction is the one fitted on the other 80 %).
 4. Per layer band in w+: a second set of ``n`` samples is rendered with *style-mixed* w+, the
-   coarse, middle and fine bands (:func:`facegen.latents.preset_layers`) each taking the w of an
+   coarse, middle and fine bands (:func:`facegen.engine.latents.preset_layers`) each taking the w of an
    independent seed. Fitting the labels on one band's w alone gives that band's direction and
    held-out accuracy, i.e. how much of the attribute that band decides (yaw: coarse; skin tone:
    middle/fine ...).
@@ -30,11 +30,11 @@ Files (``.npz``, read with ``allow_pickle=False``): arrays ``names``, ``vectors`
 ``scales`` [A], ``accuracy`` [A], ``band_vectors`` [A, B, w_dim], ``band_accuracy`` [A, B], ``mean_w``
 [w_dim] and ``meta`` (JSON: generator fingerprint, labeller, sample counts, seeds, layer bands,
 default edit layers, per-attribute details, the command). Loading against another generator
-raises :class:`~facegen.errors.LatentError` (directions do not transfer between generators).
+raises :class:`~facegen.engine.errors.LatentError` (directions do not transfer between generators).
 
 Other labellers (real faces)
 ----------------------------
-Anything implementing :class:`facegen.predictor.Labeller` (``spec``, ``predict``, optionally
+Anything implementing :class:`facegen.world.predictor.Labeller` (``spec``, ``predict``, optionally
 ``validity``) plugs into :func:`fit_directions`; ``name`` (an attribute or the class name) goes into
 the metadata. Two optional extras fit this interface (not implemented or installed here):
 
@@ -60,6 +60,7 @@ shipped ``assets/directions/``.
 
 from __future__ import annotations
 
+from facegen.engine.paths import ASSETS
 import argparse
 import datetime
 import importlib
@@ -76,8 +77,8 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from . import latents as L
-from .errors import FingerprintMismatchWarning, InputError, LatentError
+from facegen.engine import latents as L
+from facegen.engine.errors import FingerprintMismatchWarning, InputError, LatentError
 
 __all__ = ["DirectionSet", "fit_directions", "load_directions", "find_directions", "default_edit_layers",
            "DEFAULT_ATTRIBUTES", "DEFAULT_DIR", "FILE_NAME", "MAX_STEP", "MAX_GAIN", "BANDS", "cli_main"]
@@ -85,7 +86,7 @@ __all__ = ["DirectionSet", "fit_directions", "load_directions", "find_directions
 #: The attributes fitted by default (the world's main visible attributes).
 DEFAULT_ATTRIBUTES = ("yaw", "smile", "age", "gender", "glasses", "beard", "hair_length", "skin_tone")
 #: Shipped directions (one ``<name>.npz`` per generator, matched by fingerprint).
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "assets" / "directions"
+DEFAULT_DIR = ASSETS / "directions"
 FILE_NAME = "directions.npz"
 FORMAT = "facegen-directions"
 FORMAT_VERSION = 1
@@ -441,7 +442,7 @@ def _fit_logistic(X: np.ndarray, y: np.ndarray, C: float, rng: np.random.Generat
 
 @torch.no_grad()
 def _render_and_label(G, labeller, ws: torch.Tensor, batch: int, noise_mode: str, log, what: str):
-    from .generate import synthesize
+    from facegen.features.generate import synthesize
     preds, valid = [], []
     t0 = time.perf_counter()
     for i in range(0, len(ws), batch):
@@ -461,11 +462,11 @@ def fit_directions(G, labeller=None, attributes: Sequence[str] = DEFAULT_ATTRIBU
                    log: Optional[Callable] = print) -> DirectionSet:
     """Sample `n` latents (seeds seed_start..), render, label, fit one direction per attribute.
 
-    `labeller`: a :class:`facegen.predictor.Labeller` (default: the face world's predictor).
+    `labeller`: a :class:`facegen.world.predictor.Labeller` (default: the face world's predictor).
     `mixed`: also fit per-band directions on `n` style-mixed samples (doubles the rendering time).
     """
     if labeller is None:
-        from .predictor import load_world_predictor
+        from facegen.world.predictor import load_world_predictor
         labeller = load_world_predictor()
     n = int(n)
     if n < 100:
@@ -544,7 +545,7 @@ def fit_directions(G, labeller=None, attributes: Sequence[str] = DEFAULT_ATTRIBU
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "render_time_s": round(t_render, 1), "fit_time_s": round(time.perf_counter() - t0, 1),
     }
-    from . import __version__
+    from facegen import __version__
     meta["facegen_version"] = __version__
     return DirectionSet(names, np.stack(vecs).astype(np.float32), np.asarray(scales, np.float32),
                         np.asarray(accs, np.float32), np.stack(bvecs).astype(np.float32),
@@ -558,10 +559,10 @@ def fit_directions(G, labeller=None, attributes: Sequence[str] = DEFAULT_ATTRIBU
 
 def _load_labeller(spec: Optional[str]):
     if not spec or spec == "world":
-        from .predictor import load_world_predictor
+        from facegen.world.predictor import load_world_predictor
         return load_world_predictor()
     if spec.startswith("world:"):
-        from .predictor import load_world_predictor
+        from facegen.world.predictor import load_world_predictor
         return load_world_predictor(spec[6:])
     mod, _, cls = spec.partition(":")
     if not cls:
@@ -585,8 +586,8 @@ def _readme(ds: DirectionSet, command: str, file_name: str) -> str:
     return f"""# Attribute directions for `{m.get('model') or 'the generator'}` (generator {ds.fingerprint})
 
 `{file_name}`: unit directions in W for {', '.join(ds.names)} (plus per-band directions in w+),
-fitted with `facegen.directions` (InterFaceGAN-style logistic regression on labelled samples) and
-read with `facegen.directions.load_directions` (plain `.npz`, no pickles). They only fit the
+fitted with `facegen.packs.directions` (InterFaceGAN-style logistic regression on labelled samples) and
+read with `facegen.packs.directions.load_directions` (plain `.npz`, no pickles). They only fit the
 generator with fingerprint `{ds.fingerprint}`; loading them for another generator is an error.
 
 ## Rebuild
@@ -625,7 +626,7 @@ def cli_main(argv: list) -> int:
     f.add_argument("--attributes", default=",".join(DEFAULT_ATTRIBUTES),
                    help="comma-separated; categorical one-vs-rest as 'hair_color:black'")
     f.add_argument("--labeller", default="world", help="'world' (the shipped predictor), 'world:FOLDER' or "
-                   "'module:Class' (a facegen.predictor.Labeller)")
+                   "'module:Class' (a facegen.world.predictor.Labeller)")
     f.add_argument("--psi", type=float, default=1.0)
     f.add_argument("--seed-start", type=int, default=FIT_SEED_START)
     f.add_argument("--C", type=float, default=1.0, help="inverse L2 regularisation strength")
@@ -642,7 +643,7 @@ def cli_main(argv: list) -> int:
                           "attributes": ds.summary()}, indent=1))
         return 0
     torch.set_num_threads(max(1, args.threads))
-    from .loaders import load_generator
+    from facegen.engine.loaders import load_generator
     G = load_generator(args.model)
     G.eval()
     labeller = _load_labeller(args.labeller)

@@ -2,8 +2,8 @@
 
 Method (StyleGAN2, Karras et al. 2020, with the StyleGAN2-ADA defaults scaled down):
 
-* **Networks**: the engine's :class:`~facegen.networks.Generator` and the residual
-  :class:`~facegen.networks.Discriminator` (minibatch std).
+* **Networks**: the engine's :class:`~facegen.engine.networks.Generator` and the residual
+  :class:`~facegen.engine.networks.Discriminator` (minibatch std).
 * **Loss**: non-saturating logistic. G minimises softplus(-D(G(z))); D minimises
   softplus(D(G(z))) + softplus(-D(x)).
 * **Regularisation**: lazy R1 on reals every ``r1_interval`` D steps,
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .networks import Discriminator, Generator
+from facegen.engine.networks import Discriminator, Generator
 
 
 @dataclass
@@ -75,7 +75,7 @@ class TrainConfig:
     c_dim: int = 0                         # class-conditional training (labels from the world)
     init: str = ""                         # fine-tune: start G (and G_ema) from this generator folder and
                                            # D from its discriminator.safetensors (fresh optimisers)
-    classes: str = ""                      # conditional: comma-separated facegen.customize classes of the
+    classes: str = ""                      # conditional: comma-separated facegen.features.customize classes of the
                                            # world labels as the class code (c_dim = their number)
     q_weight: float = 0.0                  # > 0: InfoGAN-style -- D stays unconditional and a Q head on its
                                            # trunk predicts the class code of reals and fakes (BCE)
@@ -92,7 +92,7 @@ def load_dataset(spec: str, resolution: int, cache_dir: Optional[Path] = None) -
         cache = cache_dir / f"world_{n}_{resolution}.npy" if cache_dir else None
         if cache is not None and cache.exists():
             return np.load(cache)
-        from .world import render_batch
+        from facegen.world.render import render_batch
         images = np.concatenate([render_batch(range(i, min(i + 500, n)), size=resolution)[0]
                                  for i in range(0, n, 500)])
         if cache is not None:
@@ -131,14 +131,14 @@ def build_q_head(cfg: TrainConfig, D) -> Optional[torch.nn.Module]:
     """InfoGAN Q head: D's trunk features [N, ch4] -> class-code logits [N, c_dim] (None unless q_weight > 0)."""
     if cfg.q_weight <= 0:
         return None
-    from .networks import FullyConnectedLayer
+    from facegen.engine.networks import FullyConnectedLayer
     return torch.nn.Sequential(FullyConnectedLayer(D.fc.out_features, D.fc.out_features, activation="lrelu"),
                                FullyConnectedLayer(D.fc.out_features, cfg.c_dim))
 
 
 def world_class_labels(classes: str, n: int) -> np.ndarray:
     """Class code of world seeds 0..n-1: float32 [n, K], 1 where the seed's face satisfies the class."""
-    from .customize import class_mask, parse_class_list, world_labels, world_table
+    from facegen.features.customize import class_mask, parse_class_list, world_labels, world_table
     return class_mask(world_table(world_labels(range(n))), parse_class_list(classes)).astype(np.float32)
 
 
@@ -149,8 +149,8 @@ def init_from_folder(G, D, folder) -> None:
     """Fine-tuning start: G's weights from a Hub-native generator folder, D's from the
     ``discriminator.safetensors`` beside it (see :func:`export_discriminator`); shapes must match the config."""
     from safetensors.torch import load_file
-    from .errors import ModelNotFoundError
-    from .hub import read_folder
+    from facegen.engine.errors import ModelNotFoundError
+    from facegen.engine.hub import read_folder
     folder = Path(folder)
     _, g_state = read_folder(folder, "Generator", "generator", "python -m facegen train ... --export FOLDER")
     if G.c_dim > 0 and "mapping.embed.weight" not in g_state:
@@ -342,9 +342,9 @@ class Trainer:
 @torch.no_grad()
 def sample_grid(G, path: Path, n: int = 32, seed: int = 0, psi: float = 0.7):
     from PIL import Image
-    from .generate import synthesize
-    from .latents import seeds_to_ws
-    from .world import make_grid
+    from facegen.features.generate import synthesize
+    from facegen.engine.latents import seeds_to_ws
+    from facegen.world.render import make_grid
     ws = seeds_to_ws(G, list(range(seed, seed + n)), psi=psi) if G.c_dim == 0 else None
     if ws is None:
         return

@@ -23,7 +23,7 @@ so ``--minutes`` always ends on a decayed learning rate.
 Perceptual term. Reconstruction work usually uses LPIPS (VGG features). No LPIPS/VGG weights can
 be downloaded in facegen's offline setting, so for the face world's ``mini`` generator the
 perceptual term is the distance between the face world predictor's 128-d penultimate features
-(:mod:`facegen.predictor`), which encode exactly the attributes the world is made of. For FFHQ-size
+(:mod:`facegen.world.predictor`), which encode exactly the attributes the world is made of. For FFHQ-size
 generators pass any ``perceptual(img_a, img_b) -> loss`` callable (e.g. an ``lpips.LPIPS(net="vgg")``
 module when its weights are available; see ``assets/encoder/README.md``).
 
@@ -63,12 +63,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import InputError, ModelNotFoundError, UnsupportedModelError
+from facegen.engine.errors import InputError, ModelNotFoundError, UnsupportedModelError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from facegen.engine.paths import REPO_ROOT  # noqa: E402
 DEFAULT_ENCODER_DIR = REPO_ROOT / "assets" / "encoder"
 EVAL_SEED_START = 20_000_000        # face-world renders never used for any training (predictor test range)
 REAL_SEED_START = 0                 # optional render pool: the GAN's own training range (< 10_000_000)
@@ -144,14 +144,14 @@ class Encoder(nn.Module):
 
     # -- persistence ------------------------------------------------------------------------------
     def save_pretrained(self, folder, **meta) -> Path:
-        from .hub import write_folder
+        from facegen.engine.hub import write_folder
         self.meta.update(meta)
         return write_folder(folder, "Encoder", self.state_dict(), {**self.init_kwargs, "meta": self.meta},
                             FORMAT_VERSION, metadata={"generator_fingerprint": str(self.fingerprint)})
 
     @classmethod
     def from_pretrained(cls, folder) -> "Encoder":
-        from .hub import read_folder
+        from facegen.engine.hub import read_folder
         folder = Path(folder)
         cfg, state = read_folder(folder, "Encoder", "encoder",
                                  f"python -m facegen encoder train --model MODEL --out {folder}", FORMAT_VERSION)
@@ -248,7 +248,7 @@ _PREDICTORS: dict = {}
 
 def _predictor_on(device: torch.device):
     """The shipped world predictor, frozen, on `device` (the shared CPU copy, or a private copy per device)."""
-    from .predictor import load_world_predictor
+    from facegen.world.predictor import load_world_predictor
     key = str(device)
     if key not in _PREDICTORS:
         P = load_world_predictor()
@@ -399,7 +399,7 @@ def sample_batch(G, n: int, g: torch.Generator, psi_min: float = 0.5, mix_prob: 
 
 
 def _render_pool(n: int, size: int, start: int = REAL_SEED_START, log=print) -> torch.Tensor:
-    from .world import render_batch
+    from facegen.world.render import render_batch
     t0 = time.perf_counter()
     imgs, _ = render_batch(range(start, start + n), size=size)
     log(f"rendered {n} face-world images (seeds {start}..{start + n - 1}) in {time.perf_counter() - t0:.0f}s")
@@ -511,7 +511,7 @@ def train_encoder(G, cfg: TrainConfig, E: Optional[Encoder] = None, log=print) -
 def attribute_errors(pred_a: dict, pred_b: dict) -> dict:
     """Disagreement between two predictor outputs (or predictions vs ground-truth label dicts per key):
     mean abs difference of continuous attributes (circular for hues), agreement of categorical/bool labels."""
-    from .world import ATTRIBUTE_SPEC
+    from facegen.world.render import ATTRIBUTE_SPEC
     out = {}
     for name, kind, rng in ATTRIBUTE_SPEC:
         a, b = np.asarray(pred_a[name]), np.asarray(pred_b[name])
@@ -535,7 +535,7 @@ def attribute_errors(pred_a: dict, pred_b: dict) -> dict:
 
 def labels_to_pred(labels: list) -> dict:
     """Ground-truth label dicts -> the predictor's output layout (continuous arrays, category labels)."""
-    from .world import ATTRIBUTE_SPEC
+    from facegen.world.render import ATTRIBUTE_SPEC
     out = {}
     for name, kind, rng in ATTRIBUTE_SPEC:
         v = [lab[name] for lab in labels]
@@ -544,7 +544,7 @@ def labels_to_pred(labels: list) -> dict:
 
 
 def _pred_labels(pred: dict) -> dict:
-    from .world import ATTRIBUTE_SPEC
+    from facegen.world.render import ATTRIBUTE_SPEC
     return {name: (pred[f"{name}_label"] if kind == "categorical" else pred[name]) for name, kind, _ in ATTRIBUTE_SPEC}
 
 
@@ -552,9 +552,9 @@ def evaluate(G, E, n: int = 64, refine_n: int = 0, start: int = EVAL_SEED_START,
              log=print) -> dict:
     """Encode face-world renders (seeds start..start+n-1, never used in training) -> metrics; refine the first
     `refine_n` of them too. Also the generator's own samples (known w+) for the latent error."""
-    from .generate import synthesize, to_uint8
-    from .predictor import load_world_predictor
-    from .world import render_batch
+    from facegen.features.generate import synthesize, to_uint8
+    from facegen.world.predictor import load_world_predictor
+    from facegen.world.render import render_batch
     P = load_world_predictor()
     imgs, labels = render_batch(range(start, start + n), size=G.img_resolution)
     truth = labels_to_pred(labels)
@@ -705,7 +705,7 @@ def _readme(record: dict) -> str:
         "",
         "## Recipe for FFHQ-size generators (1024 px, 18 x 512 w+) on a GPU",
         "",
-        "1. Align training/eval photos exactly as FFHQ (`facegen.align`, dlib 68 landmarks; the generator's "
+        "1. Align training/eval photos exactly as FFHQ (`facegen.labels.align`, dlib 68 landmarks; the generator's "
         "samples are aligned by construction, so the encoder is trained on samples only).",
         "2. Train at an input of 256 px (`MAX_INPUT`; images are area-downsampled), with wider stages, e.g.",
         "   ```",
@@ -747,13 +747,13 @@ def cli_main(argv) -> int:
     e.add_argument("--time-budget", type=float, default=8.0)
     e.add_argument("--face", type=int, default=1, help="which face (1 = largest)")
     args = p.parse_args(argv)
-    from .device import configure_cpu_threads
-    from .loaders import load_generator
+    from facegen.engine.device import configure_cpu_threads
+    from facegen.engine.loaders import load_generator
     if args.threads if hasattr(args, "threads") else 0:
         configure_cpu_threads(args.threads)
     G = load_generator(args.model)
     if args.cmd == "train":
-        from .device import pick_device
+        from facegen.engine.device import pick_device
         G = G.to(pick_device(args.device))
         fields = TrainConfig.__dataclass_fields__
         cfg = TrainConfig(**{k: getattr(args, k) for k in fields})
@@ -779,8 +779,8 @@ def cli_main(argv) -> int:
                           "attr_continuous_mae": metrics["encoder"]["attr_vs_truth"]["continuous_mae_mean"]}))
         return 0
     # encode
-    from .align import align_face
-    from .latents import save_latent
+    from facegen.labels.align import align_face
+    from facegen.engine.latents import save_latent
     from PIL import Image
     enc_dir = args.encoder or find_encoder(G)
     if enc_dir is None:
@@ -808,8 +808,8 @@ def encode_photo(G, E, src, index: Optional[int] = None, mode: str = "auto", ref
     (aligned / encoder / refined images, ws, metrics, timings) plus the AlignResult and RefineResult.
 
     `aligned` (an AlignResult or an aligned uint8 crop) skips the alignment of `src`."""
-    from .align import AlignResult, align_face
-    from .generate import synthesize
+    from facegen.labels.align import AlignResult, align_face
+    from facegen.features.generate import synthesize
     t0 = time.perf_counter()
     say = progress or (lambda *a, **k: None)
     say(0.02, "finding the face")

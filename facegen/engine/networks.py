@@ -615,21 +615,21 @@ class Generator(torch.nn.Module):
 
     # -- Hub-native persistence (config.json + model.safetensors) ---------------------------------
     def save_pretrained(self, folder, **meta):
-        from .hub import save_pretrained
+        from facegen.engine.hub import save_pretrained
         return save_pretrained(self, folder, **meta)
 
     @classmethod
     def from_pretrained(cls, source, **kwargs) -> "Generator":
-        from .hub import from_pretrained
+        from facegen.engine.hub import from_pretrained
         return from_pretrained(source, **kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs):
-        from .hub import push_to_hub
+        from facegen.engine.hub import push_to_hub
         return push_to_hub(self, repo_id, **kwargs)
 
     @property
     def fingerprint(self) -> str:
-        from .fingerprint import fingerprint
+        from facegen.engine.fingerprint import fingerprint
         if "_fingerprint" not in self.__dict__:
             self.__dict__["_fingerprint"] = fingerprint(self)
         return self.__dict__["_fingerprint"]

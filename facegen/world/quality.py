@@ -1,7 +1,7 @@
 """Measuring a generator against the face world it was trained on.
 
 Because every training image of the world comes with ground truth, quality is measurable
-with the world's attribute predictor (:mod:`facegen.predictor`) as the judge:
+with the world's attribute predictor (:mod:`facegen.world.predictor`) as the judge:
 
 1. **Fréchet distance** between generated samples and renders in the predictor's feature
    space (FID's formula with our own embedding), next to the floor: the distance between two
@@ -23,8 +23,8 @@ import torch
 from scipy import linalg
 from scipy.stats import wasserstein_distance
 
-from . import latents as L
-from .generate import synthesize
+from facegen.engine import latents as L
+from facegen.features.generate import synthesize
 
 TEST_SEED_BASE = 20_000_000  # held-out render seeds (the GAN trains on seeds < 10M, the predictor on 10M+)
 
@@ -133,7 +133,7 @@ def mixing_by_layers(G, labeller, groups=None, n: int = 128, seed: int = 1000, p
 
 
 def evaluate_generator(G, labeller, n: int = 500, psi: float = 0.7, seed: int = 0) -> dict:
-    from .world import render_batch
+    from facegen.world.render import render_batch
     size = G.img_resolution
     gen = synthesize(G, L.seeds_to_ws(G, list(range(seed, seed + n)), psi=psi))
     gen1 = synthesize(G, L.seeds_to_ws(G, list(range(seed, seed + n)), psi=1.0))

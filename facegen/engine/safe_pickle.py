@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import UnsafePickleError
+from facegen.engine.errors import UnsafePickleError
 
 
 class PersistentObject:

@@ -5,7 +5,7 @@ Pipeline (:func:`align_face`)
 1. **Load** (:func:`load_image`): any file PIL reads (path, bytes, file object, PIL image or
    array) -> RGB uint8. EXIF orientation is applied; RGBA / LA / P-with-transparency are composited
    on white; greyscale, CMYK, 16-bit and float images are converted. Refused with a typed
-   :class:`ImageReadError` (an :class:`~facegen.errors.InputError`): empty files, files that are not
+   :class:`ImageReadError` (an :class:`~facegen.engine.errors.InputError`): empty files, files that are not
    images, truncated files, animated or multi-frame images, files over :data:`MAX_FILE_BYTES` and
    images over :data:`MAX_PIXELS` pixels -- the pixel count is checked from the header, *before*
    anything is decoded, so a decompression bomb (e.g. a 20000 x 20000 PNG of a few kB) costs nothing.
@@ -46,7 +46,7 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
-from .errors import InputError, ModelNotFoundError
+from facegen.engine.errors import InputError, ModelNotFoundError
 
 __all__ = ["ImageReadError", "NoFaceError", "FaceTooSmallError", "FaceToolsMissingError", "DetectedFace",
            "AlignResult", "load_image", "detect_faces", "ffhq_quad", "warp_quad", "align_face", "align_image",
@@ -386,7 +386,7 @@ class AlignResult:
 
 
 def _world_validity(img: np.ndarray) -> float:
-    from .predictor import load_world_predictor
+    from facegen.world.predictor import load_world_predictor
     if img.shape[0] > 256:   # the predictor looks at 64 px: shrink big images here, cheaply
         img = np.array(Image.fromarray(img).resize((256, 256), Image.BILINEAR, reducing_gap=2.0))
     return float(load_world_predictor().validity(np.array(img[None]))[0])

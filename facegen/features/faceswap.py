@@ -17,7 +17,7 @@ Method
    mouth corners). Face-world faces: the :class:`Localiser`, a small CNN trained on face-world renders
    pasted into random frames at random positions, scales and tilts (``python -m facegen faceswap
    localiser-train``); it runs twice, on the whole frame and then on the crop its first answer gives.
-   Real faces: dlib's HOG detector + 68-point predictor (:mod:`facegen.align`); ``auto`` picks dlib unless
+   Real faces: dlib's HOG detector + 68-point predictor (:mod:`facegen.labels.align`); ``auto`` picks dlib unless
    the face world's predictor takes the localiser's crops for face-world faces (:func:`choose_detector`).
    Landmarks are smoothed over time (a Gaussian along each run of consecutive detected frames). A
    similarity (Umeyama, eyes + mouth centre) maps each face onto the template (the renders' mean
@@ -41,7 +41,7 @@ Method
    (``-map 1:a? -c:a aac``, :func:`mux_audio`).
 
 Everything here is numpy + torch (+ scipy / scikit-image); no Gradio. Typed errors
-(:class:`VideoError`, :class:`NoFaceInVideoError`, both :class:`~facegen.errors.InputError`) carry the
+(:class:`VideoError`, :class:`NoFaceInVideoError`, both :class:`~facegen.engine.errors.InputError`) carry the
 messages the app shows.
 """
 
@@ -63,7 +63,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import InputError, ModelNotFoundError
+from facegen.engine.errors import InputError, ModelNotFoundError
 
 __all__ = ["VideoError", "NoFaceInVideoError", "VideoInfo", "identity_set", "probe_video", "read_video_checked",
            "Localiser", "load_localiser", "REGIONS", "train_localiser", "Track", "track_faces", "smooth_landmarks",
@@ -72,7 +72,7 @@ __all__ = ["VideoError", "NoFaceInVideoError", "VideoInfo", "identity_set", "pro
            "choose_detector", "fit_framing", "write_framing", "align_transforms", "loss_weights", "swap_faces",
            "preview", "prepare", "ssim_map", "write_result", "sample_frames", "sample_videos", "cli_main", "MAX_SECONDS", "MAX_FRAMES", "MAX_SIDE", "VIDEO_EXTS", "COLOR_MODES"]
 
-ROOT = Path(__file__).resolve().parent.parent
+from facegen.engine.paths import REPO_ROOT as ROOT  # noqa: E402
 LOCALISER_DIR = ROOT / "assets" / "localiser"
 VIDEOS_DIR = ROOT / "assets" / "videos"
 VIDEO_EXTS = (".mp4", ".webm", ".mov", ".m4v", ".mkv")
@@ -114,7 +114,7 @@ def identity_set(G, ws: np.ndarray, ds=None, n: int = 120, coarse: Sequence[int]
     View i = ws + sigma * std(w) * N(0, 1) on the `coarse` layers (one draw shared by those layers) +
     yaw step ~ U(-yaw, yaw) and smile step ~ U(*smile) standard deviations along the directions of `ds`
     on its default layers, when `ds` has them. View 0 is the face itself."""
-    from .generate import synthesize
+    from facegen.features.generate import synthesize
     ws = np.asarray(ws, np.float32)
     if ws.shape != (G.num_ws, G.w_dim):
         raise InputError(f"Identity A must be a w+ latent of shape [{G.num_ws}, {G.w_dim}] (got {list(ws.shape)}).")
@@ -219,8 +219,8 @@ def read_video_checked(path, max_seconds: float = MAX_SECONDS, max_frames: int =
 
 
 def write_video(frames: np.ndarray, path, fps: float) -> Path:
-    """H.264 yuv420p mp4 of any frame size (:func:`facegen.video.write_mp4`, padded only to even sides)."""
-    from .video import write_mp4
+    """H.264 yuv420p mp4 of any frame size (:func:`facegen.features.animate.write_mp4`, padded only to even sides)."""
+    from facegen.features.animate import write_mp4
     return write_mp4(frames, path, fps, macro_block_size=2)
 
 
@@ -370,7 +370,7 @@ def load_localiser(folder=None) -> Localiser:
 
 def _render_pool(n: int, seed: int, size: int = 64) -> tuple:
     """n face-world renders -> (images float [n, 3, s, s] in [0, 1], landmarks [n, 5, 2], background rgb)."""
-    from .world import render, sample_attributes
+    from facegen.world.render import render, sample_attributes
     rng = np.random.default_rng(seed)
     imgs, lms = [], []
     for _ in range(n):
@@ -486,7 +486,7 @@ def train_localiser(out, n_renders: int = 1500, seconds: float = 180, batch: int
 
 def _dlib_landmarks(frame: np.ndarray) -> Optional[np.ndarray]:
     """Five landmarks of the largest dlib face in `frame`, or None."""
-    from .align import detect_faces
+    from facegen.labels.align import detect_faces
     faces = detect_faces(frame)
     if not faces:
         return None
@@ -497,7 +497,7 @@ def _dlib_landmarks(frame: np.ndarray) -> Optional[np.ndarray]:
 def choose_detector(frames: np.ndarray, probe: int = 6) -> str:
     """'world' when the face world's predictor takes the localiser's aligned crops of `probe` evenly spaced
     frames for face-world faces (median validity > 0.5), else 'dlib' (real faces)."""
-    from .predictor import load_world_predictor
+    from facegen.world.predictor import load_world_predictor
     idx = np.linspace(0, len(frames) - 1, min(probe, len(frames))).round().astype(int)
     lm, prob = load_localiser().locate(frames[idx])
     crops, _ = align_crops(frames[idx], lm, 64, world=False)
@@ -505,7 +505,7 @@ def choose_detector(frames: np.ndarray, probe: int = 6) -> str:
     if np.median(validity) > 0.5:
         return "world"
     try:
-        from .align import model_files
+        from facegen.labels.align import model_files
         model_files()
         return "dlib"
     except ModelNotFoundError:
@@ -1130,7 +1130,7 @@ def sample_frames(person: str = "sample-lena", seconds: float = 5.0, fps: float 
     and smiling (0 -> 0.9 and back), pasted into a `frame` px frame at a slowly drifting position and scale.
     -> (frames uint8 [T, frame, frame, 3], true landmarks [T, 5, 2], true yaw [T], true smile [T])."""
     from PIL import Image
-    from .world import FaceAttributes, render
+    from facegen.world.render import FaceAttributes, render
     if person not in SAMPLE_PEOPLE:
         raise InputError(f"Unknown sample person '{person}' ({', '.join(SAMPLE_PEOPLE)}).")
     base = SAMPLE_PEOPLE[person]
@@ -1211,8 +1211,8 @@ def cli_main(argv: list) -> int:
         torch.set_num_threads(a.threads)
         train_localiser(a.out, a.renders, a.seconds)
     else:
-        from . import studio
-        from .directions import find_directions
+        from facegen import studio
+        from facegen.packs.directions import find_directions
         torch.set_num_threads(a.threads)
         G = studio.models().get(a.model)
         ws, _ = studio.resolve_faces(G, studio.parse_faces(a.face, 1, "face"), a.psi)

@@ -2,15 +2,15 @@
 
 ``source`` may be
 
-* a :class:`~facegen.networks.Generator` (returned as is);
-* a registry name such as ``"mini"`` (see :mod:`facegen.registry`);
+* a :class:`~facegen.engine.networks.Generator` (returned as is);
+* a registry name such as ``"mini"`` (see :mod:`facegen.engine.registry`);
 * a Hub-native folder (``config.json`` + ``model.safetensors``);
 * a StyleGAN2-ADA / StyleGAN3-codebase PyTorch network pickle (``G_ema`` is used);
 * an original TensorFlow StyleGAN2 pickle (tuple ``(G, D, Gs)``; ``Gs`` is converted,
   without TensorFlow);
 * a Hub reference ``hf://OWNER/REPO[/PATH/IN/REPO][@REVISION]`` or a bare ``OWNER/REPO``.
 
-Pickles are read with :mod:`facegen.safe_pickle`: nothing in them is executed.
+Pickles are read with :mod:`facegen.engine.safe_pickle`: nothing in them is executed.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from .errors import ModelNotFoundError, UnsupportedModelError
-from .networks import Generator
-from .safe_pickle import PersistentObject, TFNetwork, safe_load
+from facegen.engine.errors import ModelNotFoundError, UnsupportedModelError
+from facegen.engine.networks import Generator
+from facegen.engine.safe_pickle import PersistentObject, TFNetwork, safe_load
 
 # ---------------------------------------------------------------------------
 # StyleGAN2-ADA / StyleGAN3-codebase PyTorch pickles
@@ -233,7 +233,8 @@ def load_pickle(path: Union[str, Path]) -> Generator:
 
 def load_generator(source, device: Optional[Union[str, torch.device]] = None, **hub_kwargs) -> Generator:
     """Load a generator from any supported source (see module doc); returns it in eval mode."""
-    from . import hub, registry
+    from facegen.engine import hub
+    from facegen.engine import registry
 
     if isinstance(source, Generator):
         G = source

@@ -4,7 +4,7 @@ Purpose
 -------
 The predictor is the face world's *labeller*.  Given images (renders, GAN
 samples, reconstructions) it estimates every attribute of
-:data:`facegen.world.ATTRIBUTE_SPEC` and says whether an image reads as a
+:data:`facegen.world.render.ATTRIBUTE_SPEC` and says whether an image reads as a
 face at all.  It is used to
 
 * label generated images for fitting latent directions,
@@ -36,10 +36,10 @@ Frechet distance / diversity.  ``validity(images) -> float32 [N]`` probability
 that the image is a face.
 
 :class:`WorldPredictor` adds ``predict_vectors`` (the
-:func:`facegen.world.attributes_to_vector` layout, for comparing with ground
+:func:`facegen.world.render.attributes_to_vector` layout, for comparing with ground
 truth) and ``predict_attributes`` (``FaceAttributes`` records), and a
 differentiable torch path (``forward`` / ``decode`` / ``prepare_tensor``, and ``attribute_scores``
-for guided editing, :mod:`facegen.editing`).
+for guided editing, :mod:`facegen.features.editing`).
 
 Method
 ------
@@ -72,6 +72,7 @@ Rebuild the shipped model (see ``assets/predictor/README.md``)::
 
 from __future__ import annotations
 
+from facegen.engine.paths import ASSETS
 import abc
 import argparse
 import json
@@ -88,8 +89,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import InputError, UnsupportedModelError
-from .world import ATTRIBUTE_SPEC, FaceAttributes, VECTOR_DIM, render_batch, vector_to_attributes
+from facegen.engine.errors import InputError, UnsupportedModelError
+from facegen.world.render import ATTRIBUTE_SPEC, FaceAttributes, VECTOR_DIM, render_batch, vector_to_attributes
 
 __all__ = [
     "Labeller", "WorldPredictor", "load_world_predictor", "DEFAULT_PREDICTOR_DIR",
@@ -97,7 +98,7 @@ __all__ = [
 ]
 
 #: Shipped weights (``config.json`` + ``model.safetensors`` + ``metrics.json`` + README.md).
-DEFAULT_PREDICTOR_DIR = Path(__file__).resolve().parent.parent / "assets" / "predictor"
+DEFAULT_PREDICTOR_DIR = ASSETS / "predictor"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
@@ -121,7 +122,7 @@ ImageArray = np.ndarray
 # ---------------------------------------------------------------------------
 
 def check_images(images) -> np.ndarray:
-    """Validate a batch of images; raise :class:`facegen.errors.InputError` (a ValueError) if bad."""
+    """Validate a batch of images; raise :class:`facegen.engine.errors.InputError` (a ValueError) if bad."""
     if isinstance(images, torch.Tensor):
         raise InputError("images must be a numpy uint8 array [N, H, W, 3], got a torch.Tensor; for "
                          "differentiable use call WorldPredictor.prepare_tensor / forward instead")
@@ -399,14 +400,14 @@ class WorldPredictor(nn.Module, Labeller):
     # -- persistence ------------------------------------------------------------
     def save_pretrained(self, folder: Union[str, Path], **meta) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (float32) into ``folder``; returns it."""
-        from .hub import write_folder
+        from facegen.engine.hub import write_folder
         return write_folder(folder, "WorldPredictor", self.state_dict(), {**self.init_kwargs, "meta": meta},
                             FORMAT_VERSION)
 
     @classmethod
     def from_pretrained(cls, folder: Union[str, Path], device: Union[str, torch.device] = "cpu") -> "WorldPredictor":
         """Load a folder written by :meth:`save_pretrained` (eval mode)."""
-        from .hub import read_folder
+        from facegen.engine.hub import read_folder
         folder = Path(folder)
         cfg, sd = read_folder(folder, "WorldPredictor", "predictor",
                               f"python -m facegen predictor train --out {folder}", FORMAT_VERSION)
@@ -807,10 +808,10 @@ def cli_main(argv: list[str]) -> int:
 def _readme(record: dict, metrics: dict) -> str:
     return f"""# Face-world attribute predictor (shipped weights)
 
-`config.json` + `model.safetensors`: the `facegen.predictor.WorldPredictor` small CNN
+`config.json` + `model.safetensors`: the `facegen.world.predictor.WorldPredictor` small CNN
 ({record['n_params']:,} parameters, 64x64 input) that labels face-world images: every attribute of
-`facegen.world.ATTRIBUTE_SPEC`, a face-validity score and 128-d features for Frechet distance.
-Load it with `facegen.predictor.load_world_predictor()`.
+`facegen.world.render.ATTRIBUTE_SPEC`, a face-validity score and 128-d features for Frechet distance.
+Load it with `facegen.world.predictor.load_world_predictor()`.
 
 ## Rebuild
 

@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from . import latents as L
+from facegen.engine import latents as L
 
 NOISE_MODES = ("const", "random", "none")
 
