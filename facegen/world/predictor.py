@@ -72,7 +72,6 @@ Rebuild the shipped model (see ``assets/predictor/README.md``)::
 
 from __future__ import annotations
 
-from facegen.engine.paths import ASSETS
 import abc
 import argparse
 import json
@@ -90,6 +89,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from facegen.engine.errors import InputError, UnsupportedModelError
+from facegen.engine.paths import ASSETS
 from facegen.world.render import ATTRIBUTE_SPEC, FaceAttributes, VECTOR_DIM, render_batch, vector_to_attributes
 
 __all__ = [
@@ -111,72 +111,7 @@ TEST_SEED_START = 20_000_000
 #: Continuous attributes on a circle (value 0 == value 1): predicted as (sin, cos).
 CIRCULAR = ("bg_hue", "clothing_hue")
 
-INPUT_SIZE = 64
-MIN_INPUT_SIZE = 16
-
-ImageArray = np.ndarray
-
-
-# ---------------------------------------------------------------------------
-# 1. The interface
-# ---------------------------------------------------------------------------
-
-def check_images(images) -> np.ndarray:
-    """Validate a batch of images; raise :class:`facegen.engine.errors.InputError` (a ValueError) if bad."""
-    if isinstance(images, torch.Tensor):
-        raise InputError("images must be a numpy uint8 array [N, H, W, 3], got a torch.Tensor; for "
-                         "differentiable use call WorldPredictor.prepare_tensor / forward instead")
-    if not isinstance(images, np.ndarray):
-        raise InputError(f"images must be a numpy uint8 array [N, H, W, 3], got {type(images).__name__}")
-    if images.dtype != np.uint8:
-        raise InputError(f"images must have dtype uint8 (0..255), got {images.dtype}; convert floats in "
-                         "[0, 1] with (np.clip(x, 0, 1) * 255).round().astype(np.uint8)")
-    if images.ndim != 4 or images.shape[-1] != 3:
-        hint = " (for a single image use images[None])" if images.ndim == 3 and images.shape[-1] == 3 else ""
-        raise InputError(f"images must have shape [N, H, W, 3] (RGB), got {tuple(images.shape)}{hint}")
-    if min(images.shape[1], images.shape[2]) < MIN_INPUT_SIZE:
-        raise InputError(f"images must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels, "
-                         f"got {images.shape[1]}x{images.shape[2]}")
-    return images
-
-
-class Labeller(abc.ABC):
-    """What facegen needs from an image labeller (the face-world CNN, or a real-photo model).
-
-    ``spec``: ``[(name, kind, range_or_categories)]`` with kind ``"continuous"``,
-    ``"categorical"`` or ``"bool"`` (same convention as ``world.ATTRIBUTE_SPEC``).
-    See the module docstring for the exact shapes ``predict`` returns.
-    """
-
-    #: side of the square network input; images of any size are resized to it
-    input_size: int = INPUT_SIZE
-
-    @property
-    @abc.abstractmethod
-    def spec(self) -> list[tuple[str, str, tuple]]:
-        """Predicted attributes: ``[(name, kind, range_or_categories)]``."""
-
-    @property
-    def attributes(self) -> list[str]:
-        """Names of the predicted attributes, in spec order."""
-        return [s[0] for s in self.spec]
-
-    @property
-    def categories(self) -> dict[str, tuple]:
-        """Class names of every categorical attribute (column order of its probabilities)."""
-        return {n: tuple(r) for n, k, r in self.spec if k == "categorical"}
-
-    @abc.abstractmethod
-    def predict(self, images: ImageArray) -> dict[str, np.ndarray]:
-        """uint8 [N, H, W, 3] -> {continuous: [N], categorical: [N, K] + name_label: str [N], bool: [N] prob}."""
-
-    @abc.abstractmethod
-    def features(self, images: ImageArray) -> np.ndarray:
-        """uint8 [N, H, W, 3] -> float32 [N, D] embedding (Frechet distance, diversity)."""
-
-    @abc.abstractmethod
-    def validity(self, images: ImageArray) -> np.ndarray:
-        """uint8 [N, H, W, 3] -> float32 [N] probability that each image reads as a face."""
+from facegen.labels.base import INPUT_SIZE, MIN_INPUT_SIZE, ImageArray, Labeller, check_images  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------
@@ -239,6 +174,8 @@ class WorldPredictor(nn.Module, Labeller):
     (``predict``, ``features``, ``validity``, ...) run in eval mode without
     gradients and restore the previous train/eval mode.
     """
+
+    name = "world"
 
     def __init__(self, channels: Sequence[int] = tuple(DEFAULT_ARCH["channels"]),
                  strides: Sequence[int] = tuple(DEFAULT_ARCH["strides"]), feature_dim: int = 128,
