@@ -218,7 +218,7 @@ def main(argv=None) -> int:
               f"-> {g['speedup']}x {'(met)' if g['met'] else '(NOT met)'}")
     result = {"command": "python bench/customize.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "model": a.model, "fingerprint": G.fingerprint, "psi": a.psi, "n": a.n, "n_ref": a.n_ref,
-              "judge": "world predictor (assets/predictor)", "trained_against": "assets/customize/classifier",
+              "judge": "world predictor (assets/predictor)", "trained_against": "assets/packs/mini/classifier",
               "ref_mean_pairwise": ref_div, "rows": rows, "goals": goals, "threads": torch.get_num_threads()}
     for name, (reg, Gf) in finetuned.items():     # the fine-tuned generator's own metrics.json gets its row
         entry = registry.get(reg)

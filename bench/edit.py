@@ -1,6 +1,6 @@
 """Benchmark of attribute editing and animation (facegen.packs.directions / editing / video).
 
-    python bench/edit.py [--model mini] [--directions assets/directions] [--faces 50] [--write-metrics]
+    python bench/edit.py [--model mini] [--directions assets/packs/mini/directions] [--faces 50] [--write-metrics]
 
 For every direction, on `--faces` held-out faces (seeds 900000+, psi 0.7), sweep the step from
 -amount to +amount (default layers 0-7) and label every frame with the world's predictor:
@@ -17,7 +17,7 @@ For every direction, on `--faces` held-out faces (seeds 900000+, psi 0.7), sweep
   of each direction once) and **guided** (``facegen.features.editing.guided_sweep_ws``: the world
   predictor's gradients of the others projected out at every substep, per face). Because guided
   editing uses the world predictor, which is also the judge here, the leakage is judged a second
-  time by an **independent judge**, the customisation classifier (``assets/customize/classifier``:
+  time by an **independent judge**, the customisation classifier (``assets/packs/mini/classifier``:
   other architecture, data and training), on the attributes it knows (smiling, old, male,
   glasses, beard, long-hair, skin:dark probabilities).
 
@@ -227,7 +227,7 @@ def main(argv=None) -> int:
     ds = load_directions(args.directions, G) if args.directions else find_directions(G)
     if ds is None:
         print(f"no directions for {args.model} ({G.fingerprint}) in {DEFAULT_DIR}; fit them with "
-              f"`python -m facegen directions fit --model {args.model} --out assets/directions`", file=sys.stderr)
+              f"`python -m facegen directions fit --model {args.model} --out assets/packs/mini/directions`", file=sys.stderr)
         return 2
     P = load_world_predictor()
     names = args.attributes.split(",") if args.attributes else list(ds.names)
@@ -266,7 +266,7 @@ def main(argv=None) -> int:
            "steps": args.steps, "layers": layers, **runs,
            "conditional_less_leakage": f"{less['conditional']}/{len(names)}",
            "guided_less_leakage": f"{less['guided']}/{len(names)}",
-           "independent_judge": "assets/customize/classifier (ClassClassifier)",
+           "independent_judge": "assets/packs/mini/classifier (ClassClassifier)",
            "conditional_less_leakage_independent": f"{less_indep['conditional']}/{len(names)}",
            "guided_less_leakage_independent": f"{less_indep['guided']}/{len(names)}",
            "sweeps_time_s": round(t_sweeps, 1)}

@@ -6,7 +6,7 @@ render's ground-truth attributes, and vs the predictor on the render itself), th
 and the refined/encoder ratios. Goals on CPU at 64 px: encoder <= 0.1 s per image, refinement
 <= 10 s per image and clearly better than the encoder alone.
 
-    python bench/encode.py [--model mini] [--encoder assets/encoder] [--n 64] [--refine-n 16]
+    python bench/encode.py [--model mini] [--encoder assets/packs/mini/encoder] [--n 64] [--refine-n 16]
                            [--steps 200] [--budget 8] [--threads 1] [--write]
 
 --write stores the result under "bench" in the encoder's metrics.json and writes

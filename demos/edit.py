@@ -41,8 +41,8 @@ def directions_for(G, model: str, directions_file: Optional[str] = None) -> Dire
     ds = find_directions(G)
     if ds is None:
         raise InputError(f"No attribute directions for model '{model}' (generator {G.fingerprint}) in "
-                         "assets/directions/ or FACEGEN_DIRECTIONS. Fit them with `python -m facegen directions "
-                         f"fit --model {model} --out assets/directions`, or upload a directions .npz fitted for "
+                         "assets/packs/mini/directions/ or FACEGEN_DIRECTIONS. Fit them with `python -m facegen directions "
+                         f"fit --model {model} --out assets/packs/mini/directions`, or upload a directions .npz fitted for "
                          "this generator.")
     return ds
 

@@ -32,9 +32,9 @@ def example_photo():
 
 
 def available() -> bool:
-    """Shown when an encoder ships with the app (assets/encoder*)."""
+    """Shown when an encoder ships with the app (assets/packs/mini/encoder*)."""
     from facegen.features.encode import REPO_ROOT, CONFIG_NAME
-    return any((d / CONFIG_NAME).is_file() for d in REPO_ROOT.glob("assets/encoder*"))
+    return any((d / CONFIG_NAME).is_file() for d in REPO_ROOT.glob("assets/packs/mini/encoder*"))
 
 
 def _encoder_for(G):
@@ -43,7 +43,7 @@ def _encoder_for(G):
     if d is None:
         raise EncoderMismatchError(f"No photo encoder matches the active generator ({G.fingerprint}); photo encoding "
                                    "works with the embedded 'mini' model. Train one with "
-                                   "`python -m facegen encoder train --model MODEL --out assets/encoder-NAME`.")
+                                   "`python -m facegen encoder train --model MODEL --out assets/packs/mini/encoder-NAME`.")
     return load_encoder(d, G)
 
 

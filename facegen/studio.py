@@ -57,6 +57,7 @@ class ModelManager:
         self._cache: "OrderedDict[str, object]" = OrderedDict()
         self._lock = threading.RLock()
         self._load_locks: dict = {}
+        self._packs: dict = {}          # fingerprint -> Pack or None
 
     # -- what is on offer -----------------------------------------------------------------------
     @property
@@ -117,12 +118,28 @@ class ModelManager:
                     self._cache.popitem(last=False)
             return G
 
+    def pack(self, name_or_G=None):
+        """The feature pack of a model (:func:`facegen.packs.pack.find_pack`, by fingerprint), cached per
+        fingerprint; None when it has none (the tabs then use their no-pack fallbacks)."""
+        from facegen.packs.pack import find_pack
+        G = name_or_G if hasattr(name_or_G, "fingerprint") else self.get(name_or_G)
+        fp = G.fingerprint
+        with self._lock:
+            if fp in self._packs:
+                return self._packs[fp]
+        pack = find_pack(G)
+        with self._lock:
+            self._packs[fp] = pack
+        return pack
+
     def describe(self, name: str) -> str:
-        """One line for the banner: name, size, fingerprint, reason."""
+        """One line for the banner: name, size, fingerprint, reason, pack."""
         G = self.get(name)
         label = Path(name).name if name == self.env_model else name
+        pack = self.pack(G)
+        side = pack.describe() if pack is not None else "no feature pack: the tabs use their generic fallbacks"
         return (f"{label} — {G.img_resolution}×{G.img_resolution} px, {G.num_ws} style layers, "
-                f"fingerprint {G.fingerprint} — {self.reason(name)}")
+                f"fingerprint {G.fingerprint} — {self.reason(name)} — {side}")
 
 
 _MODELS: Optional[ModelManager] = None

@@ -179,7 +179,7 @@ def test_animation_video_plays_in_the_browser(page, app_url, studio_model):
     from facegen import studio
     from facegen.packs.directions import find_directions
     if find_directions(studio.models().get(studio_model)) is None:
-        pytest.skip("no attribute directions for the served model (assets/directions or FACEGEN_DIRECTIONS)")
+        pytest.skip("no attribute directions for the served model (assets/packs/mini/directions or FACEGEN_DIRECTIONS)")
     page.goto(app_url)
     page.get_by_role("tab", name="Animation").click()
     page.locator("#anim-run").click()

@@ -2,7 +2,7 @@
 
 Most tests fit small direction sets on a seeded random generator (real fitting, real labeller:
 the shipped world predictor or a tiny brightness labeller). Tests of the shipped directions for
-`mini` skip, with the command that builds them, when assets/mini or assets/directions is absent.
+`mini` skip, with the command that builds them, when assets/mini or assets/packs/mini/directions is absent.
 """
 
 import json
@@ -29,7 +29,7 @@ needs_predictor = pytest.mark.skipif(
     not (DEFAULT_PREDICTOR_DIR / "model.safetensors").is_file(),
     reason="assets/predictor is absent; build it with `python -m facegen predictor train --out assets/predictor`")
 MINI = ROOT / "assets" / "mini"
-FIT_CMD = "python -m facegen directions fit --model mini --n 3000 --out assets/directions"
+FIT_CMD = "python -m facegen directions fit --model mini --n 3000 --out assets/packs/mini/directions"
 
 
 class Brightness(Labeller):
@@ -268,7 +268,7 @@ def mini():
 def shipped(mini):
     ds = find_directions(mini)
     if ds is None:
-        pytest.skip(f"no directions for assets/mini ({mini.fingerprint}) in assets/directions; build them with "
+        pytest.skip(f"no directions for assets/mini ({mini.fingerprint}) in assets/packs/mini/directions; build them with "
                     f"`{FIT_CMD}`")
     return ds
 
@@ -286,7 +286,7 @@ def test_shipped_directions_match_mini(shipped, mini):
 def test_yaw_animation_is_monotonic(shipped, mini, tmp_path):
     """The predicted yaw of a yaw animation rises over the frames, also read back from the mp4.
 
-    (mini has learned little head pose, so the rise is small: see assets/directions/README.md.)"""
+    (mini has learned little head pose, so the rise is small: see assets/packs/mini/directions/README.md.)"""
     from facegen.world.predictor import load_world_predictor
     P = load_world_predictor()
     ws = L.seeds_to_ws(mini, "1000-1003", psi=0.7).numpy()

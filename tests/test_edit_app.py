@@ -166,7 +166,7 @@ def test_shipped_directions_in_the_app(client, G, studio_model):
     ds = find_directions(G)
     if ds is None:
         pytest.skip("no shipped directions for the served model (build them with `python -m facegen directions fit "
-                    "--model mini --n 3000 --out assets/directions`)")
+                    "--model mini --n 3000 --out assets/packs/mini/directions`)")
     before, after, _, _ = edit(client, studio_model, None, yaw=2)
     assert not np.array_equal(png(before), png(after))
     assert "yaw" in client.predict(None, studio_model, api_name="/edit_directions")

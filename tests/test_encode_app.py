@@ -1,6 +1,6 @@
 """The Photo encoding tab end to end: the real app through gradio_client (/encode, shelf, bank, bad input).
 
-Needs an encoder made for the model the app serves (assets/encoder for assets/mini); skips otherwise.
+Needs an encoder made for the model the app serves (assets/packs/mini/encoder for assets/mini); skips otherwise.
 """
 
 import io
@@ -28,8 +28,8 @@ pytestmark = pytest.mark.timeout(180)
 def G(studio_model):
     G = studio.models().get(studio_model)
     if find_encoder(G) is None:
-        pytest.skip(f"no encoder in assets/encoder* matches the served model {studio_model} ({G.fingerprint}); "
-                    "build assets/mini and assets/encoder first")
+        pytest.skip(f"no encoder in assets/packs/mini/encoder* matches the served model {studio_model} ({G.fingerprint}); "
+                    "build assets/mini and assets/packs/mini/encoder first")
     return G
 
 

@@ -1,7 +1,7 @@
 """facegen.features.encode and facegen.packs.bank: the encoder network, training, refinement, latent banks, CLIs.
 
 Fast tests use a small random generator of mini's shape; tests of the shipped assets (assets/mini,
-assets/encoder, assets/banks) skip with a reason when those are absent.
+assets/packs/mini/encoder, assets/banks) skip with a reason when those are absent.
 """
 
 import json
@@ -21,7 +21,7 @@ from facegen.features.generate import synthesize
 pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parent.parent
 MINI = ROOT / "assets" / "mini"
-ENCODER = ROOT / "assets" / "encoder"
+ENCODER = ROOT / "assets" / "packs" / "mini" / "encoder"
 
 
 def _random_generator(seed):
@@ -187,8 +187,8 @@ def test_cli_encoder_train_and_bank(G, tmp_path, capsys):
 # ---------------------------------------------------------------------------
 
 needs_assets = pytest.mark.skipif(not (MINI / "config.json").is_file() or not (ENCODER / "config.json").is_file(),
-                                  reason="assets/mini or assets/encoder is not built yet "
-                                         "(python -m facegen encoder train --model mini --out assets/encoder)")
+                                  reason="assets/mini or assets/packs/mini/encoder is not built yet "
+                                         "(python -m facegen encoder train --model mini --out assets/packs/mini/encoder)")
 
 
 @pytest.fixture(scope="module")

@@ -68,8 +68,8 @@ Method
 
 Rebuild the shipped artefacts (see ``assets/customize/README.md``)::
 
-    python -m facegen customize classifier --out assets/customize/classifier
-    python -m facegen customize zcode --out assets/customize/zcode
+    python -m facegen customize classifier --out assets/packs/mini/classifier
+    python -m facegen customize zcode --out assets/packs/mini/zcode
     python -m facegen customize select --cls glasses --n 3000 --out runs/customize/glasses-data
 """
 
@@ -100,8 +100,9 @@ __all__ = ["CLASSES", "CustomClass", "parse_classes", "class_names", "world_tabl
            "METHODS", "cli_main"]
 
 ASSETS = ASSETS_ROOT / "customize"
-CLASSIFIER_DIR = ASSETS / "classifier"
-ZCODE_DIR = ASSETS / "zcode"
+MINI_PACK = ASSETS_ROOT / "packs" / "mini"
+CLASSIFIER_DIR = MINI_PACK / "classifier"
+ZCODE_DIR = MINI_PACK / "zcode"
 FORMAT_VERSION = 1
 #: Seeds of the classifier's held-out test renders (GAN training uses 0..23,999, the predictor 10M+/20M+).
 TEST_SEED_START = 30_000_000

@@ -25,7 +25,7 @@ be downloaded in facegen's offline setting, so for the face world's ``mini`` gen
 perceptual term is the distance between the face world predictor's 128-d penultimate features
 (:mod:`facegen.world.predictor`), which encode exactly the attributes the world is made of. For FFHQ-size
 generators pass any ``perceptual(img_a, img_b) -> loss`` callable (e.g. an ``lpips.LPIPS(net="vgg")``
-module when its weights are available; see ``assets/encoder/README.md``).
+module when its weights are available; see ``assets/packs/mini/encoder/README.md``).
 
 Refinement (:func:`refine`)
 ---------------------------
@@ -35,10 +35,10 @@ inputs are held at their constant values (not optimised), so no noise regularisa
 It stops at ``steps``, at ``time_budget`` seconds, or early when the loss has not improved by
 ``min_rel_improvement`` for ``patience`` steps; ``progress(fraction, text)`` is called as it goes.
 
-Rebuild the shipped encoder for ``mini`` (about 10 minutes on one CPU core; see ``assets/encoder/README.md``,
+Rebuild the shipped encoder for ``mini`` (about 10 minutes on one CPU core; see ``assets/packs/mini/encoder/README.md``,
 and ``bench/encode.py`` for the held-out numbers)::
 
-    python -m facegen encoder train --model mini --out assets/encoder --minutes 9 --real-pool 2000 --threads 1
+    python -m facegen encoder train --model mini --out assets/packs/mini/encoder --minutes 9 --real-pool 2000 --threads 1
     python bench/encode.py --n 64 --refine-n 16 --steps 200 --budget 8 --threads 1 --write
 
 Encode photos from the command line (aligned crop, reconstruction and latent .npz per photo)::
@@ -69,7 +69,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
 from facegen.engine.paths import REPO_ROOT  # noqa: E402
-DEFAULT_ENCODER_DIR = REPO_ROOT / "assets" / "encoder"
+DEFAULT_ENCODER_DIR = REPO_ROOT / "assets" / "packs" / "mini" / "encoder"
 EVAL_SEED_START = 20_000_000        # face-world renders never used for any training (predictor test range)
 REAL_SEED_START = 0                 # optional render pool: the GAN's own training range (< 10_000_000)
 MAX_INPUT = 256                     # encoder input side for large generators (images are resized to it)
@@ -171,7 +171,7 @@ _CACHE: dict = {}
 
 
 def load_encoder(source=None, G=None) -> Encoder:
-    """The encoder in `source` (folder; default ``assets/encoder``), cached. With G: must match G's fingerprint."""
+    """The encoder in `source` (folder; default ``assets/packs/mini/encoder``), cached. With G: must match G's fingerprint."""
     folder = Path(source) if source is not None else DEFAULT_ENCODER_DIR
     key = str(folder.resolve())
     if key not in _CACHE:
@@ -190,12 +190,12 @@ def check_pair(E: Encoder, G) -> None:
         raise EncoderMismatchError(
             f"This encoder was trained for generator {E.fingerprint}, but the active generator is {G.fingerprint}. "
             f"Train one for it: python -m facegen encoder train --model {G.meta.get('name', 'MODEL')} "
-            "--out DIR (see assets/encoder/README.md).")
+            "--out DIR (see assets/packs/mini/encoder/README.md).")
 
 
 def find_encoder(G, search=None) -> Optional[Path]:
-    """A folder holding an encoder for G (by fingerprint): `search` folders, then assets/encoder*."""
-    cands = [Path(s) for s in (search or [])] + sorted(REPO_ROOT.glob("assets/encoder*"))
+    """A folder holding an encoder for G (by fingerprint): `search` folders, then assets/packs/mini/encoder*."""
+    cands = [Path(s) for s in (search or [])] + sorted(REPO_ROOT.glob("assets/packs/mini/encoder*"))
     for d in cands:
         cfg = d / CONFIG_NAME
         if cfg.is_file():

@@ -46,7 +46,6 @@ FORMAT = "facegen-bank"
 VERSION = 1
 THUMB = 128
 from facegen.engine.paths import REPO_ROOT  # noqa: E402
-BANKS_DIR = REPO_ROOT / "assets" / "banks"
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 MAX_BANK = 1000
 
@@ -165,9 +164,9 @@ def load_bank(source, G=None) -> Bank:
     return bank
 
 
-def bank_sources(extra=None) -> list:
+def bank_sources(extra=None, pack=None) -> list:
     """Where banks are looked for: `extra`, FACEGEN_BANKS (os.pathsep-separated folders, files or hf://
-    references), then assets/banks/*.npz."""
+    references), then the banks of the generator's pack."""
     out = []
     items = list(extra or []) + [s for s in os.environ.get("FACEGEN_BANKS", "").split(os.pathsep) if s]
     for s in items:
@@ -176,14 +175,17 @@ def bank_sources(extra=None) -> list:
             out += sorted(p.glob("*.npz"))
         else:
             out.append(s)
-    out += sorted(BANKS_DIR.glob("*.npz"))
+    if pack is not None:
+        out += pack.paths("banks")
     return out
 
 
-def banks_for(G, extra=None) -> list:
-    """Every bank made for G (by fingerprint); unreadable or foreign ones are skipped."""
+def banks_for(G, extra=None, pack=None) -> list:
+    """Every bank made for G (by fingerprint): `extra`, FACEGEN_BANKS, then G's pack (default: found by
+    :func:`facegen.packs.pack.find_pack`); unreadable or foreign ones are skipped."""
+    from facegen.packs.pack import find_pack
     found = []
-    for s in bank_sources(extra):
+    for s in bank_sources(extra, pack if pack is not None else find_pack(G)):
         try:
             if isinstance(s, Path) or Path(str(s)).is_file():
                 if read_meta(s).get("fingerprint") != G.fingerprint:

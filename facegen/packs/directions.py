@@ -55,7 +55,7 @@ Either would be passed as ``fit_directions(G, labeller=MyLabeller(), attributes=
 
 Where the app finds directions: :func:`find_directions` matches the generator's fingerprint against
 every ``.npz`` in the folders of ``FACEGEN_DIRECTIONS`` (``os.pathsep``-separated) and then the
-shipped ``assets/directions/``.
+shipped ``assets/packs/mini/directions/``.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ __all__ = ["DirectionSet", "fit_directions", "load_directions", "find_directions
 #: The attributes fitted by default (the world's main visible attributes).
 DEFAULT_ATTRIBUTES = ("yaw", "smile", "age", "gender", "glasses", "beard", "hair_length", "skin_tone")
 #: Shipped directions (one ``<name>.npz`` per generator, matched by fingerprint).
-DEFAULT_DIR = ASSETS / "directions"
+DEFAULT_DIR = ASSETS / "packs" / "mini" / "directions"
 FILE_NAME = "directions.npz"
 FORMAT = "facegen-directions"
 FORMAT_VERSION = 1
@@ -337,7 +337,7 @@ _FOUND: dict = {}
 
 def directions_folders() -> list:
     """Where :func:`find_directions` looks: the folders in FACEGEN_DIRECTIONS (os.pathsep-separated),
-    then the shipped assets/directions."""
+    then the shipped assets/packs/mini/directions."""
     extra = [Path(p) for p in os.environ.get("FACEGEN_DIRECTIONS", "").split(os.pathsep) if p.strip()]
     return extra + [DEFAULT_DIR]
 
@@ -616,7 +616,7 @@ holds the numbers of the last run if it was run with `--write-metrics`).
 
 
 def cli_main(argv: list) -> int:
-    """``fit --model mini --n 3000 --out assets/directions`` and ``show PATH``."""
+    """``fit --model mini --n 3000 --out assets/packs/mini/directions`` and ``show PATH``."""
     p = argparse.ArgumentParser(prog="python -m facegen directions",
                                 description="Attribute directions: fit from labelled samples, or show a file.")
     sub = p.add_subparsers(dest="cmd", required=True)
