@@ -1,7 +1,7 @@
 """Attribute editing: move a w+ latent along attribute directions on a layer range.
 
     >>> from facegen.packs.directions import load_directions
-    >>> ds = load_directions("assets/directions", G)
+    >>> ds = load_directions("assets/packs/mini/directions", G)
     >>> ws2, img = edit(G, ws, ds, {"age": 2.0, "smile": -1.0}, conditional=True)
 
 Steps are in standard deviations of the attribute (see :mod:`facegen.packs.directions`), limited to
