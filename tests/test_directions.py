@@ -85,7 +85,7 @@ def test_fit_metadata_and_units(ds, G):
     assert sum(len(l) for _, l in bands) == G.num_ws
     assert ds.band_vectors.shape == (len(ds.names), 3, G.w_dim)
     m = ds.meta
-    assert m["fingerprint"] == G.fingerprint and m["labeller"] == "WorldPredictor"
+    assert m["fingerprint"] == G.fingerprint and m["labeller"] == "world"
     assert m["n_samples"] == 300 and m["default_layers"] == list(range(8)) and m["seeds"] == [0, 299]
     assert ((ds.accuracy >= 0) & (ds.accuracy <= 1)).all() and (ds.scales > 0).all()
     assert m["attributes"]["yaw"]["split"] == "median"

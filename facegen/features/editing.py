@@ -175,16 +175,22 @@ def clamp_sweep(amount: float) -> float:
 # Guided conditional editing (see the module docstring)
 # ---------------------------------------------------------------------------
 
+LEGACY_LABELLER_NAMES = {"WorldPredictor": "world"}   # direction sets fitted before labellers had names
+
+
 def guide_for(G, ds: DirectionSet):
     """The differentiable labeller that can guide edits of `G`'s faces, or None.
 
-    Directions labelled by the face world's predictor (``labeller == "WorldPredictor"``) are guided
-    by it, on generators of the face world; other generators (FFHQ ...) keep the conditional
-    directions."""
-    if ds.meta.get("labeller") != "WorldPredictor":
+    Directions carry the name of the labeller they were fitted with (``ds.meta["labeller"]``); when that
+    labeller is differentiable (it has ``attribute_scores``, as the face world's predictor does) it guides
+    the edit. Other labellers (the photo labeller, published directions) keep the conditional path."""
+    from facegen.labels.base import LABELLERS, load_labeller
+    name = ds.meta.get("labeller")
+    name = LEGACY_LABELLER_NAMES.get(name, name)
+    if name not in LABELLERS:
         return None
-    from facegen.world.predictor import load_world_predictor
-    return load_world_predictor()
+    lab = load_labeller(name)
+    return lab if hasattr(lab, "attribute_scores") else None
 
 
 def _kept(ds: DirectionSet, edited: Sequence[str], keep: Optional[Sequence[str]]) -> list:
