@@ -48,7 +48,7 @@ from facegen import load_generator
 from facegen.features import animate as video  # noqa: E402
 from facegen.packs.directions import DEFAULT_DIR, find_directions, load_directions  # noqa: E402
 from facegen.features.editing import guide_for, guided_sweep_ws, sweep_ws  # noqa: E402
-from facegen.features.generate import synthesize  # noqa: E402
+from facegen.engine.synthesis import synthesize  # noqa: E402
 from facegen.world.predictor import load_world_predictor  # noqa: E402
 
 BENCH_SEED_START = 900_000

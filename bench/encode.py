@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import facegen  # noqa: E402
 from facegen.features import encode as enc  # noqa: E402
 from facegen.engine.device import configure_cpu_threads  # noqa: E402
-from facegen.features.generate import synthesize  # noqa: E402
+from facegen.engine.synthesis import synthesize  # noqa: E402
 from facegen.world.render import make_grid, render_batch  # noqa: E402
 
 GOAL_ENCODER_S = 0.1

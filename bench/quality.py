@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import facegen  # noqa: E402
 from facegen.engine import latents as L  # noqa: E402
-from facegen.features.generate import synthesize  # noqa: E402
+from facegen.engine.synthesis import synthesize  # noqa: E402
 from facegen.world.predictor import load_world_predictor  # noqa: E402
 from facegen.world.quality import evaluate_generator, mixing_by_layers  # noqa: E402
 from facegen.world.render import make_grid  # noqa: E402

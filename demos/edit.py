@@ -101,7 +101,7 @@ def keep_method(G, ds) -> str:
 @gpu(duration=20)
 def _edit_gpu(model, ws, ds, steps, layers, conditional, noise_mode):
     from facegen.features import editing
-    from facegen.features.generate import synthesize
+    from facegen.engine.synthesis import synthesize
     G = studio.device_for(studio.models().get(model))
     guide = editing.guide_for(G, ds) if conditional else None
     if guide is not None:

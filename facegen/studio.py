@@ -415,7 +415,7 @@ def compress_seeds(tokens: Sequence[str]) -> list:
 
 
 def check_noise(noise_mode: str) -> str:
-    from facegen.features.generate import NOISE_MODES
+    from facegen.engine.synthesis import NOISE_MODES
     if noise_mode not in NOISE_MODES:
         raise InputError(f"Noise mode must be one of {', '.join(NOISE_MODES)} (got '{noise_mode}').")
     return noise_mode
@@ -442,7 +442,7 @@ def expand_seeds(seeds, count: int, rng: Optional[np.random.Generator] = None) -
 
 
 def synth(G, ws, noise_mode: str = "const") -> np.ndarray:
-    from facegen.features.generate import synthesize
+    from facegen.engine.synthesis import synthesize
     return synthesize(G, ws, check_noise(noise_mode))
 
 

@@ -88,7 +88,7 @@ def test_rejection_sampling_returns_only_hits(G, C):
     p = C.probs(out["images"])[:, C.index(["glasses", "male"])]
     assert (p >= 0.9).all(), p
     # the ws regenerate the same faces
-    from facegen.features.generate import synthesize
+    from facegen.engine.synthesis import synthesize
     np.testing.assert_array_equal(synthesize(G, out["ws"]), out["images"])
 
 

@@ -101,7 +101,7 @@ def test_custom_labeller_direction_works(bright, G):
     lab = Brightness()
     for w in ws:
         frames = video.animation_ws(w, bright, "brightness", 9, 2.0, layers=range(G.num_ws))[0]
-        from facegen.features.generate import synthesize
+        from facegen.engine.synthesis import synthesize
         b = lab.predict(synthesize(G, frames))["brightness"]
         assert spearmanr(np.arange(9), b)[0] > 0.9
 
@@ -318,7 +318,7 @@ def test_guided_editing_keeps_the_others_and_moves_the_target(shipped, mini):
     assert np.array_equal(guided[:, :, 8:], np.repeat(ws[:, None, 8:], 5, 1))   # layers 8+ untouched (default 0-7)
 
     def spread(frames):
-        from facegen.features.generate import synthesize
+        from facegen.engine.synthesis import synthesize
         pred = {k: v.reshape(len(ws), len(values)) for k, v in
                 P.predict(synthesize(mini, frames.reshape(-1, mini.num_ws, mini.w_dim))).items() if v.ndim == 1}
         others = np.mean([np.abs(pred[n][:, -1] - pred[n][:, 0])

@@ -16,7 +16,7 @@ from facegen.packs import bank as B
 from facegen.features import encode as enc
 from facegen.world import render as world
 from facegen.engine.errors import FacegenError, InputError
-from facegen.features.generate import synthesize
+from facegen.engine.synthesis import synthesize
 
 pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parent.parent

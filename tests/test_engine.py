@@ -471,7 +471,7 @@ def test_generate_cli(tmp_path):
     assert [p.name for p in pngs] == ["seed0000.png", "seed0001.png", "seed0002.png"]
     arr, meta = L.load_latent(out / "seed0001.npz", G)
     assert meta["fingerprint"] == G.fingerprint and meta["seed"] == 1 and meta["psi"] == 0.7
-    from facegen.features.generate import synthesize
+    from facegen.engine.synthesis import synthesize
     from PIL import Image
     batch = np.stack([L.load_latent(out / f"seed{i:04d}.npz", G)[0] for i in range(3)])
     assert np.array_equal(np.asarray(Image.open(pngs[1])), synthesize(G, batch)[1])

@@ -32,7 +32,7 @@ def clip():
 
 def test_identity_set_views_are_the_same_person_posed_differently(mini):
     from facegen.packs.directions import find_directions
-    from facegen.features.generate import synthesize
+    from facegen.engine.synthesis import synthesize
     from facegen.engine.latents import seeds_to_ws
     ws = seeds_to_ws(mini, [7], psi=0.7).numpy()[0]
     imgs, vws = fs.identity_set(mini, ws, find_directions(mini), n=12)

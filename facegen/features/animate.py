@@ -154,7 +154,7 @@ def animate(G, ws, ds: DirectionSet, mode: str = "yaw", frames: int = 60, fps: f
 
     -> {"frames": uint8 [T, R, R, 3] (generator resolution), "values", "ws", "mp4"/"gif"/"grid_png"
     (paths, when `outdir` is given), "grid": uint8 grid image (grid mode), "timings": seconds}."""
-    from facegen.features.generate import synthesize
+    from facegen.engine.synthesis import synthesize
     ds.check_generator(G, strict=strict)
     frames, fps, size = check_video_args(frames, fps, size)
     for f in formats:

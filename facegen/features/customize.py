@@ -376,7 +376,7 @@ def _check_G(G):
 
 
 def _generate(G, z: torch.Tensor, psi: float, noise_mode: str = "const") -> tuple:
-    from facegen.features.generate import to_uint8
+    from facegen.engine.synthesis import to_uint8
     with torch.no_grad():
         ws = G.mapping(z.to(G.mapping.w_avg.device), None, truncation_psi=psi)
         return to_uint8(G.synthesis(ws, noise_mode=noise_mode)), ws.cpu().numpy()
@@ -742,7 +742,7 @@ def conditional_sample(Gc, names: Sequence[str], n: int, psi: float = 0.7, seed:
     c = torch.from_numpy(bank[rows[torch.randint(len(rows), (n,), generator=rng).numpy()]])
     z = torch.randn(n, Gc.z_dim, generator=rng)
     dev = Gc.mapping.w_avg.device
-    from facegen.features.generate import to_uint8
+    from facegen.engine.synthesis import to_uint8
     with torch.no_grad():
         ws = Gc.mapping(z.to(dev), c.to(dev), truncation_psi=check_psi(psi))
         images = to_uint8(Gc.synthesis(ws, noise_mode="const"))

@@ -100,7 +100,7 @@ def edit(G, ws, ds: DirectionSet, steps: Mapping[str, float], layers: Optional[S
     """Edit and render: -> (edited ws, uint8 images [N, R, R, 3] (or [R, R, 3] for a single w+)).
 
     Checks that `ds` was fitted for `G` (LatentError otherwise, or a warning with strict=False)."""
-    from facegen.features.generate import synthesize
+    from facegen.engine.synthesis import synthesize
     ds.check_generator(G, strict=strict)
     ws = _as_wplus(ws, ds)
     if ws.shape[-2] != G.num_ws:

@@ -552,7 +552,7 @@ def evaluate(G, E, n: int = 64, refine_n: int = 0, start: int = EVAL_SEED_START,
              log=print) -> dict:
     """Encode face-world renders (seeds start..start+n-1, never used in training) -> metrics; refine the first
     `refine_n` of them too. Also the generator's own samples (known w+) for the latent error."""
-    from facegen.features.generate import synthesize, to_uint8
+    from facegen.engine.synthesis import synthesize, to_uint8
     from facegen.world.predictor import load_world_predictor
     from facegen.world.render import render_batch
     P = load_world_predictor()
@@ -809,7 +809,7 @@ def encode_photo(G, E, src, index: Optional[int] = None, mode: str = "auto", ref
 
     `aligned` (an AlignResult or an aligned uint8 crop) skips the alignment of `src`."""
     from facegen.labels.align import AlignResult, align_face
-    from facegen.features.generate import synthesize
+    from facegen.engine.synthesis import synthesize
     t0 = time.perf_counter()
     say = progress or (lambda *a, **k: None)
     say(0.02, "finding the face")

@@ -114,7 +114,7 @@ def identity_set(G, ws: np.ndarray, ds=None, n: int = 120, coarse: Sequence[int]
     View i = ws + sigma * std(w) * N(0, 1) on the `coarse` layers (one draw shared by those layers) +
     yaw step ~ U(-yaw, yaw) and smile step ~ U(*smile) standard deviations along the directions of `ds`
     on its default layers, when `ds` has them. View 0 is the face itself."""
-    from facegen.features.generate import synthesize
+    from facegen.engine.synthesis import synthesize
     ws = np.asarray(ws, np.float32)
     if ws.shape != (G.num_ws, G.w_dim):
         raise InputError(f"Identity A must be a w+ latent of shape [{G.num_ws}, {G.w_dim}] (got {list(ws.shape)}).")

@@ -3,7 +3,7 @@
 Method (InterFaceGAN / the seeprettyface "latent directions")
 --------------------------------------------------------------
 1. Sample ``n`` latents from seeds (``z -> w`` at ``psi`` = 1, the full distribution), render them
-   and label the images with a :class:`facegen.world.predictor.Labeller` (for the ``mini`` generator: the
+   and label the images with a :class:`facegen.labels.base.Labeller` (for the ``mini`` generator: the
    face world's predictor, :func:`facegen.world.predictor.load_world_predictor`). Images the labeller
    scores as "not a face" (validity below ``min_validity``) are dropped.
 2. Binary labels per attribute: continuous attributes are split at their median over the samples
@@ -34,7 +34,7 @@ raises :class:`~facegen.engine.errors.LatentError` (directions do not transfer b
 
 Other labellers (real faces)
 ----------------------------
-Anything implementing :class:`facegen.world.predictor.Labeller` (``spec``, ``predict``, optionally
+Anything implementing :class:`facegen.labels.base.Labeller` (``spec``, ``predict``, optionally
 ``validity``) plugs into :func:`fit_directions`; ``name`` (an attribute or the class name) goes into
 the metadata. Two optional extras fit this interface (not implemented or installed here):
 
@@ -63,7 +63,6 @@ from __future__ import annotations
 from facegen.engine.paths import ASSETS
 import argparse
 import datetime
-import importlib
 import json
 import os
 import shlex
@@ -442,7 +441,7 @@ def _fit_logistic(X: np.ndarray, y: np.ndarray, C: float, rng: np.random.Generat
 
 @torch.no_grad()
 def _render_and_label(G, labeller, ws: torch.Tensor, batch: int, noise_mode: str, log, what: str):
-    from facegen.features.generate import synthesize
+    from facegen.engine.synthesis import synthesize
     preds, valid = [], []
     t0 = time.perf_counter()
     for i in range(0, len(ws), batch):
@@ -462,12 +461,12 @@ def fit_directions(G, labeller=None, attributes: Sequence[str] = DEFAULT_ATTRIBU
                    log: Optional[Callable] = print) -> DirectionSet:
     """Sample `n` latents (seeds seed_start..), render, label, fit one direction per attribute.
 
-    `labeller`: a :class:`facegen.world.predictor.Labeller` (default: the face world's predictor).
+    `labeller`: a :class:`facegen.labels.base.Labeller` or a labeller name (default: ``"world"``, the face
+    world's predictor; ``"photo"`` for real-face generators).
     `mixed`: also fit per-band directions on `n` style-mixed samples (doubles the rendering time).
     """
-    if labeller is None:
-        from facegen.world.predictor import load_world_predictor
-        labeller = load_world_predictor()
+    from facegen.labels.base import load_labeller
+    labeller = load_labeller(labeller or "world")
     n = int(n)
     if n < 100:
         raise InputError(f"Fitting needs at least 100 samples (got {n}).")
@@ -545,7 +544,7 @@ def fit_directions(G, labeller=None, attributes: Sequence[str] = DEFAULT_ATTRIBU
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "render_time_s": round(t_render, 1), "fit_time_s": round(time.perf_counter() - t0, 1),
     }
-    from facegen import __version__
+    from facegen.engine import __version__
     meta["facegen_version"] = __version__
     return DirectionSet(names, np.stack(vecs).astype(np.float32), np.asarray(scales, np.float32),
                         np.asarray(accs, np.float32), np.stack(bvecs).astype(np.float32),
@@ -558,19 +557,9 @@ def fit_directions(G, labeller=None, attributes: Sequence[str] = DEFAULT_ATTRIBU
 
 
 def _load_labeller(spec: Optional[str]):
-    if not spec or spec == "world":
-        from facegen.world.predictor import load_world_predictor
-        return load_world_predictor()
-    if spec.startswith("world:"):
-        from facegen.world.predictor import load_world_predictor
-        return load_world_predictor(spec[6:])
-    mod, _, cls = spec.partition(":")
-    if not cls:
-        raise InputError(f"--labeller must be 'world', 'world:FOLDER' or 'module:Class' (got '{spec}').")
-    try:
-        return getattr(importlib.import_module(mod), cls)()
-    except (ImportError, AttributeError) as e:
-        raise InputError(f"Cannot load labeller '{spec}': {e}.") from None
+    """--labeller: a name of facegen.labels.base.LABELLERS (world, photo) or 'module:factory'."""
+    from facegen.labels.base import load_labeller
+    return load_labeller(spec or "world")
 
 
 def _readme(ds: DirectionSet, command: str, file_name: str) -> str:
@@ -626,7 +615,7 @@ def cli_main(argv: list) -> int:
     f.add_argument("--attributes", default=",".join(DEFAULT_ATTRIBUTES),
                    help="comma-separated; categorical one-vs-rest as 'hair_color:black'")
     f.add_argument("--labeller", default="world", help="'world' (the shipped predictor), 'world:FOLDER' or "
-                   "'module:Class' (a facegen.world.predictor.Labeller)")
+                   "'module:Class' (a facegen.labels.base.Labeller)")
     f.add_argument("--psi", type=float, default=1.0)
     f.add_argument("--seed-start", type=int, default=FIT_SEED_START)
     f.add_argument("--C", type=float, default=1.0, help="inverse L2 regularisation strength")

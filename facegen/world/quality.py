@@ -24,7 +24,7 @@ from scipy import linalg
 from scipy.stats import wasserstein_distance
 
 from facegen.engine import latents as L
-from facegen.features.generate import synthesize
+from facegen.engine.synthesis import synthesize
 
 TEST_SEED_BASE = 20_000_000  # held-out render seeds (the GAN trains on seeds < 10M, the predictor on 10M+)
 

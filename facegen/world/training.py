@@ -342,7 +342,7 @@ class Trainer:
 @torch.no_grad()
 def sample_grid(G, path: Path, n: int = 32, seed: int = 0, psi: float = 0.7):
     from PIL import Image
-    from facegen.features.generate import synthesize
+    from facegen.engine.synthesis import synthesize
     from facegen.engine.latents import seeds_to_ws
     from facegen.world.render import make_grid
     ws = seeds_to_ws(G, list(range(seed, seed + n)), psi=psi) if G.c_dim == 0 else None
