@@ -19,6 +19,11 @@ class OfflineError(ModelNotFoundError):
     """The file is not cached locally and the Hub cannot be reached."""
 
 
+class ChecksumError(ModelNotFoundError):
+    """A downloaded or local file does not have the size / sha256 its registry entry names; it was
+    not unpickled. The message names the file, the expected and actual values and how to fix it."""
+
+
 class UnsupportedModelError(FacegenError):
     """The file exists but is not a generator facegen can load (e.g. StyleGAN3, StyleGAN1)."""
 

@@ -14,14 +14,18 @@ Hub references name a repo, optionally a file inside it and a revision::
 
 Every download goes through the Hub cache (``HF_HUB_CACHE``), so a repo fetched once loads
 offline later. Offline and not cached, or missing, the error says what is missing and how
-to get it -- never a traceback.
+to get it -- never a traceback. :func:`download` checks a file's size and sha256 (when the
+caller knows them) before anyone opens it: a mismatch is a ``ChecksumError`` and the file is
+never unpickled. :func:`snapshot` fetches a whole repo folder (feature packs) the same way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -29,7 +33,7 @@ from typing import Optional
 import torch
 from safetensors.torch import load_file, save_file
 
-from facegen.engine.errors import ModelNotFoundError, OfflineError, UnsupportedModelError
+from facegen.engine.errors import ChecksumError, ModelNotFoundError, OfflineError, UnsupportedModelError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -169,9 +173,10 @@ def _load_folder(folder: Path):
 # The Hub
 # ---------------------------------------------------------------------------
 
-def _hub_errors(ref: HubReference, filename: str, exc: Exception):
+def _hub_errors(ref: HubReference, filename: Optional[str], exc: Exception):
+    """huggingface_hub's exception -> our typed error with a message that says what to do."""
     from huggingface_hub import errors as hf_errors
-    what = f"{filename} from {ref}"
+    what = f"{filename} from {ref}" if filename else f"the repo {ref}"
     offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     if isinstance(exc, hf_errors.RepositoryNotFoundError):
         return ModelNotFoundError(f"Hub repo '{ref.repo_id}' does not exist or is private (log in with "
@@ -182,8 +187,10 @@ def _hub_errors(ref: HubReference, filename: str, exc: Exception):
         return ModelNotFoundError(f"Hub repo '{ref.repo_id}' has no file '{filename}'.")
     if isinstance(exc, (hf_errors.LocalEntryNotFoundError, OSError)) or offline:
         how = ("HF_HUB_OFFLINE=1 is set; unset it" if offline else "the Hub cannot be reached; connect to the internet")
+        cmd = " ".join(["hf download", ref.repo_id] + ([filename] if filename else [])
+                       + ([f"--revision {ref.revision}"] if ref.revision else []))
         return OfflineError(f"Cannot get {what}: it is not in the local Hub cache and {how}, or download it on a "
-                            f"connected machine with `hf download {ref.repo_id}` and copy the cache "
+                            f"connected machine with `{cmd}` and copy the cache "
                             f"(HF_HUB_CACHE={_cache_dir()}).")
     return ModelNotFoundError(f"Cannot get {what}: {type(exc).__name__}: {exc}")
 
@@ -219,14 +226,88 @@ def hub_reachable(timeout: float = 2.0) -> bool:
     return ok
 
 
-def download(ref: HubReference, filename: str, **hub_kwargs) -> Path:
+def download(ref: HubReference, filename: str, sha256: Optional[str] = None, size: Optional[int] = None,
+             **hub_kwargs) -> Path:
+    """One file of a Hub repo through the Hub cache -> its local path. With `size` / `sha256` the file
+    is checked (size first, then the hash) before it is returned, so a wrong file is never opened."""
     from huggingface_hub import hf_hub_download
     if not hub_kwargs.get("local_files_only") and not hub_reachable():
         hub_kwargs["local_files_only"] = True
     try:
-        return Path(hf_hub_download(ref.repo_id, filename, revision=ref.revision, **hub_kwargs))
+        path = Path(hf_hub_download(ref.repo_id, filename, revision=ref.revision, **hub_kwargs))
     except Exception as e:
         raise _hub_errors(ref, filename, e) from None
+    if sha256 or size is not None:
+        blob = path.resolve()
+        rev = f" --revision {ref.revision}" if ref.revision else ""
+        verify_file(path, sha256=sha256, size=size, what=f"{filename} from {ref}",
+                    fix=(f"Delete the cached copy ({blob}{'' if blob == path else f', linked from {path}'}) and "
+                         f"load it again to re-download it, or run `hf download {ref.repo_id} {filename}{rev} "
+                         "--force-download`. If it fails again, the Hub file changed: check the registry entry."))
+    return path
+
+
+def snapshot(repo_id: str, revision: Optional[str] = None, allow_patterns=None, **hub_kwargs) -> Path:
+    """A whole Hub repo (e.g. a feature pack) through the Hub cache -> its local snapshot folder.
+
+    Same habits as :func:`download`: an unreachable Hub falls back to the cache at once, and a repo
+    that is neither cached nor reachable is an ``OfflineError`` that says how to get it."""
+    from huggingface_hub import snapshot_download
+    if not hub_kwargs.get("local_files_only") and not hub_reachable():
+        hub_kwargs["local_files_only"] = True
+    ref = HubReference(repo_id, None, revision)
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=allow_patterns, **hub_kwargs))
+    except Exception as e:
+        raise _hub_errors(ref, None, e) from None
+
+
+# ---------------------------------------------------------------------------
+# File checks (size, sha256)
+# ---------------------------------------------------------------------------
+
+_SHA256: dict = {}
+_SHA256_LOCK = threading.Lock()
+
+
+def sha256_file(path) -> str:
+    """The file's sha256 (hex), read in 1 MiB chunks. Cached per (real path, size, mtime), so a
+    380 MB generator is hashed once per process however often it is loaded; a file rewritten in
+    place gets a new mtime and is hashed again."""
+    real = Path(path).resolve()
+    st = real.stat()
+    key = (str(real), st.st_size, st.st_mtime_ns)
+    with _SHA256_LOCK:
+        if key in _SHA256:
+            return _SHA256[key]
+    h = hashlib.sha256()
+    with open(real, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
+    with _SHA256_LOCK:
+        _SHA256[key] = digest
+    return digest
+
+
+def verify_file(path, sha256: Optional[str] = None, size: Optional[int] = None, what: str = "",
+                fix: str = "Replace it with the original file.") -> Path:
+    """Check `path` against an expected byte size, then sha256 (each only if given); returns the path.
+
+    Raises ChecksumError naming the file, the expected and actual values and `fix` (how to repair it).
+    The size is checked first: it costs one stat() and catches truncated downloads at once."""
+    path = Path(path)
+    what = what or str(path)
+    actual = path.stat().st_size
+    if size is not None and actual != int(size):
+        raise ChecksumError(f"{what} ({path}) has {actual:,} bytes, expected {int(size):,}: it is truncated, "
+                            f"corrupt or not the file the registry names. Nothing was loaded from it. {fix}")
+    if sha256:
+        digest = sha256_file(path)
+        if digest != sha256.lower():
+            raise ChecksumError(f"{what} ({path}) has sha256 {digest}, expected {sha256.lower()}: it is corrupt "
+                                f"or not the file the registry names. Nothing was loaded from it. {fix}")
+    return path
 
 
 def load_from_hub(ref, **hub_kwargs):
