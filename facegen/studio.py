@@ -75,10 +75,16 @@ class ModelManager:
             e = registry.get(name)
         except FacegenError:
             return "loaded from a path or Hub reference"
-        if e.get("format") == "embedded":
+        kind, licence = registry.where(name), e.get("license", "licence: see registry")
+        if kind == "embedded":
             why = "HF_HUB_OFFLINE is set" if hub_offline() else "no download needed"
             return f"embedded offline default ({why}; Hub models load from the Hub or its local cache)"
-        return f"from the Hugging Face Hub ({e['repo']}), {e.get('license', 'licence: see registry')}"
+        if kind == "hub":
+            rev = e["revision"][:7] if len(e["revision"]) == 40 else e["revision"]
+            return f"from the Hugging Face Hub ({e['repo']}@{rev}), {licence}"
+        if kind == "local":
+            return f"from the local file {registry.local_path(name)}, {licence}"
+        return f"local copy needed (not on the Hub; published at {e.get('upstream')}), {licence}"
 
     def choices(self) -> list:
         """(label, value) pairs for the dropdown: the env model first, then the registry."""
@@ -88,7 +94,8 @@ class ModelManager:
         for n in registry.names():
             e = registry.get(n)
             res = e.get("resolution")
-            where = "embedded" if e.get("format") == "embedded" else "Hub"
+            where = {"embedded": "embedded", "hub": "Hub", "local": "local file",
+                     "missing": "local copy needed"}[registry.where(n)]
             out.append((f"{n} ({res} px, {where})" if res else n, n))
         return out
 
