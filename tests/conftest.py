@@ -73,3 +73,59 @@ def G(app_url, studio_model):
     """The generator the running studio serves."""
     from facegen import studio
     return studio.models().get(studio_model)
+
+
+# ---------------------------------------------------------------------------
+# The studio serving a published-format generator with no pack (a second server, its own process)
+# ---------------------------------------------------------------------------
+
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+ADA_FIXTURE = FIXTURES / "stylegan2-ada-tiny" / "G_ema.pkl"
+TF_FIXTURE = FIXTURES / "stylegan2-tf-tiny" / "Gs_tf.pkl"
+
+
+def launch_app(model: str, tmp_path, extra_env=None):
+    """`python app.py` with FACEGEN_MODEL=model on a free port -> (process, url); waits until it serves."""
+    import subprocess
+    import time
+    import urllib.request
+    port = free_port()
+    env = dict(os.environ, FACEGEN_MODEL=str(model), GRADIO_SERVER_PORT=str(port), HF_HUB_OFFLINE="1",
+               GRADIO_ANALYTICS_ENABLED="False", **(extra_env or {}))
+    log = open(tmp_path / f"app-{port}.log", "w")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=str(ROOT), env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with {proc.returncode}: {(tmp_path / f'app-{port}.log').read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"app.py did not serve within 180 s: {(tmp_path / f'app-{port}.log').read_text()[-3000:]}")
+
+
+def _foreign_app(model_path: Path, tmp_path_factory, what: str):
+    if not model_path.exists():
+        pytest.skip(f"{what} is absent ({model_path}): the golden fixtures live in ../shared/fixtures")
+    proc, url = launch_app(str(model_path), tmp_path_factory.mktemp("foreign-app"))
+    return proc, url
+
+
+@pytest.fixture(scope="session")
+def ada_app_url(tmp_path_factory):
+    """The studio serving the official-format StyleGAN2-ADA fixture (32 px, no pack)."""
+    proc, url = _foreign_app(ADA_FIXTURE, tmp_path_factory, "the StyleGAN2-ADA golden fixture")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def ada_client(ada_app_url):
+    from gradio_client import Client
+    return Client(ada_app_url, verbose=False)
