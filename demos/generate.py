@@ -6,6 +6,7 @@ import gradio as gr
 import numpy as np
 
 from facegen import studio
+from facegen.engine import latents as L
 from facegen.engine.errors import InputError
 
 from .common import GPU_EVENT, NO_PROGRESS, NOISE_MODES, Ctx, add_faces, gpu, load_model, out_dir, save_bytes, save_png, \
@@ -20,28 +21,34 @@ def available() -> bool:
 
 
 @gpu(duration=30)
-def _generate_gpu(model, seeds, psi, cutoff, noise_mode):
-    return studio.generate_faces(model, seeds, psi, cutoff, noise_mode)
+def _generate_gpu(model, seeds, psi, cutoff, noise_mode, class_index):
+    return studio.generate_faces(model, seeds, psi, cutoff, noise_mode, class_index)
 
 
 @ui_errors
-def generate(seeds, count, psi, cutoff, noise_mode, model, request: gr.Request, progress=gr.Progress()):
-    """Faces for `seeds` ('0-7', '1,5,9-11'; one seed + count N = N consecutive seeds; empty = random)."""
+def generate(seeds, count, psi, cutoff, noise_mode, model, class_index=0, request: gr.Request = None,
+             progress=gr.Progress()):
+    """Faces for `seeds` ('0-7', '1,5,9-11'; one seed + count N = N consecutive seeds; empty = random);
+    `class_index` picks the class of a class-conditional generator (ignored by unconditional ones)."""
     seed_list = studio.expand_seeds(seeds, count)
     cutoff = int(cutoff or 0) or None
     G = load_model(model, progress)
+    class_index = int(class_index or 0) if G.c_dim else 0
+    if G.c_dim:
+        L.class_vector(G, class_index)   # a clear message for a class out of range
     progress(0.3, desc=f"Generating {len(seed_list)} faces")
-    images, ws = _generate_gpu(model, seed_list, float(psi), cutoff, noise_mode)
+    images, ws = _generate_gpu(model, seed_list, float(psi), cutoff, noise_mode, class_index)
     d = out_dir()
     gallery, files = [], []
     for s, img, w in zip(seed_list, images, ws):
         png = save_png(img, d / f"seed{s:05d}.png")
         gallery.append((png, f"seed {s}"))
-        files += [save_bytes(studio.npz_bytes(w, G, seed=s, psi=float(psi), cutoff=cutoff, model=model),
-                                  d / f"seed{s:05d}.npz")]
+        files += [save_bytes(studio.npz_bytes(w, G, seed=s, psi=float(psi), cutoff=cutoff, model=model,
+                                              **({"class_index": class_index} if G.c_dim else {})),
+                             d / f"seed{s:05d}.npz")]
     seed_text = ",".join(studio.compress_seeds([str(s) for s in seed_list]))
     link = share_url(request, studio.encode_link(TAB, model, seeds=seed_text, psi=float(psi), cutoff=cutoff or 0,
-                                                 noise=noise_mode))
+                                                 noise=noise_mode, **({"cls": class_index} if G.c_dim else {})))
     last = {"model": model, "seeds": seed_list, "psi": float(psi), "cutoff": cutoff, "ws": ws, "images": images}
     return gallery, files, link, last, None
 
@@ -89,6 +96,9 @@ def build(ctx: Ctx):
                                    info="truncate only the first N layers; 0 = all")
                 noise = gr.Radio(NOISE_MODES, value="const", label="Noise mode",
                                  info="const = reproducible; random = new hair/skin detail each run")
+                klass = gr.Number(0, label="Class", precision=0, minimum=0, visible=ctx.c_dim > 0, elem_id="gen-class",
+                                  info="this generator is class-conditional: which class to draw (other tabs "
+                                       "draw class 0)")
                 with gr.Row():
                     run = gr.Button("Generate", variant="primary", elem_id="gen-run")
                     dice = gr.Button("Random seed", elem_id="gen-random")
@@ -104,7 +114,7 @@ def build(ctx: Ctx):
         last = gr.State(None)
         selected = gr.State(None)
 
-    inputs = [seeds, count, psi, cutoff, noise, ctx.model]
+    inputs = [seeds, count, psi, cutoff, noise, ctx.model, klass]
     outputs = [gallery, files, link, last, selected]
     run.click(generate, inputs, outputs, api_name="generate", **GPU_EVENT)
     seeds.submit(generate, inputs, outputs, api_name="generate_submit", api_visibility="undocumented", **GPU_EVENT)
@@ -119,10 +129,14 @@ def build(ctx: Ctx):
     to_shelf_sel.click(send_selected_to_shelf, [last, selected, ctx.shelf], [ctx.shelf, ctx.shelf_gallery],
                        api_name="generate_selected_to_shelf")
 
-    ctx.on_model(lambda G: {cutoff: gr.Slider(maximum=G.num_ws)}, [cutoff])
+    ctx.on_model(lambda G: {cutoff: gr.Slider(maximum=G.num_ws),
+                            klass: gr.Number(visible=G.c_dim > 0, maximum=max(G.c_dim - 1, 0),
+                                             label=f"Class (0-{G.c_dim - 1})" if G.c_dim else "Class")},
+                 [cutoff, klass])
 
     def from_link(p, request, shelf):
-        vals = generate(p["seeds"], 1, p["psi"], p["cutoff"], p["noise"], p["model"], request, progress=NO_PROGRESS)
-        return {seeds: p["seeds"], count: 1, psi: p["psi"], cutoff: p["cutoff"], noise: p["noise"],
+        vals = generate(p["seeds"], 1, p["psi"], p["cutoff"], p["noise"], p["model"], p["cls"], request,
+                        progress=NO_PROGRESS)
+        return {seeds: p["seeds"], count: 1, psi: p["psi"], cutoff: p["cutoff"], noise: p["noise"], klass: p["cls"],
                 **dict(zip(outputs, vals))}
-    ctx.on_link(TAB, from_link, [seeds, count, psi, cutoff, noise, *outputs])
+    ctx.on_link(TAB, from_link, [seeds, count, psi, cutoff, noise, klass, *outputs])

@@ -453,10 +453,12 @@ def synth(G, ws, noise_mode: str = "const") -> np.ndarray:
     return synthesize(G, ws, check_noise(noise_mode))
 
 
-def generate_faces(model: str, seeds: list, psi: float, cutoff: Optional[int], noise_mode: str) -> tuple:
-    """-> (images uint8 [N, R, R, 3], ws float32 [N, num_ws, w_dim])."""
+def generate_faces(model: str, seeds: list, psi: float, cutoff: Optional[int], noise_mode: str,
+                   class_index: int = 0) -> tuple:
+    """-> (images uint8 [N, R, R, 3], ws float32 [N, num_ws, w_dim]); `class_index` is used by
+    class-conditional generators only."""
     G = device_for(models().get(model))
-    ws = L.seeds_to_ws(G, seeds, psi=psi, cutoff=L.check_cutoff(G, cutoff))
+    ws = L.seeds_to_ws(G, seeds, psi=psi, cutoff=L.check_cutoff(G, cutoff), c=int(class_index or 0))
     return synth(G, ws, noise_mode), ws.cpu().numpy().astype(np.float32)
 
 
@@ -519,7 +521,8 @@ def parse_weights(text, n: int) -> Optional[list]:
 
 # Every parameter a link may carry, per tab, with its type and default. Anything else is ignored.
 LINK_SCHEMA = {
-    "generate": {"seeds": (str, "0-3"), "psi": (float, 0.7), "cutoff": (int, 0), "noise": (str, "const")},
+    "generate": {"seeds": (str, "0-3"), "psi": (float, 0.7), "cutoff": (int, 0), "noise": (str, "const"),
+                 "cls": (int, 0)},
     "mix": {"src": (str, "0-3"), "tpl": (str, "10-12"), "lo": (int, None), "hi": (int, None),
             "psi": (float, 0.7), "noise": (str, "const")},
     "fuse": {"faces": (str, "1,2"), "weights": (str, ""), "lo": (int, None), "hi": (int, None),

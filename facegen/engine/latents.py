@@ -90,13 +90,33 @@ def check_cutoff(G, cutoff: Optional[int]) -> Optional[int]:
     return cutoff
 
 
+def class_vector(G, index, n: int = 1) -> Optional[torch.Tensor]:
+    """The one-hot class code [n, c_dim] of class `index` for a class-conditional generator (None for an
+    unconditional one), as the official generate.py builds it from ``--class``."""
+    if G.c_dim == 0:
+        return None
+    try:
+        index = int(index)
+    except (TypeError, ValueError):
+        raise InputError(f"Class must be a whole number between 0 and {G.c_dim - 1} (got {index!r}).") from None
+    if not 0 <= index < G.c_dim:
+        raise InputError(f"This generator has {G.c_dim} classes: class must be between 0 and {G.c_dim - 1} "
+                         f"(got {index}).")
+    c = torch.zeros(n, G.c_dim)
+    c[:, index] = 1
+    return c
+
+
 @torch.no_grad()
-def z_to_ws(G, z: torch.Tensor, c: Optional[torch.Tensor] = None, psi: float = 1.0,
-            cutoff: Optional[int] = None) -> torch.Tensor:
-    """z [N, z_dim] -> w+ [N, num_ws, w_dim] (with truncation)."""
+def z_to_ws(G, z: torch.Tensor, c=None, psi: float = 1.0, cutoff: Optional[int] = None) -> torch.Tensor:
+    """z [N, z_dim] -> w+ [N, num_ws, w_dim] (with truncation).
+
+    `c`: for a class-conditional generator, a class index (int) or class codes [N, c_dim]; None draws
+    class 0 (the tabs that take a class pass it; every other path -- mixing a seed, sampling for
+    directions -- draws class 0, as the UI says for conditional models)."""
     dev = G.mapping.w_avg.device
-    if G.c_dim > 0 and c is None:
-        raise InputError(f"This generator is conditional: it needs a class vector of {G.c_dim} values.")
+    if isinstance(c, (int, np.integer, str)) or c is None:   # a class index: only conditional generators use it
+        c = class_vector(G, 0 if c is None else c, z.shape[0])
     c = c.to(dev) if c is not None else None
     return G.mapping(z.to(dev), c, truncation_psi=check_psi(psi), truncation_cutoff=check_cutoff(G, cutoff))
 
