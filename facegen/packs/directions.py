@@ -439,20 +439,43 @@ def _fit_logistic(X: np.ndarray, y: np.ndarray, C: float, rng: np.random.Generat
     return d / np.linalg.norm(d), acc
 
 
+def _dist_world() -> tuple:
+    """(rank, world size) of an initialised torch.distributed group (torchrun), else (0, 1)."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 @torch.no_grad()
 def _render_and_label(G, labeller, ws: torch.Tensor, batch: int, noise_mode: str, log, what: str):
+    """Render and label ws in batches of `batch` -> (predict dict, validity [N]).
+
+    Data-parallel under torchrun: whole batches go round-robin to the ranks (batch k to rank k mod
+    world size), each rank renders and labels its own, and ``all_gather_object`` gives every rank all
+    of them in the original order. The batches are the ones a single process would run, so the labels
+    (and the fit that follows) agree with a one-process run up to float noise."""
     from facegen.engine.synthesis import synthesize
-    preds, valid = [], []
+    rank, world = _dist_world()
+    starts = list(range(0, len(ws), batch))
+    preds, valid = {}, {}
     t0 = time.perf_counter()
-    for i in range(0, len(ws), batch):
+    for j, i in enumerate(starts[rank::world]):
         imgs = synthesize(G, ws[i:i + batch], noise_mode=noise_mode, batch_size=batch)
-        preds.append(labeller.predict(imgs))
-        valid.append(np.asarray(labeller.validity(imgs), np.float64) if hasattr(labeller, "validity")
-                     else np.ones(len(imgs)))
-        if log and (i // batch) % 20 == 19:
-            log(f"  {what}: {i + len(imgs)}/{len(ws)} ({time.perf_counter() - t0:.0f}s)")
-    pred = {k: np.concatenate([p[k] for p in preds]) for k in preds[0]}
-    return pred, np.concatenate(valid)
+        preds[i] = labeller.predict(imgs)
+        valid[i] = (np.asarray(labeller.validity(imgs), np.float64) if hasattr(labeller, "validity")
+                    else np.ones(len(imgs)))
+        if log and j % 20 == 19:
+            log(f"  {what}: {(j + 1) * world * batch}/{len(ws)} ({time.perf_counter() - t0:.0f}s)"
+                + (f" over {world} processes" if world > 1 else ""))
+    if world > 1:
+        import torch.distributed as dist
+        gathered = [None] * world
+        dist.all_gather_object(gathered, (preds, valid))
+        for p, v in gathered:
+            preds.update(p), valid.update(v)
+    pred = {k: np.concatenate([preds[i][k] for i in starts]) for k in preds[starts[0]]}
+    return pred, np.concatenate([valid[i] for i in starts])
 
 
 def fit_directions(G, labeller=None, attributes: Sequence[str] = DEFAULT_ATTRIBUTES, n: int = 3000,
@@ -543,6 +566,7 @@ def fit_directions(G, labeller=None, attributes: Sequence[str] = DEFAULT_ATTRIBU
         "max_step": MAX_STEP, "attributes": details, "skipped": skipped, "noise_mode": noise_mode,
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "render_time_s": round(t_render, 1), "fit_time_s": round(time.perf_counter() - t0, 1),
+        "processes": _dist_world()[1],
     }
     from facegen.engine import __version__
     meta["facegen_version"] = __version__
