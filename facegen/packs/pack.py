@@ -15,6 +15,7 @@ A pack is a folder (or a Hub repo with the same files) keyed by the generator fi
         "classifier": "classifier",                     # class sampler: classifier over the labeller's classes,
         "zcodes": "zcode",                              #   z-code nets and fine-tuned siblings (registry names)
         "finetuned": {"glasses": "mini-glasses"},
+        "classes": "classes/sampler.npz",              # facegen.packs.classes.ClassSampler (any labeller)
         "banks": ["banks/mini-world-characters.npz"],  # latent banks ("celebrities")
         "alignment": "alignment.json",                  # faceswap / encoder alignment template (5 landmarks)
         "discriminator": "discriminator.safetensors"
@@ -49,7 +50,7 @@ PACKS_DIR = ASSETS / "packs"
 #: Components a manifest may name, and whether each is a path (file / folder), a list of paths, or data.
 COMPONENTS = {"directions": "path", "encoder": "path", "classifier": "path", "zcodes": "path",
               "finetuned": "data", "conditional": "data", "banks": "paths", "alignment": "path",
-              "discriminator": "path", "localiser": "path"}
+              "discriminator": "path", "localiser": "path", "classes": "path"}
 PERCEPTUAL = ("labeller", "discriminator", "pixels")
 
 
