@@ -142,11 +142,11 @@ def test_all_faces_found_largest_first_and_index(photo):
 def test_world_renders_are_accepted_as_aligned():
     for seed in (20_000_000, 20_000_003, 20_000_005):
         img = world.render_seed(seed, size=64).image
-        r = align.align_image(img, 64)
+        r = align.align_image(img, 64, validity="world")     # the labeller of a face-world generator's pack
         assert r.method == "pre-aligned"
         assert np.array_equal(r.image, img)          # used as is: the world is FFHQ-aligned by construction
     big = world.render_seed(20_000_010, size=256).image
-    r = align.align_image(big, 64)
+    r = align.align_image(big, 64, validity="world")
     assert r.method == "pre-aligned" and r.image.shape == (64, 64, 3)
 
 

@@ -24,9 +24,10 @@ Pipeline (:func:`align_face`)
 4. **Pre-aligned images** (``mode="auto"``): a square image is taken as it is when the FFHQ crop of
    its face is (almost) the whole frame (:func:`looks_aligned`: a face-world render -- FFHQ-aligned by
    construction, eyes level at 0.45 of the height, face centred -- or an FFHQ-style crop), or when
-   no face is detected (dlib rarely finds the cartoon faces at 64 px) and the face world's
-   predictor says it is a face (validity > 0.5). ``mode="pre-aligned"`` forces this,
-   ``mode="detect"`` always warps.
+   no face is detected (dlib rarely finds the cartoon faces at 64 px) and a labeller says it is a
+   face (validity > 0.5): ``validity`` is a labeller name (:func:`facegen.labels.base.load_labeller`,
+   e.g. ``"world"``, the labeller of the generator's pack) or a function uint8 [N, H, W, 3] -> [N];
+   without one such an image is refused. ``mode="pre-aligned"`` forces this, ``mode="detect"`` always warps.
 
 The largest face is used unless ``index`` picks another (0 = largest; faces sorted by box area).
 """
@@ -369,7 +370,7 @@ class AlignResult:
     faces: list = field(default_factory=list)   # every DetectedFace, largest first
     quad: Optional[np.ndarray] = None           # crop corners in source pixels (FFHQ order)
     source: Optional[np.ndarray] = None         # the loaded source image, RGB uint8
-    validity: Optional[float] = None            # world-predictor validity (pre-aligned only)
+    validity: Optional[float] = None            # the labeller's validity (pre-aligned only)
     seconds: float = 0.0
 
     @property
@@ -378,22 +379,28 @@ class AlignResult:
 
     def summary(self) -> str:
         if self.method == "pre-aligned":
-            v = f" (face-world validity {self.validity:.2f})" if self.validity is not None else ""
+            v = f" (face validity {self.validity:.2f})" if self.validity is not None else ""
             return f"image taken as already aligned{v}"
         f = self.faces[self.index]
         return (f"face {self.index + 1} of {len(self.faces)} ({f.size:.0f} px, detector score {f.score:.2f}), "
                 "FFHQ-aligned")
 
 
-def _world_validity(img: np.ndarray) -> float:
-    from facegen.world.predictor import load_world_predictor
-    if img.shape[0] > 256:   # the predictor looks at 64 px: shrink big images here, cheaply
+def face_validity(img: np.ndarray, validity) -> Optional[float]:
+    """The probability that square `img` is a face, by `validity` (a labeller name or a function
+    uint8 [N, H, W, 3] -> [N]); None without one."""
+    if validity is None:
+        return None
+    if isinstance(validity, str):
+        from facegen.labels.base import load_labeller
+        validity = load_labeller(validity).validity
+    if img.shape[0] > 256:   # labellers look at small inputs: shrink big images here, cheaply
         img = np.array(Image.fromarray(img).resize((256, 256), Image.BILINEAR, reducing_gap=2.0))
-    return float(load_world_predictor().validity(np.array(img[None]))[0])
+    return float(np.asarray(validity(np.array(img[None])))[0])
 
 
 def align_image(img: np.ndarray, resolution: int, index: Optional[int] = None, mode: str = "auto",
-                min_face: float = MIN_FACE_PX, name: str = "the image") -> AlignResult:
+                min_face: float = MIN_FACE_PX, name: str = "the image", validity=None) -> AlignResult:
     """An RGB uint8 image -> :class:`AlignResult` at resolution^2. See the module docstring."""
     if mode not in ("auto", "detect", "pre-aligned"):
         raise InputError(f"Alignment mode must be auto, detect or pre-aligned (got '{mode}').")
@@ -415,8 +422,8 @@ def align_image(img: np.ndarray, resolution: int, index: Optional[int] = None, m
         faces = []          # without dlib, square face-world images still work (validity check below)
     if not faces:
         if mode == "auto" and h == w and h >= 16:
-            v = _world_validity(img)
-            if v > PRE_ALIGNED_VALIDITY:
+            v = face_validity(img, validity)
+            if v is not None and v > PRE_ALIGNED_VALIDITY:
                 return AlignResult(_resize_square(img, resolution), "pre-aligned", None, [], None, img, validity=v,
                                    seconds=time.perf_counter() - t0)
         raise NoFaceError(f"No face found in {name} ({w} x {h} px). facegen finds frontal faces at least "
@@ -459,13 +466,14 @@ def _resize_square(img: np.ndarray, resolution: int) -> np.ndarray:
 
 
 def align_face(src, resolution: int, index: Optional[int] = None, mode: str = "auto",
-               min_face: float = MIN_FACE_PX) -> AlignResult:
+               min_face: float = MIN_FACE_PX, validity=None) -> AlignResult:
     """Load `src` (see :func:`load_image`) and align one face to resolution^2 (see the module docstring).
 
     Raises ImageReadError / NoFaceError / FaceTooSmallError / InputError (all InputError) for bad
     input and FaceToolsMissingError when dlib is not installed."""
     img = load_image(src)
-    return align_image(img, resolution, index=index, mode=mode, min_face=min_face, name=_describe(src))
+    return align_image(img, resolution, index=index, mode=mode, min_face=min_face, name=_describe(src),
+                       validity=validity)
 
 
 def draw_faces(img: np.ndarray, faces: list, chosen: Optional[int] = None, quad: Optional[np.ndarray] = None,
