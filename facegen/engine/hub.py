@@ -22,7 +22,6 @@ never unpickled. :func:`snapshot` fetches a whole repo folder (feature packs) th
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import threading
@@ -30,14 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import torch
-from safetensors.torch import load_file, save_file
+from facegen.engine.errors import ChecksumError, ModelNotFoundError, OfflineError
 
-from facegen.engine.errors import ChecksumError, ModelNotFoundError, OfflineError, UnsupportedModelError
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-FORMAT_VERSION = 1
+from facegen.engine.folder import CONFIG_NAME, WEIGHTS_NAME, read_folder, save_pretrained, write_folder  # noqa: F401,E501 (read_folder / write_folder: until every caller imports facegen.engine.folder)
 
 _REF = re.compile(r"^(?:hf://)?(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?P<path>(?:/[^@]+)?)(?:@(?P<rev>[\w./-]+))?$")
 
@@ -69,104 +63,6 @@ def is_hub_reference(ref: str) -> bool:
     if ref.startswith("hf://"):
         return True
     return bool(_REF.match(ref)) and ref.count("/") == 1 and not ref.startswith((".", "/", "~"))
-
-
-# ---------------------------------------------------------------------------
-# Save / load a folder
-# ---------------------------------------------------------------------------
-
-def save_pretrained(G, folder, **meta) -> Path:
-    """Write config.json + model.safetensors; returns the folder."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    from facegen.engine import __version__
-    config = {"_class_name": "Generator", "_facegen_version": __version__, "format_version": FORMAT_VERSION,
-              "architecture": "stylegan2", **G.init_kwargs,
-              "num_ws": G.num_ws, "fingerprint": G.fingerprint,
-              "meta": {**{k: v for k, v in G.meta.items() if _jsonable(v)}, **meta}}
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in G.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "fingerprint": G.fingerprint})
-    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-    return folder
-
-
-def _jsonable(v) -> bool:
-    try:
-        json.dumps(v)
-        return True
-    except TypeError:
-        return False
-
-
-def from_pretrained(source, revision: Optional[str] = None, **hub_kwargs):
-    """Load from a local folder or a Hub repo id / reference."""
-    folder = Path(os.fspath(source)).expanduser()
-    if not folder.is_dir():
-        ref = parse_reference(str(source))
-        if revision:
-            ref.revision = revision
-        return load_from_hub(ref, **hub_kwargs)
-    return _load_folder(folder)
-
-
-def write_folder(folder, class_name: str, state_dict: dict, config: dict, format_version: int = FORMAT_VERSION,
-                 metadata: Optional[dict] = None) -> Path:
-    """Write a facegen model folder that :func:`read_folder` reads: ``config.json`` (class name, facegen
-    version, format version, then `config`) + ``model.safetensors`` (floating tensors as float32).
-
-    Shared by the encoder, the world predictor and the customisation networks."""
-    from facegen.engine import __version__
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    sd = {k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().contiguous()
-          for k, v in state_dict.items()}
-    save_file(sd, str(folder / WEIGHTS_NAME), metadata={"format": "pt", **(metadata or {})})
-    full = {"_class_name": class_name, "_facegen_version": __version__, "format_version": format_version, **config}
-    (folder / CONFIG_NAME).write_text(json.dumps(full, indent=1) + "\n")
-    return folder
-
-
-def read_folder(folder, class_name: str, what: str, rebuild: str, max_version: int = FORMAT_VERSION) -> tuple:
-    """Read a facegen model folder (config.json + model.safetensors) -> (config dict, state dict).
-
-    Shared by the generator, the encoder and the world predictor; every failure is a typed error that
-    names the file and, for a missing folder, the command (`rebuild`) that makes one.
-    """
-    folder = Path(folder)
-    cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    for p in (cfg_path, w_path):
-        if not p.is_file():
-            raise ModelNotFoundError(f"No {what} in {folder}: {p.name} is missing (need {CONFIG_NAME} and "
-                                     f"{WEIGHTS_NAME}; make one with `{rebuild}`).")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise UnsupportedModelError(f"{cfg_path} is not valid JSON ({e}).") from None
-    if config.get("_class_name") != class_name:
-        raise UnsupportedModelError(f"{cfg_path} describes a {config.get('_class_name')!r}, not a {class_name}.")
-    if int(config.get("format_version", 0)) > max_version:
-        raise UnsupportedModelError(f"{folder} uses {what} format {config['format_version']}; this facegen reads "
-                                    f"up to {max_version}. Upgrade facegen.")
-    try:
-        state = load_file(str(w_path))
-    except Exception as e:  # safetensors raises its own error types for corrupt headers
-        raise UnsupportedModelError(f"{w_path} is not a readable safetensors file ({e}).") from None
-    return config, state
-
-
-def _load_folder(folder: Path):
-    from facegen.engine.loaders import _load_state
-    from facegen.engine.networks import Generator
-    config, state = read_folder(folder, "Generator", "facegen model", "python -m facegen convert SRC OUTDIR")
-    if config.get("architecture", "stylegan2") != "stylegan2":
-        raise UnsupportedModelError(f"{folder / CONFIG_NAME} describes a {config.get('architecture')!r} "
-                                    "generator, not StyleGAN2.")
-    keys = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
-    G = Generator(**{k: config[k] for k in keys if k in config})
-    _load_state(G, state, str(folder / WEIGHTS_NAME))
-    G.meta.update(config.get("meta") or {})
-    G.meta.update(format="hub-native", source=str(folder))
-    return G
 
 
 # ---------------------------------------------------------------------------
@@ -308,21 +204,6 @@ def verify_file(path, sha256: Optional[str] = None, size: Optional[int] = None, 
             raise ChecksumError(f"{what} ({path}) has sha256 {digest}, expected {sha256.lower()}: it is corrupt "
                                 f"or not the file the registry names. Nothing was loaded from it. {fix}")
     return path
-
-
-def load_from_hub(ref, **hub_kwargs):
-    """hf://OWNER/REPO[/FILE][@REV] -> Generator (Hub-native repo, or a pickle file inside it)."""
-    if isinstance(ref, str):
-        ref = parse_reference(ref)
-    if ref.filename and not ref.filename.endswith((CONFIG_NAME, WEIGHTS_NAME)):
-        from facegen.engine.loaders import load_pickle
-        return load_pickle(download(ref, ref.filename, **hub_kwargs))
-    sub = ref.filename.rsplit("/", 1)[0] + "/" if ref.filename and "/" in ref.filename else ""
-    download(ref, sub + CONFIG_NAME, **hub_kwargs)
-    folder = download(ref, sub + WEIGHTS_NAME, **hub_kwargs).parent
-    G = _load_folder(folder)
-    G.meta["source"] = str(ref)
-    return G
 
 
 def push_to_hub(G, repo_id: str, private: bool = False, token: Optional[str] = None,

@@ -23,7 +23,9 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from facegen.engine import hub, registry
 from facegen.engine.errors import ModelNotFoundError, UnsupportedModelError
+from facegen.engine.folder import CONFIG_NAME, WEIGHTS_NAME, read_folder
 from facegen.engine.networks import Generator
 from facegen.engine.safe_pickle import PersistentObject, TFNetwork, safe_load
 
@@ -231,11 +233,61 @@ def load_pickle(path: Union[str, Path]) -> Generator:
     return generator_from_ada_pickle(obj, str(path))
 
 
+# ---------------------------------------------------------------------------
+# Folders, the Hub, the registry
+# ---------------------------------------------------------------------------
+
+def load_folder(folder: Path) -> Generator:
+    """A Hub-native folder (config.json + model.safetensors) -> Generator."""
+    folder = Path(folder)
+    config, state = read_folder(folder, "Generator", "facegen model", "python -m facegen convert SRC OUTDIR")
+    if config.get("architecture", "stylegan2") != "stylegan2":
+        raise UnsupportedModelError(f"{folder / CONFIG_NAME} describes a {config.get('architecture')!r} "
+                                    "generator, not StyleGAN2.")
+    keys = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
+    G = Generator(**{k: config[k] for k in keys if k in config})
+    _load_state(G, state, str(folder / WEIGHTS_NAME))
+    G.meta.update(config.get("meta") or {})
+    G.meta.update(format="hub-native", source=str(folder))
+    return G
+
+
+def from_pretrained(source, revision: Optional[str] = None, **hub_kwargs):
+    """Load from a local folder or a Hub repo id / reference."""
+    folder = Path(os.fspath(source)).expanduser()
+    if not folder.is_dir():
+        ref = hub.parse_reference(str(source))
+        if revision:
+            ref.revision = revision
+        return load_from_hub(ref, **hub_kwargs)
+    return load_folder(folder)
+
+
+def load_from_hub(ref, **hub_kwargs):
+    """hf://OWNER/REPO[/FILE][@REV] -> Generator (Hub-native repo, or a pickle file inside it)."""
+    if isinstance(ref, str):
+        ref = hub.parse_reference(ref)
+    if ref.filename and not ref.filename.endswith((CONFIG_NAME, WEIGHTS_NAME)):
+        return load_pickle(hub.download(ref, ref.filename, **hub_kwargs))
+    sub = ref.filename.rsplit("/", 1)[0] + "/" if ref.filename and "/" in ref.filename else ""
+    hub.download(ref, sub + CONFIG_NAME, **hub_kwargs)
+    folder = hub.download(ref, sub + WEIGHTS_NAME, **hub_kwargs).parent
+    G = load_folder(folder)
+    G.meta["source"] = str(ref)
+    return G
+
+
+def load_registered(name: str, **hub_kwargs) -> Generator:
+    """The generator a registry entry names. Pickles are only opened after the size / sha256 check."""
+    e = registry.get(name)
+    target = registry.fetch(name, **hub_kwargs)
+    G = from_pretrained(target) if e["format"] in registry.FOLDER_FORMATS else load_pickle(target)
+    G.meta.update(name=name, license=e.get("license"), registry_format=e["format"])
+    return G
+
+
 def load_generator(source, device: Optional[Union[str, torch.device]] = None, **hub_kwargs) -> Generator:
     """Load a generator from any supported source (see module doc); returns it in eval mode."""
-    from facegen.engine import hub
-    from facegen.engine import registry
-
     if isinstance(source, Generator):
         G = source
     else:
@@ -243,17 +295,17 @@ def load_generator(source, device: Optional[Union[str, torch.device]] = None, **
         path = Path(source).expanduser()
         if path.exists():
             if path.is_dir():
-                G = hub.from_pretrained(path)
+                G = from_pretrained(path)
             elif path.suffix == ".safetensors":
-                G = hub.from_pretrained(path.parent)
+                G = from_pretrained(path.parent)
             elif path.suffix == ".json" and path.name == "config.json":
-                G = hub.from_pretrained(path.parent)
+                G = from_pretrained(path.parent)
             else:
                 G = load_pickle(path)
         elif registry.has(source):
-            G = registry.load(source, **hub_kwargs)
+            G = load_registered(source, **hub_kwargs)
         elif hub.is_hub_reference(source):
-            G = hub.load_from_hub(source, **hub_kwargs)
+            G = load_from_hub(source, **hub_kwargs)
         else:
             known = ", ".join(registry.names())
             raise ModelNotFoundError(

@@ -615,13 +615,10 @@ class Generator(torch.nn.Module):
 
     # -- Hub-native persistence (config.json + model.safetensors) ---------------------------------
     def save_pretrained(self, folder, **meta):
-        from facegen.engine.hub import save_pretrained
+        """Write the Hub-native folder (config.json + model.safetensors); load it with
+        :func:`facegen.engine.loaders.load_generator`."""
+        from facegen.engine.folder import save_pretrained
         return save_pretrained(self, folder, **meta)
-
-    @classmethod
-    def from_pretrained(cls, source, **kwargs) -> "Generator":
-        from facegen.engine.hub import from_pretrained
-        return from_pretrained(source, **kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs):
         from facegen.engine.hub import push_to_hub

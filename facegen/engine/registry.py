@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Optional
 
 from facegen.engine.errors import InputError, ModelNotFoundError
+from facegen.engine.folder import CONFIG_NAME, WEIGHTS_NAME
 from facegen.engine.paths import REPO_ROOT
 
 REGISTRY_FILE = Path(__file__).with_name("registry.json")
@@ -264,13 +265,13 @@ def _fetch(e: dict, section: str, **hub_kwargs) -> Path:
     if "repo" in e:
         ref = hub.HubReference(e["repo"], e.get("file"), e["revision"])
         if fmt == "hub-native":
-            hub.download(ref, hub.CONFIG_NAME, **hub_kwargs)
-            return hub.download(ref, hub.WEIGHTS_NAME, **hub_kwargs).parent
+            hub.download(ref, CONFIG_NAME, **hub_kwargs)
+            return hub.download(ref, WEIGHTS_NAME, **hub_kwargs).parent
         return hub.download(ref, e["file"], sha256=e.get("sha256"), size=e.get("size"), **hub_kwargs)
     if "path" in e:
         p = local_path(name, section)
         if fmt == "embedded":
-            if not (p / hub.CONFIG_NAME).exists():
+            if not (p / CONFIG_NAME).exists():
                 raise ModelNotFoundError(f"The embedded model '{name}' is missing from {p}; rebuild it with the "
                                          "command in assets/README.md or check out the repository with its assets.")
             return p
@@ -298,14 +299,3 @@ def fetch(name: str, **hub_kwargs) -> Path:
 def fetch_asset(name: str, **hub_kwargs) -> Path:
     """An asset's checked local file, e.g. ``fetch_asset("dlib-68-landmarks")``."""
     return _fetch(get_asset(name), "assets", **hub_kwargs)
-
-
-def load(name: str, **hub_kwargs):
-    """The generator a registry entry names. Pickles are only opened after the size / sha256 check."""
-    from facegen.engine import hub
-    from facegen.engine.loaders import load_pickle
-    e = get(name)
-    target = fetch(name, **hub_kwargs)
-    G = hub.from_pretrained(target) if e["format"] in FOLDER_FORMATS else load_pickle(target)
-    G.meta.update(name=name, license=e.get("license"), registry_format=e["format"])
-    return G
