@@ -17,6 +17,8 @@ from PIL import Image
 
 CHROMIUM = os.environ.get("FACEGEN_CHROMIUM", "/usr/bin/chromium")
 if not Path(CHROMIUM).exists():
+    if os.environ.get("FACEGEN_REQUIRE_BROWSER") == "1":   # CI (.ci/run) must run the browser tests
+        raise RuntimeError(f"FACEGEN_REQUIRE_BROWSER=1 but Chromium is not installed at {CHROMIUM}.")
     pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium); browser tests skipped.",
                 allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
