@@ -46,7 +46,8 @@ def cmd_generate(args) -> int:
 SUBMODULE_COMMANDS = {"world": "facegen.world.render", "train": "facegen.world.training",
                       "predictor": "facegen.world.predictor", "directions": "facegen.packs.directions",
                       "encoder": "facegen.features.encode", "bank": "facegen.packs.bank",
-                      "customize": "facegen.features.customize", "faceswap": "facegen.features.faceswap"}
+                      "customize": "facegen.features.customize", "faceswap": "facegen.features.faceswap",
+                      "pack": "facegen.packs.cli"}
 
 
 def main(argv=None) -> int:
