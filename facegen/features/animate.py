@@ -1,6 +1,8 @@
-"""Attribute animations: yaw / smile sweeps and a yaw x smile grid, as browser-playable mp4 and GIF.
+"""Attribute animations: a sweep along any direction, or a grid of two, as browser-playable mp4 and GIF.
 
     >>> from facegen.features.animate import animate
+    >>> from facegen.features.editing import directions_for
+    >>> ds, note = directions_for(G, pack)          # pack directions, or principal components without them
     >>> res = animate(G, ws, ds, mode="yaw", frames=60, fps=24, outdir="out")
     >>> res["mp4"], res["gif"], res["values"]
 
@@ -11,14 +13,17 @@ The GIF (PIL, palette per frame) loops forever.
 
 Modes:
 
-* ``yaw`` / ``smile`` (or any attribute of the direction set): a sweep from ``-amount`` to ``+amount``
-  standard deviations (``pingpong=True``: there and back, for a seamless loop).
-* ``grid``: the still yaw x smile grid (rows: smile, columns: yaw) as a PNG, and a video walking it
-  along a boustrophedon path (yaw sweeps across, smile steps up, yaw sweeps back ...).
+* any direction of the set (``yaw``, ``smile`` ... for a pack's attribute directions; ``component 1``
+  ... for a generator's principal components): a sweep from ``-amount`` to ``+amount`` standard
+  deviations (``pingpong=True``: there and back, for a seamless loop).
+* ``grid``: the still grid of two directions ``grid_attrs = (rows, columns)`` (default: the set's second
+  direction down, its first across -- smile x yaw for mini) as a PNG, and a video walking it along a
+  boustrophedon path (the column direction sweeps across, the row direction steps, the columns sweep back ...).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
@@ -26,14 +31,14 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 
 from facegen.packs.directions import DirectionSet
-from facegen.features.editing import clamp_sweep, grid_ws, resolve_layers, serpentine, sweep_ws
+from facegen.features.editing import clamp_sweep, grid_ws, resolve_direction, resolve_layers, serpentine, sweep_ws
 from facegen.engine.errors import InputError
 
-__all__ = ["animate", "upscale", "write_mp4", "write_gif", "read_video", "MAX_FRAMES", "MODES"]
+__all__ = ["animate", "upscale", "write_mp4", "write_gif", "read_video", "default_grid", "MAX_FRAMES", "GRID"]
 
 MAX_FRAMES = 240
 MAX_FPS = 60
-MODES = ("yaw", "smile", "grid")
+GRID = "grid"
 RESAMPLE = ("nearest", "lanczos")
 
 
@@ -112,16 +117,25 @@ def sweep_values(frames: int, amount: float, pingpong: bool = False) -> np.ndarr
     return np.concatenate([v, v[-2:0:-1]])[:frames] if frames > 2 else v[:frames]
 
 
+def default_grid(ds: DirectionSet) -> tuple:
+    """(rows, columns) of the grid when none are named: the set's second direction down, its first across."""
+    if len(ds.names) < 2:
+        raise InputError(f"A grid needs two directions; these directions have only {', '.join(ds.names)}.")
+    return ds.names[1], ds.names[0]
+
+
 def animation_ws(ws, ds: DirectionSet, mode: str = "yaw", frames: int = 60, amount: float = 2.0,
                  layers: Optional[Sequence[int]] = None, conditional: bool = False, pingpong: bool = False,
-                 grid: int = 5, grid_attrs: tuple = ("smile", "yaw"), G=None, guide=None) -> tuple:
+                 grid: int = 5, grid_attrs: Optional[tuple] = None, G=None, guide=None) -> tuple:
     """-> (frame ws [T, num_ws, w_dim], values [T] or [T, 2], grid ws [g, g, num_ws, w_dim] or None).
 
+    `mode`: a direction of `ds` or ``"grid"`` (of ``grid_attrs = (rows, columns)``, default :func:`default_grid`).
     With ``conditional`` and a ``guide`` (and its generator ``G``; see :func:`facegen.features.editing.guide_for`),
-    one-attribute sweeps are guided (:func:`facegen.features.editing.guided_sweep_ws`); the grid keeps the
+    one-direction sweeps are guided (:func:`facegen.features.editing.guided_sweep_ws`); the grid keeps the
     conditional directions."""
-    if mode == "grid":
-        rn, cn = grid_attrs
+    if mode == GRID:
+        rn, cn = grid_attrs or default_grid(ds)
+        rn, cn = resolve_direction(ds, rn), resolve_direction(ds, cn)
         g = int(grid)
         if not 2 <= g <= 9:
             raise InputError(f"Grid size must be between 2 and 9 (got {g}).")
@@ -135,9 +149,10 @@ def animation_ws(ws, ds: DirectionSet, mode: str = "yaw", frames: int = 60, amou
         fws = np.repeat(base[None], len(path), 0)
         fws[:, lay, :] += (path[:, :1] * ur + path[:, 1:] * uc).astype(np.float32)[:, None, :]
         return fws, path, gws
-    if mode not in ds.names:
-        raise InputError(f"Unknown animation '{mode}': use {', '.join(m for m in MODES if m == 'grid' or m in ds)} "
-                         f"or an attribute of the directions ({', '.join(ds.names)}).")
+    try:
+        mode = resolve_direction(ds, mode)
+    except InputError:
+        raise InputError(f"Unknown animation '{mode}': use a direction ({', '.join(ds.names)}) or '{GRID}'.") from None
     values = sweep_values(frames, amount, pingpong)
     if conditional and guide is not None and G is not None:
         from facegen.features.editing import guided_sweep_ws
@@ -149,8 +164,10 @@ def animate(G, ws, ds: DirectionSet, mode: str = "yaw", frames: int = 60, fps: f
             layers: Optional[Sequence[int]] = None, conditional: bool = False, pingpong: bool = False,
             size: int = 256, resample: str = "nearest", grid: int = 5, outdir: Union[str, Path, None] = None,
             formats: Sequence[str] = ("mp4", "gif"), noise_mode: str = "const",
-            progress: Optional[Callable] = None, strict: bool = True, guide=None) -> dict:
-    """Render an attribute animation of one face (w+ [num_ws, w_dim]).
+            progress: Optional[Callable] = None, strict: bool = True, guide=None,
+            grid_attrs: Optional[tuple] = None) -> dict:
+    """Render an animation of one face (w+ [num_ws, w_dim]) along a direction of `ds`, or a grid of two
+    (``mode="grid"``, ``grid_attrs = (rows, columns)``).
 
     -> {"frames": uint8 [T, R, R, 3] (generator resolution), "values", "ws", "mp4"/"gif"/"grid_png"
     (paths, when `outdir` is given), "grid": uint8 grid image (grid mode), "timings": seconds}."""
@@ -163,7 +180,8 @@ def animate(G, ws, ds: DirectionSet, mode: str = "yaw", frames: int = 60, fps: f
     progress = progress or (lambda *a, **k: None)
     t = {}
     t0 = time.perf_counter()
-    fws, values, gws = animation_ws(ws, ds, mode, frames, amount, layers, conditional, pingpong, grid, G=G, guide=guide)
+    fws, values, gws = animation_ws(ws, ds, mode, frames, amount, layers, conditional, pingpong, grid, grid_attrs,
+                                    G=G, guide=guide)
     progress(0.1, desc=f"Rendering {frames} frames")
     imgs = synthesize(G, fws, noise_mode, batch_size=32)
     out = {"frames": imgs, "values": values, "ws": fws}
@@ -171,7 +189,7 @@ def animate(G, ws, ds: DirectionSet, mode: str = "yaw", frames: int = 60, fps: f
         g = gws.shape[0]
         cells = synthesize(G, gws.reshape(-1, *gws.shape[2:]), noise_mode, batch_size=32)
         R = cells.shape[1]
-        # rows: smile from +amount (top) to -amount; columns: yaw from -amount to +amount.
+        # rows: the row direction from +amount (top) to -amount; columns: the column one from -amount to +amount.
         cells = cells.reshape(g, g, R, R, 3)[::-1]
         out["grid"] = cells.transpose(0, 2, 1, 3, 4).reshape(g * R, g * R, 3)
     t["render_s"] = time.perf_counter() - t0
@@ -182,7 +200,7 @@ def animate(G, ws, ds: DirectionSet, mode: str = "yaw", frames: int = 60, fps: f
         t1 = time.perf_counter()
         big = upscale(imgs, size, resample)
         t["upscale_s"] = time.perf_counter() - t1
-        stem = f"{mode}-{frames}f"
+        stem = re.sub(r"[^A-Za-z0-9_-]+", "-", f"{mode}-{frames}f").strip("-")
         if "mp4" in formats:
             t1 = time.perf_counter()
             out["mp4"] = str(write_mp4(big, outdir / f"{stem}.mp4", fps))

@@ -1,8 +1,17 @@
 """Attribute editing: move a w+ latent along attribute directions on a layer range.
 
-    >>> from facegen.packs.directions import load_directions
-    >>> ds = load_directions("assets/packs/mini/directions", G)
+    >>> from facegen.packs.pack import find_pack
+    >>> ds, note = directions_for(G, find_pack(G))      # the pack's directions, or the fallback
     >>> ws2, img = edit(G, ws, ds, {"age": 2.0, "smile": -1.0}, conditional=True)
+
+**Which directions** (:func:`directions_for`, the one place that decides): the attribute directions of
+the generator's pack when it has them (:func:`facegen.packs.directions.find_directions`), else its
+unsupervised principal components (:func:`facegen.packs.unsupervised.unsupervised_directions`,
+GANSpace, computed from the generator in well under a second and cached), named by the pack's
+labeller when the pack names one. The returned note says which, for the tab and the API output.
+Step names are the set's names; ``"component k"`` also reaches a labeller-named ``"yaw (component k)"``
+and an attribute name reaches the one component named after it (:func:`resolve_direction`).
+Text steps (the app's API) are parsed by :func:`parse_steps`: JSON ``{"yaw": 1.5}`` or ``"yaw=1.5, age=-1"``.
 
 Steps are in standard deviations of the attribute (see :mod:`facegen.packs.directions`), limited to
 +-``MAX_STEP``. ``layers`` defaults to the direction set's default (the first 8 layers: coarse +
@@ -32,15 +41,94 @@ one generator pass and k backward passes per substep.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
 from facegen.packs.directions import MAX_GAIN, MAX_STEP, DirectionSet, check_step
-from facegen.engine.errors import InputError, LatentError
+from facegen.engine.errors import FacegenError, InputError, LatentError
 
-__all__ = ["edit_ws", "edit", "sweep_ws", "grid_ws", "serpentine", "resolve_layers", "offset", "check_steps",
-           "guide_for", "guided_edit_ws", "guided_sweep_ws"]
+__all__ = ["directions_for", "resolve_direction", "parse_steps", "edit_ws", "edit", "sweep_ws", "grid_ws",
+           "serpentine", "resolve_layers", "offset", "check_steps", "guide_for", "guided_edit_ws", "guided_sweep_ws",
+           "FALLBACK_NOTE"]
+
+FALLBACK_NOTE = "no attribute directions for this generator: editing along its principal components (GANSpace)"
+
+
+# ---------------------------------------------------------------------------
+# Which directions, and their names
+# ---------------------------------------------------------------------------
+
+
+def directions_for(G, pack) -> tuple:
+    """-> (DirectionSet, note): `pack`'s attribute directions, else G's unsupervised components (named by
+    the pack's labeller when it has one), with a note that says which was used."""
+    from facegen.packs.directions import find_directions
+    from facegen.packs.unsupervised import unsupervised_directions
+    if pack is not None and pack.has("directions"):
+        ds = find_directions(G, pack)
+        return ds, f"attribute directions from the pack '{pack.name}' (labeller {ds.meta.get('labeller') or '?'})"
+    where = (f"its pack '{pack.name}' has no attribute directions" if pack is not None
+             else "no attribute directions for this generator")
+    note = FALLBACK_NOTE.replace("no attribute directions for this generator", where)
+    labeller = pack.labeller if pack is not None else None
+    if labeller:
+        try:
+            ds = unsupervised_directions(G, labeller=labeller)
+            named = sum(n != f"component {i + 1}" for i, n in enumerate(ds.names))
+            return ds, note + (f", {named} of {len(ds.names)} named by the '{labeller}' labeller "
+                               "after the attribute each moves most")
+        except FacegenError as e:
+            return unsupervised_directions(G), note + f" (the labeller '{labeller}' could not name them: {e})"
+    return unsupervised_directions(G), note
+
+
+def resolve_direction(ds: DirectionSet, name) -> str:
+    """The set's name for `name`: itself, ``"component k"`` for ``"<attribute> (component k)"``, or an
+    attribute that names exactly one component. Unknown names raise InputError listing the valid ones."""
+    name = str(name).strip()
+    if name in ds.names:
+        return name
+    low = name.lower()
+    hits = [n for n in ds.names if n.lower() == low or n.lower().endswith(f"({low})")
+            or n.lower().startswith(f"{low} (component ")]
+    if len(hits) == 1:
+        return hits[0]
+    if len(hits) > 1:
+        raise InputError(f"'{name}' is ambiguous here: it names {', '.join(hits)}; use one of those names.")
+    raise InputError(f"Unknown direction '{name}': this generator's directions are {', '.join(ds.names)}.")
+
+
+_STEP = re.compile(r"\s*(.+?)\s*=\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*")
+
+
+def parse_steps(text) -> dict:
+    """Steps as text -> {name: step}: a JSON object ``'{"yaw": 1.5, "component 3": -2}'`` or
+    ``'yaw=1.5, component 3=-2'``; empty -> {}. Names are checked against a set by :func:`check_steps`."""
+    if isinstance(text, Mapping):
+        return dict(text)
+    text = str(text or "").strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        try:
+            out = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"Cannot read the steps as JSON ({e.msg} at character {e.pos}): write "
+                             '\'{"yaw": 1.5, "component 3": -2}\' or \'yaw=1.5, component 3=-2\'.') from None
+        if not isinstance(out, dict):
+            raise InputError("Steps in JSON must be an object {direction: step}.")
+        return out
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        m = _STEP.fullmatch(part)
+        if not m:
+            raise InputError(f"Cannot read '{part}' in the steps: write 'direction=step', e.g. 'yaw=1.5' or "
+                             "'component 3=-2'.")
+        out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
+    return out
 
 
 def resolve_layers(ds: DirectionSet, num_ws: int, layers: Optional[Sequence[int]] = None) -> list:
@@ -57,10 +145,15 @@ def resolve_layers(ds: DirectionSet, num_ws: int, layers: Optional[Sequence[int]
 
 
 def check_steps(ds: DirectionSet, steps: Mapping[str, float]) -> dict:
-    """{name: step} validated: known attributes, finite steps within +-MAX_STEP."""
+    """{name: step} validated: known directions (:func:`resolve_direction`; steps for the same direction
+    add up), finite steps within +-MAX_STEP."""
     if not isinstance(steps, Mapping):
-        raise InputError("Steps must be a mapping {attribute: step}.")
-    return {ds.names[ds.index(str(k))]: check_step(str(k), v) for k, v in steps.items()}
+        raise InputError("Steps must be a mapping {direction: step}.")
+    out: dict = {}
+    for k, v in steps.items():
+        name = resolve_direction(ds, k)
+        out[name] = check_step(name, out.get(name, 0.0) + check_step(str(k), v))
+    return out
 
 
 def offset(ds: DirectionSet, steps: Mapping[str, float], conditional: bool = False,
@@ -119,7 +212,7 @@ def sweep_ws(ws, ds: DirectionSet, name: str, values: Sequence[float], layers: O
     if ws.ndim != 2:
         raise LatentError("A sweep starts from one face: w+ [num_ws, w_dim].")
     layers = resolve_layers(ds, ws.shape[0], layers)
-    ds.index(name)
+    name = resolve_direction(ds, name)
     values = [check_step(name, v) for v in values]
     b = offset(ds, base or {}, conditional) if base else 0.0
     unit = ds.step_vector(name, 1.0, conditional)          # linear in the step
@@ -133,10 +226,10 @@ def grid_ws(ws, ds: DirectionSet, row: tuple, col: tuple, layers: Optional[Seque
     """-> [R, C, num_ws, w_dim]: rows = (name, values) of one attribute, columns of another."""
     ws = _as_wplus(ws, ds)
     (rn, rv), (cn, cv) = row, col
+    rn, cn = resolve_direction(ds, rn), resolve_direction(ds, cn)
     if rn == cn:
-        raise InputError(f"A grid needs two different attributes (got '{rn}' twice).")
+        raise InputError(f"A grid needs two different directions (got '{rn}' twice).")
     layers = resolve_layers(ds, ws.shape[0], layers)
-    ds.index(rn), ds.index(cn)
     rv = [check_step(rn, v) for v in rv]
     cv = [check_step(cn, v) for v in cv]
     ur, uc = ds.step_vector(rn, 1.0, conditional), ds.step_vector(cn, 1.0, conditional)
@@ -183,8 +276,12 @@ def guide_for(G, ds: DirectionSet):
 
     Directions carry the name of the labeller they were fitted with (``ds.meta["labeller"]``); when that
     labeller is differentiable (it has ``attribute_scores``, as the face world's predictor does) it guides
-    the edit. Other labellers (the photo labeller, published directions) keep the conditional path."""
+    the edit. Other labellers (the photo labeller, published directions) keep the conditional path, and
+    so do unsupervised components (their labeller only named them; they are orthonormal anyway)."""
     from facegen.labels.base import LABELLERS, load_labeller
+    from facegen.packs.unsupervised import is_unsupervised
+    if is_unsupervised(ds):
+        return None
     name = ds.meta.get("labeller")
     name = LEGACY_LABELLER_NAMES.get(name, name)
     if name not in LABELLERS:
@@ -194,10 +291,8 @@ def guide_for(G, ds: DirectionSet):
 
 
 def _kept(ds: DirectionSet, edited: Sequence[str], keep: Optional[Sequence[str]]) -> list:
-    names = [n for n in (ds.names if keep is None else keep) if n not in edited]
-    for n in names:
-        ds.index(n)
-    return names
+    names = [resolve_direction(ds, n) for n in (ds.names if keep is None else keep)]
+    return [n for n in names if n not in edited]
 
 
 def _guided_path(G, guide, ws: np.ndarray, v: np.ndarray, layers: Sequence[int], ts: Sequence[float],
@@ -284,7 +379,7 @@ def guided_sweep_ws(G, guide, ws, ds: DirectionSet, name: str, values: Sequence[
     [N, num_ws, w_dim]) -> [T, num_ws, w_dim] (or [N, T, num_ws, w_dim]) at each step in `values`."""
     ws = _as_wplus(ws, ds)
     layers = resolve_layers(ds, ws.shape[-2], layers)
-    ds.index(name)
+    name = resolve_direction(ds, name)
     values = [check_step(name, v) for v in values]
     batch = ws.reshape(-1, *ws.shape[-2:])
     path = _guided_path(G, guide, batch, ds.step_vector(name, 1.0), layers, values, _kept(ds, [name], keep), substep)
