@@ -6,6 +6,7 @@
     train ...                    train a StyleGAN2 (facegen.world.training)
     predictor train ...          train the face world's attribute predictor (facegen.world.predictor)
     directions fit ...           fit attribute directions (facegen.packs.directions)
+    label --labeller photo IMAGE...     one JSON line per face (photo) or per image (world, module:factory)
 """
 
 from __future__ import annotations
@@ -42,10 +43,48 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def _label_rows(lab, img) -> list:
+    """Rows for one image: every face (labellers with detect(), e.g. photo), else the image's attributes
+    (none when its validity is under 0.5)."""
+    if hasattr(lab, "detect"):
+        return [{"face": i + 1, **f.record()} for i, f in enumerate(lab.detect(img))]
+    batch = img[None]
+    preds, validity = lab.predict(batch), float(lab.validity(batch)[0])
+    if validity < 0.5:
+        return []
+    row = {"validity": round(validity, 3)}
+    for name, kind, _ in lab.spec:
+        row[name] = str(preds[f"{name}_label"][0]) if kind == "categorical" else round(float(preds[name][0]), 3)
+    return [row]
+
+
+def cmd_label(args) -> int:
+    from facegen.engine.errors import InputError
+    from facegen.labels.align import load_image
+    from facegen.labels.base import load_labeller
+    lab = load_labeller(args.labeller)
+    failed = 0
+    for path in args.images:
+        try:
+            rows = _label_rows(lab, load_image(path))
+        except InputError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        if not rows:
+            print(f"error: no face found in {path} by the '{args.labeller}' labeller"
+                  + (" (it reads roughly frontal to half-profile faces at least ~20 px wide)"
+                     if hasattr(lab, "detect") else " (validity under 0.5)"), file=sys.stderr)
+            failed += 1
+        for row in rows:
+            print(json.dumps({"file": str(path), **row}), flush=True)
+    return 2 if failed else 0
+
+
 # Commands implemented by a facegen module's own cli_main(argv).
 SUBMODULE_COMMANDS = {"world": "facegen.world.render", "train": "facegen.world.training",
                       "predictor": "facegen.world.predictor", "directions": "facegen.packs.directions",
-                      "encoder": "facegen.features.encode", "bank": "facegen.packs.bank",
+                      "encoder": "facegen.world.encoder_training", "bank": "facegen.world.characters",
                       "customize": "facegen.features.customize", "faceswap": "facegen.features.faceswap",
                       "pack": "facegen.packs.cli"}
 
@@ -78,6 +117,10 @@ def main(argv=None) -> int:
     g.add_argument("--device", default=None)
     g.add_argument("--outdir", required=True)
     g.set_defaults(fn=cmd_generate)
+    lb = sub.add_parser("label", help="label faces in images: one JSON line per face (exit 2: no face / unreadable)")
+    lb.add_argument("--labeller", default="photo", help="photo (real photos), world, or module:factory")
+    lb.add_argument("images", nargs="+")
+    lb.set_defaults(fn=cmd_label)
     for name, module in SUBMODULE_COMMANDS.items():
         sub.add_parser(name, help=f"see `python -m facegen {name} --help` (facegen.{module})")
     args = p.parse_args(argv)
