@@ -5,8 +5,8 @@
     pack push DIR OWNER/REPO [--private]
     pack import-directions --format interfacegan|seeprettyface|e4e-interfacegan|e4e-ganspace FILES... --model M --out DIR
 
-``build`` also runs data-parallel: ``torchrun --nproc_per_node=K -m facegen pack build ...`` (see
-:mod:`facegen.packs.build`). ``push`` needs a Hugging Face token (``HF_TOKEN`` or ``hf auth login``)
+``build`` also runs data-parallel: ``torchrun --nproc_per_node=K -m facegen pack build ... --samples N``
+(see :mod:`facegen.packs.build`; torchrun's parser rejects ``--n`` as ambiguous, so use ``--samples``). ``push`` needs a Hugging Face token (``HF_TOKEN`` or ``hf auth login``)
 and a connection; it checks both before anything is sent.
 """
 
@@ -226,7 +226,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--labeller", default="world", help="world, photo or module:factory")
     b.add_argument("--out", required=True, help="the pack folder (new, empty, or this generator's pack)")
     b.add_argument("--name", default=None, help="the pack's title (default: the model's name)")
-    b.add_argument("--n", type=int, default=3000, help="samples labelled for the directions (and class sampler)")
+    b.add_argument("--n", "--samples", dest="n", type=int, default=3000,
+                   help="samples labelled for the directions (and class sampler); under torchrun write --samples "
+                   "(torchrun's own parser reads --n as an ambiguous abbreviation)")
     b.add_argument("--encoder", action="store_true", help="also train an encoder (--encoder-minutes)")
     b.add_argument("--encoder-minutes", type=float, default=10.0)
     b.add_argument("--steps", default=",".join(DEFAULT_STEPS), help=f"comma-separated subset of {', '.join(STEPS)}")
