@@ -13,8 +13,9 @@ Method, per image
    blendshapes, head-pose matrix) and BlazeFace gives each its detection score. When it finds none,
    dlib's HOG detector (:func:`facegen.labels.align.detect_faces`, frontal faces down to ~20 px)
    is the fallback: the landmarker runs again on a crop :data:`CROP_SCALE` x the dlib box around
-   each face; a face the mesh still misses keeps only its age and gender (everything else NaN,
-   validity :data:`DLIB_ONLY_SCORE`).
+   each face; a face the mesh still misses is kept only when dlib is sure of it (HOG margin >=
+   :data:`DLIB_ONLY_MIN_MARGIN`), with its age and gender only (everything else NaN, validity
+   :data:`DLIB_ONLY_SCORE`).
 3. **Labels** (:data:`SPEC`), from the mesh:
 
    * ``yaw`` = the yaw of the transformation matrix / 45 deg, clipped to [-1, 1]; + = the face turned
@@ -72,6 +73,7 @@ WORK_MIN_SIDE = 256
 MAX_FACES = 8
 CROP_SCALE = 2.2            # dlib fallback: side of the crop the mesh runs on, in dlib box sides
 DLIB_ONLY_SCORE = 0.5       # validity of a face only dlib found (its HOG margin is not a probability)
+DLIB_ONLY_MIN_MARGIN = 0.5  # ... kept only when dlib is this sure (astronaut: 1.4 for her face, 0.04 for a patch)
 AGE_UNIT = 80.0
 
 
@@ -202,7 +204,7 @@ class PhotoLabeller(Labeller):
                 m.landmarks = m.landmarks * np.float32(k) + np.float32([round(x0), round(y0), 0.0])
                 m.score = max(m.score, DLIB_ONLY_SCORE)
                 out.append((m, "dlib+mediapipe", None))
-            else:
+            elif d.score >= DLIB_ONLY_MIN_MARGIN:
                 out.append((None, "dlib", d.box))
         return out
 
