@@ -46,7 +46,8 @@ from scipy.stats import spearmanr  # noqa: E402
 from facegen.engine import latents as L  # noqa: E402
 from facegen import load_generator
 from facegen.features import animate as video  # noqa: E402
-from facegen.packs.directions import DEFAULT_DIR, find_directions, load_directions  # noqa: E402
+from facegen.packs.directions import find_directions, load_directions  # noqa: E402
+from facegen.packs.pack import find_pack  # noqa: E402
 from facegen.features.editing import guide_for, guided_sweep_ws, sweep_ws  # noqa: E402
 from facegen.engine.synthesis import synthesize  # noqa: E402
 from facegen.world.predictor import load_world_predictor  # noqa: E402
@@ -214,7 +215,7 @@ skin:dark probabilities): {b['conditional_less_leakage_independent']} and {b['gu
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="mini")
-    p.add_argument("--directions", default=None, help="directions .npz or folder (default: shipped, by fingerprint)")
+    p.add_argument("--directions", default=None, help="directions .npz or folder (default: the model's pack)")
     p.add_argument("--faces", type=int, default=50)
     p.add_argument("--steps", type=int, default=9, help="points per sweep")
     p.add_argument("--amount", type=float, default=2.5, help="sweep from -amount to +amount SD")
@@ -226,7 +227,7 @@ def main(argv=None) -> int:
     G = load_generator(args.model).eval()
     ds = load_directions(args.directions, G) if args.directions else find_directions(G)
     if ds is None:
-        print(f"no directions for {args.model} ({G.fingerprint}) in {DEFAULT_DIR}; fit them with "
+        print(f"no directions for {args.model} ({G.fingerprint}) in its pack; fit them with "
               f"`python -m facegen directions fit --model {args.model} --out assets/packs/mini/directions`", file=sys.stderr)
         return 2
     P = load_world_predictor()
@@ -278,7 +279,7 @@ def main(argv=None) -> int:
               f"{sp['animation_guided_s']:.2f} s")
         res["speed"] = sp
     if args.write_metrics:
-        folder = Path(args.directions) if args.directions else DEFAULT_DIR
+        folder = Path(args.directions) if args.directions else find_pack(G).path("directions").parent
         mp = (folder if folder.is_dir() else folder.parent) / "metrics.json"
         m = json.loads(mp.read_text()) if mp.is_file() else {}
         m["bench"] = {"command": "python bench/edit.py " + " ".join(argv if argv is not None else sys.argv[1:]),

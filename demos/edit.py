@@ -1,25 +1,35 @@
-"""Attribute editing: move a face along attribute directions (yaw, smile, age, ...), one slider each."""
+"""Attribute editing: move a face along the active model's directions, one slider per direction.
+
+The directions are the model's pack's attribute directions (yaw, smile, age ... for mini) or, for a
+generator without them, its principal components (GANSpace; named by the pack's labeller where it has
+one) -- :func:`facegen.features.editing.directions_for` decides, and its note is shown in the tab and
+returned by the API. The sliders follow the active set: :data:`N_SLOTS` slots, relabelled and hidden
+on model change; further directions go in "More steps". The API (``/edit``) takes one ``steps`` text:
+JSON ``'{"yaw": 1.5, "component 3": -2}'`` or ``'yaw=1.5, component 3=-2'``.
+"""
 
 from __future__ import annotations
 
-import re
+import json
+from pathlib import Path
 from typing import Optional
 
 import gradio as gr
 import numpy as np
 
 from facegen.engine import latents as L
+from facegen.engine.errors import FacegenError
 from facegen import studio
-from facegen.packs.directions import DEFAULT_ATTRIBUTES, MAX_STEP, DirectionSet, find_directions, \
-    load_directions
-from facegen.engine.errors import InputError
+from facegen.features import editing
+from facegen.packs.directions import MAX_STEP, DirectionSet, load_directions
+from facegen.packs.unsupervised import is_unsupervised
 
 from .common import (
     GPU_EVENT, last_result_to_shelf, Ctx, gpu, load_model, out_dir, save_bytes, save_png, ui_errors, warn_all)
 
 TAB = "edit"
 TITLE = "Attribute editing"
-ATTRS = list(DEFAULT_ATTRIBUTES)             # one slider each; any other fitted attribute via "More steps"
+N_SLOTS = 8                                  # slider slots; further directions via "More steps"
 SLIDER_MAX = 3.0                             # the UI range; the API accepts up to +-MAX_STEP
 FACE_INFO = ("a seed ('12'), a seed at its own ψ ('12@0.5'), a shelf face ('#2') or a bank face ('@Name'); "
              "an uploaded latent wins")
@@ -34,17 +44,17 @@ def available() -> bool:
 # ---------------------------------------------------------------------------
 
 
-def directions_for(G, model: str, directions_file: Optional[str] = None) -> DirectionSet:
-    """An uploaded directions file (must match G) or the shipped directions for G."""
+def active_directions(G, model: str, directions_file: Optional[str] = None) -> tuple:
+    """-> (DirectionSet, where it comes from): an uploaded directions file (must match G), else
+    :func:`facegen.features.editing.directions_for` on the model's pack (pack directions or the fallback)."""
     if directions_file:
-        return load_directions(directions_file, G)
-    ds = find_directions(G)
-    if ds is None:
-        raise InputError(f"No attribute directions for model '{model}' (generator {G.fingerprint}) in "
-                         "assets/packs/mini/directions/ or FACEGEN_DIRECTIONS. Fit them with `python -m facegen directions "
-                         f"fit --model {model} --out assets/packs/mini/directions`, or upload a directions .npz fitted for "
-                         "this generator.")
-    return ds
+        return load_directions(directions_file, G), f"uploaded directions ({Path(directions_file).name})"
+    return editing.directions_for(G, studio.models().pack(G))
+
+
+def directions_for(G, model: str, directions_file: Optional[str] = None) -> DirectionSet:
+    """The set the tabs use for G (see :func:`active_directions`)."""
+    return active_directions(G, model, directions_file)[0]
 
 
 def resolve_face(G, face: str, psi: float, shelf, latent_file: Optional[str]) -> tuple:
@@ -62,28 +72,41 @@ def resolve_face(G, face: str, psi: float, shelf, latent_file: Optional[str]) ->
     return ws[0], refs[0].label(), notes
 
 
-def directions_info(ds: DirectionSet, names=None) -> str:
+def keep_method(G, ds) -> str:
+    """How 'keep other attributes' works for this set: guided by a differentiable labeller
+    (facegen.features.editing.guide_for: the face world's predictor for mini), conditional directions,
+    or nothing to do (principal components are orthonormal)."""
+    if is_unsupervised(ds):
+        return "principal components are orthogonal: the others stay as they are"
+    guide = editing.guide_for(G, ds)
+    if guide is None:
+        return "with conditional directions"
+    name = getattr(guide, "name", "") or "a labeller"
+    return "guided by the world predictor" if name == "world" else f"guided by the '{name}' labeller"
+
+
+def directions_info(ds: DirectionSet, source: str = "") -> str:
+    """Markdown: where the directions come from and one row per direction."""
+    m = ds.meta
+    head = f"**Directions:** {source}.\n\n" if source else ""
+    if is_unsupervised(ds):
+        ev = m.get("explained_variance_ratio") or []
+        named = {c["component"]: c for c in (m.get("naming") or {}).get("components", [])}
+        rows = ["| direction | explained variance | step (1 SD) | strongest attribute effect |", "|---|---|---|---|"]
+        for i, n in enumerate(ds.names):
+            top = (named.get(i + 1) or {}).get("top") or []
+            eff = f"{top[0]['attribute']} {top[0]['effect']:+.2f}" if top else "—"
+            rows.append(f"| {n} | {ev[i]:.1%} | {float(ds.scales[i]):.3f} | {eff} |" if i < len(ev) else
+                        f"| {n} | — | {float(ds.scales[i]):.3f} | {eff} |")
+        return (head + f"{m.get('method', '?')} components of generator `{ds.fingerprint}` from {m.get('n_samples')} "
+                f"samples (seed {m.get('seed')}). Steps are in standard deviations along each component.\n\n"
+                + "\n".join(rows))
     rows = ["| attribute | accuracy | bands (coarse/middle/fine) | cos(plain, kept) |", "|---|---|---|---|"]
     for r in ds.summary():
-        if names is not None and r["attribute"] not in names:
-            continue
         rows.append(f"| {r['attribute']} | {r['heldout_accuracy']:.2f} | "
                     + " / ".join(f"{v:.2f}" for v in r["band_accuracy"].values()) + f" | {r['conditional_cosine']:.2f} |")
-    m = ds.meta
-    return (f"Directions for generator `{ds.fingerprint}` ({m.get('model') or '?'}), labeller `{m.get('labeller')}`, "
-            f"{m.get('n_used')} samples. Steps are in standard deviations.\n\n" + "\n".join(rows))
-
-
-def parse_more(text) -> dict:
-    """'hair_color:black=1.5, age=-1' -> {name: step}."""
-    out = {}
-    for part in filter(None, (p.strip() for p in str(text or "").split(","))):
-        m = re.fullmatch(r"([A-Za-z_][\w:.-]*)\s*=\s*([-+]?[\d.]+(?:e[-+]?\d+)?)", part)
-        if not m:
-            raise InputError(f"Cannot read '{part}' in more steps: use 'attribute=step', e.g. "
-                             "'hair_color:black=1.5'.")
-        out[m.group(1)] = float(m.group(2))
-    return out
+    return (head + f"Directions for generator `{ds.fingerprint}` ({m.get('model') or '?'}), labeller "
+            f"`{m.get('labeller')}`, {m.get('n_used')} samples. Steps are in standard deviations.\n\n" + "\n".join(rows))
 
 
 # ---------------------------------------------------------------------------
@@ -91,16 +114,8 @@ def parse_more(text) -> dict:
 # ---------------------------------------------------------------------------
 
 
-def keep_method(G, ds) -> str:
-    """How 'keep other attributes' works for this generator: guided by a differentiable labeller
-    (facegen.features.editing.guide_for: the face world's predictor for mini) or conditional directions."""
-    from facegen.features.editing import guide_for
-    return "guided by the world predictor" if guide_for(G, ds) is not None else "with conditional directions"
-
-
 @gpu(duration=20)
 def _edit_gpu(model, ws, ds, steps, layers, conditional, noise_mode):
-    from facegen.features import editing
     from facegen.engine.synthesis import synthesize
     G = studio.device_for(studio.models().get(model))
     guide = editing.guide_for(G, ds) if conditional else None
@@ -113,20 +128,16 @@ def _edit_gpu(model, ws, ds, steps, layers, conditional, noise_mode):
 
 
 @ui_errors
-def edit(face, psi, yaw, smile, age, gender, glasses, beard, hair_length, skin_tone, keep_others, layer_start,
-         layer_end, more, latent_file, directions_file, noise_mode, model, shelf, progress=gr.Progress()):
-    """Edit one face: a step (in standard deviations, -5..5) per attribute, applied on layers
-    layer_start..layer_end; keep_others projects the other attributes out of each direction
-    (conditional editing). `more`: extra steps 'name=step, ...' for other fitted attributes
-    (e.g. 'hair_color:black=1.5'). Returns the original, the edit, downloads, a note and the state."""
+def edit(face, psi, steps, keep_others, layer_start, layer_end, latent_file, directions_file, noise_mode, model,
+         shelf, progress=gr.Progress()):
+    """Edit one face: `steps` moves it along the active model's directions (standard deviations, -5..5),
+    as JSON '{"yaw": 1.5, "component 3": -2}' or text 'yaw=1.5, component 3=-2', on layers
+    layer_start..layer_end; keep_others holds the other directions fixed. The directions are the model's
+    pack's (or an uploaded file's); without them, the generator's principal components (the note says
+    which). Returns the original, the edit, downloads, a note and the state."""
     G = load_model(model, progress)
-    ds = directions_for(G, model, directions_file)
-    values = dict(zip(ATTRS, (yaw, smile, age, gender, glasses, beard, hair_length, skin_tone)))
-    steps = {k: float(v or 0) for k, v in values.items() if v}
-    for k, v in parse_more(more).items():
-        steps[k] = steps.get(k, 0.0) + v
-    for k in steps:
-        ds.index(k)                                    # unknown attribute -> clear error
+    ds, source = active_directions(G, model, directions_file)
+    steps = {k: v for k, v in editing.check_steps(ds, editing.parse_steps(steps)).items() if v}
     layers = L.layer_range(layer_start, layer_end, G.num_ws)
     ws, label, notes = resolve_face(G, face, psi, shelf, latent_file)
     warn_all(notes)
@@ -137,12 +148,28 @@ def edit(face, psi, yaw, smile, age, gender, glasses, beard, hair_length, skin_t
     after_png = save_png(after, d / "edited.png")
     desc = ", ".join(f"{k} {v:+g}" for k, v in steps.items()) or "no change"
     npz = save_bytes(studio.npz_bytes(edited, G, kind="edit", face=label, steps=steps, layers=layers,
-                                      conditional=bool(keep_others), directions=ds.fingerprint, model=model),
+                                      conditional=bool(keep_others), directions=ds.fingerprint,
+                                      method=ds.meta.get("method", "fitted"), model=model),
                      d / "edited.npz")
     note = (f"**{label}**: {desc} on layers {layers[0]}-{layers[-1]}"
-            + (f" keeping the other attributes ({keep_method(G, ds)})" if keep_others and steps else "") + ".")
+            + (f" keeping the other attributes ({keep_method(G, ds)})" if keep_others and steps else "")
+            + f".\n\nDirections: {source}.")
     last = {"model": model, "ws": edited, "image": after, "label": f"{label} {desc}"[:40]}
     return before_png, after_png, [after_png, npz], note, last
+
+
+@ui_errors
+def compose_steps(names, *values_and_more):
+    """The sliders (named by `names`, the active set's first N_SLOTS directions) and the "More steps" text
+    -> the `steps` JSON the edit endpoint takes."""
+    *values, more = values_and_more
+    steps: dict = {}
+    for n, v in zip(names or [], values):
+        if n and v:
+            steps[n] = float(v)
+    for k, v in editing.parse_steps(more).items():
+        steps[k] = steps.get(k, 0.0) + float(v)
+    return json.dumps(steps)
 
 
 @ui_errors
@@ -153,9 +180,9 @@ def edited_to_shelf(last, shelf):
 
 @ui_errors
 def show_directions(directions_file, model):
-    """The directions the tab uses for `model` (or the uploaded file): accuracies per attribute."""
+    """The directions the tab uses for `model` (or the uploaded file): where from, and one row each."""
     G = load_model(model)
-    return directions_info(directions_for(G, model, directions_file))
+    return directions_info(*active_directions(G, model, directions_file))
 
 
 def shelf_face(selected):
@@ -165,42 +192,47 @@ def shelf_face(selected):
 
 
 def reset():
-    return [0.0] * len(ATTRS) + [""]
+    return [0.0] * N_SLOTS + [""]
 
 
-def model_directions_note(G) -> str:
-    ds = find_directions(G)
-    if ds is None:
-        return (f"⚠ No shipped directions for this generator ({G.fingerprint}): upload a directions file or fit "
-                "them (`python -m facegen directions fit`).")
-    return directions_info(ds)
+def slot_updates(ds: Optional[DirectionSet]) -> list:
+    """N_SLOTS slider updates: the set's first directions as labels, the other slots hidden."""
+    names = list(ds.names[:N_SLOTS]) if ds is not None else []
+    return [gr.Slider(label=names[i], visible=True, value=0) if i < len(names) else gr.Slider(visible=False, value=0)
+            for i in range(N_SLOTS)]
 
 
-def _initial_info() -> str:
+def _initial() -> tuple:
+    """(names, info) for the default model, before any session exists."""
     try:
-        return model_directions_note(studio.models().get(studio.models().default()))
-    except Exception:  # the banner already reports a model that cannot load
-        return ""
+        G = studio.models().get(studio.models().default())
+        ds, source = active_directions(G, studio.models().default())
+        return list(ds.names[:N_SLOTS]), directions_info(ds, source)
+    except FacegenError:   # the banner already reports a model that cannot load
+        return [], ""
 
 
 def build(ctx: Ctx):
     lo, hi = 0, min(8, ctx.num_ws) - 1
+    names0, info0 = _initial()
     with gr.Tab(TITLE, id=TAB):
-        gr.Markdown("Move a face along **attribute directions** found in the generator's latent space. "
-                    "Steps are in standard deviations of the attribute. **Keep other attributes** holds the "
-                    "others fixed, so that e.g. *older* does not also mean *turned* or *male*: for face-world "
-                    "models the world predictor guides every small step of the edit, for other models the "
-                    "directions are made orthogonal to the other attributes' (conditional directions).")
+        gr.Markdown("Move a face along the model's **directions**: its attribute directions (yaw, smile, age …) "
+                    "when its feature pack has them, else the directions its latent space varies most (principal "
+                    "components, named after the attribute they move where the pack's labeller can tell). "
+                    "Steps are in standard deviations. **Keep other attributes** holds the others fixed, so that "
+                    "e.g. *older* does not also mean *turned* or *male*: for face-world models the world predictor "
+                    "guides every small step of the edit, for other models the directions are made orthogonal to "
+                    "the other attributes' (conditional directions).")
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 with gr.Row(equal_height=True):
                     face = gr.Textbox("0", label="Face", info=FACE_INFO, scale=4, elem_id="edit-face")
                     pick = gr.Button("Use shelf face", size="sm", scale=1)
                 psi = gr.Slider(-1, 1.5, value=0.7, step=0.05, label="Truncation ψ (for seeds)")
-                sliders = [gr.Slider(-SLIDER_MAX, SLIDER_MAX, value=0, step=0.1, label=a.replace("_", " "),
-                                     elem_id=f"edit-{a}") for a in ATTRS]
-                keep = gr.Checkbox(False, label="Keep other attributes",
-                                   elem_id="edit-keep")
+                sliders = [gr.Slider(-SLIDER_MAX, SLIDER_MAX, value=0, step=0.1,
+                                     label=names0[i] if i < len(names0) else f"direction {i + 1}",
+                                     visible=i < len(names0), elem_id=f"edit-slot-{i}") for i in range(N_SLOTS)]
+                keep = gr.Checkbox(False, label="Keep other attributes", elem_id="edit-keep")
                 with gr.Row():
                     run = gr.Button("Edit", variant="primary", elem_id="edit-run")
                     clear = gr.Button("Reset sliders", size="sm")
@@ -209,13 +241,13 @@ def build(ctx: Ctx):
                         layer_start = gr.Slider(0, ctx.num_ws - 1, value=lo, step=1, label="From layer")
                         layer_end = gr.Slider(0, ctx.num_ws - 1, value=hi, step=1, label="To layer (inclusive)",
                                               info="default: coarse + middle layers")
-                    more = gr.Textbox("", label="More steps", info=f"'attribute=step, ...' (|step| ≤ {MAX_STEP:g}), "
-                                      "e.g. 'hair_color:black=1.5' when fitted")
+                    more = gr.Textbox("", label="More steps", info=f"'direction=step, ...' (|step| ≤ {MAX_STEP:g}) for "
+                                      "directions without a slider, e.g. 'component 9=1.5' or 'hair_color:black=1'")
                     noise = gr.Radio(["const", "random", "none"], value="const", label="Noise mode")
                     upload = gr.File(label="Face latent (.npz / .npy), optional", file_types=[".npz", ".npy"],
                                      type="filepath")
-                    dfile = gr.File(label="Directions (.npz), optional: default = shipped for this model",
-                                    file_types=[".npz"], type="filepath")
+                    dfile = gr.File(label="Directions (.npz), optional: default = the model's pack, else its "
+                                    "principal components", file_types=[".npz"], type="filepath")
             with gr.Column(scale=2):
                 with gr.Row():
                     before = gr.Image(label="Original", format="png", type="filepath", interactive=False,
@@ -226,18 +258,40 @@ def build(ctx: Ctx):
                 to_shelf = gr.Button("Send result to shelf", size="sm", elem_id="edit-shelf")
                 files = gr.File(label="Downloads (PNG + latent .npz)", file_count="multiple")
                 with gr.Accordion("Directions", open=False):
-                    info = gr.Markdown(_initial_info(), elem_id="edit-directions")
+                    info = gr.Markdown(info0, elem_id="edit-directions")
+        names = gr.State(names0)                      # the direction each slider slot stands for
+        steps = gr.Textbox("", visible=False, label="Steps")   # the API's `steps` (the UI composes it)
         last = gr.State(None)
 
-    inputs = [face, psi, *sliders, keep, layer_start, layer_end, more, upload, dfile, noise, ctx.model, ctx.shelf]
+    inputs = [face, psi, steps, keep, layer_start, layer_end, upload, dfile, noise, ctx.model, ctx.shelf]
     outputs = [before, after, files, note, last]
-    run.click(edit, inputs, outputs, api_name="edit", **GPU_EVENT)
-    gr.on([s.release for s in sliders] + [keep.input, face.submit], edit, inputs, outputs, api_name="edit_live",
-          api_visibility="private", trigger_mode="always_last", **GPU_EVENT)
+    compose_inputs = [names, *sliders, more]
+    run.click(compose_steps, compose_inputs, steps, api_name="edit_compose", api_visibility="private").success(
+        edit, inputs, outputs, api_name="edit", **GPU_EVENT)
+    gr.on([s.release for s in sliders] + [keep.input, face.submit], compose_steps, compose_inputs, steps,
+          api_name="edit_live_compose", api_visibility="private", trigger_mode="always_last").success(
+        edit, inputs, outputs, api_name="edit_live", api_visibility="private", **GPU_EVENT)
     clear.click(reset, None, [*sliders, more], api_name="edit_reset", api_visibility="private")
     pick.click(shelf_face, ctx.shelf_selected, face, api_name="edit_pick_shelf", api_visibility="undocumented")
     to_shelf.click(edited_to_shelf, [last, ctx.shelf], [ctx.shelf, ctx.shelf_gallery], api_name="edit_to_shelf")
-    dfile.change(show_directions, [dfile, ctx.model], info, api_name="edit_directions")
-    ctx.on_model(lambda G: {layer_start: gr.Slider(maximum=G.num_ws - 1, value=0),
-                            layer_end: gr.Slider(maximum=G.num_ws - 1, value=min(8, G.num_ws) - 1),
-                            info: model_directions_note(G)}, [layer_start, layer_end, info])
+
+    @ui_errors
+    def slots_for(directions_file, model):
+        ds, _ = active_directions(load_model(model), model, directions_file)
+        return [list(ds.names[:N_SLOTS]), *slot_updates(ds)]
+
+    dfile.change(show_directions, [dfile, ctx.model], info, api_name="edit_directions").success(
+        slots_for, [dfile, ctx.model], [names, *sliders], api_name="edit_slots", api_visibility="private")
+
+    def on_model(G):
+        try:
+            ds, source = active_directions(G, "")
+            text = directions_info(ds, source)
+        except FacegenError as e:   # a broken pack must not stop the model switch; the tab says why
+            ds, text = None, f"⚠ No directions for this generator: {e}"
+        return {layer_start: gr.Slider(maximum=G.num_ws - 1, value=0),
+                layer_end: gr.Slider(maximum=G.num_ws - 1, value=min(8, G.num_ws) - 1),
+                info: text, names: list(ds.names[:N_SLOTS]) if ds is not None else [],
+                **dict(zip(sliders, slot_updates(ds)))}
+
+    ctx.on_model(on_model, [layer_start, layer_end, info, names, *sliders])

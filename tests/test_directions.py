@@ -15,8 +15,9 @@ from scipy.stats import spearmanr
 from facegen.features import editing
 from facegen.features import animate as video
 from facegen.engine import latents as L
-from facegen.packs.directions import (DEFAULT_DIR, MAX_STEP, cli_main, find_directions, fit_directions,
-                                load_directions)
+from facegen.packs.directions import MAX_STEP, cli_main, default_attributes, find_directions, fit_directions, \
+    load_directions
+from facegen.packs.pack import find_pack
 from facegen.engine.errors import FingerprintMismatchWarning, InputError, LatentError
 from facegen.world.predictor import DEFAULT_PREDICTOR_DIR, Labeller
 
@@ -125,6 +126,36 @@ def test_save_load_round_trip(ds, G, other_G, tmp_path):
         editing.edit(other_G, np.zeros((G.num_ws, G.w_dim), np.float32), back, {"age": 1})
 
 
+def test_find_directions_is_pack_based(bright, G, tmp_path, monkeypatch):
+    """Directions come from the generator's pack (found by fingerprint), not from a default folder: a
+    folder named by the retired FACEGEN_DIRECTIONS is ignored, a pack naming the file is used."""
+    import json as _json
+    from facegen.packs.pack import Pack, new_manifest
+    bright.save(tmp_path / "loose")
+    monkeypatch.setenv("FACEGEN_DIRECTIONS", str(tmp_path / "loose"))
+    monkeypatch.setenv("FACEGEN_PACKS", str(tmp_path / "packs"))
+    assert find_directions(G) is None                                   # no pack for the random generator
+    assert find_directions(G, tmp_path / "loose").names == bright.names   # an explicit folder still works
+    root = tmp_path / "packs" / "random"
+    pack = Pack(root, new_manifest(G, "random", "brightness-test"))
+    pack.save()
+    assert find_directions(G, pack) is None                             # a pack without directions
+    bright.save(root / "directions")
+    pack.manifest["components"]["directions"] = "directions/directions.npz"
+    pack.save()
+    assert _json.loads((root / "pack.json").read_text())["components"]["directions"]
+    found = find_directions(G)
+    assert found is not None and found.names == bright.names and found.fingerprint == G.fingerprint
+
+
+def test_default_attributes_are_the_labellers(G):
+    """With no attributes named, every continuous and boolean attribute of the labeller is fitted."""
+    lab = Brightness()
+    assert default_attributes(lab) == ["brightness", "red"]
+    ds = fit_directions(G, lab, n=100, mixed=False, log=None)
+    assert ds.names == ["brightness", "red"]
+
+
 def test_bad_files(tmp_path, G):
     lat = L.save_latent(tmp_path / "face.npz", np.zeros((G.num_ws, G.w_dim), np.float32))
     with pytest.raises(LatentError, match="a latent file, not directions"):
@@ -179,7 +210,7 @@ def test_edit_semantics(ds, G):
 
 
 @pytest.mark.parametrize("steps, layers, message", [
-    ({"agee": 1}, None, "Unknown attribute 'agee'"),
+    ({"agee": 1}, None, "Unknown direction 'agee'"),
     ({"age": MAX_STEP + 1}, None, "out of range"),
     ({"age": float("nan")}, None, "out of range"),
     ({"age": "lots"}, None, "must be a number"),
@@ -195,7 +226,7 @@ def test_edit_bad_input(ds, G, steps, layers, message):
 def test_edit_bad_latent(ds):
     with pytest.raises(LatentError, match="Cannot edit a latent of shape"):
         editing.edit_ws(np.zeros((10, 7), np.float32), ds, {"age": 1})
-    with pytest.raises(InputError, match="two different attributes"):
+    with pytest.raises(InputError, match="two different directions"):
         editing.grid_ws(np.zeros((10, 128), np.float32), ds, ("yaw", [0]), ("yaw", [1]))
 
 
@@ -276,7 +307,7 @@ def shipped(mini):
 @needs_predictor
 def test_shipped_directions_match_mini(shipped, mini):
     assert shipped.fingerprint == mini.fingerprint
-    load_directions(DEFAULT_DIR, mini)                                # no error
+    load_directions(find_pack(mini).path("directions"), mini)        # no error
     for name in ("yaw", "smile", "age", "gender", "glasses", "beard", "hair_length", "skin_tone"):
         assert name in shipped, name
     assert shipped.accuracy[shipped.index("yaw")] > 0.8
@@ -336,7 +367,7 @@ def test_guided_editing_keeps_the_others_and_moves_the_target(shipped, mini):
     one = editing.guided_edit_ws(mini, P, ws[0], shipped, {"age": 1.5, "smile": 1.0})
     assert one.shape == ws[0].shape and not np.array_equal(one, ws[0])
     np.testing.assert_array_equal(editing.guided_edit_ws(mini, P, ws[0], shipped, {"age": 0}), ws[0])
-    with pytest.raises(InputError, match="Unknown attribute"):
+    with pytest.raises(InputError, match="Unknown direction 'wings'"):
         editing.guided_edit_ws(mini, P, ws[0], shipped, {"wings": 1})
     with pytest.raises(InputError, match="world predictor has no attribute"):
         P.attribute_scores(torch.zeros(1, 3, 64, 64), ["wings"])

@@ -69,7 +69,8 @@ def directions_for(G, pack) -> tuple:
     from facegen.packs.unsupervised import unsupervised_directions
     if pack is not None and pack.has("directions"):
         ds = find_directions(G, pack)
-        return ds, f"attribute directions from the pack '{pack.name}' (labeller {ds.meta.get('labeller') or '?'})"
+        lab = ds.meta.get("labeller")
+        return ds, f"attribute directions from the pack '{pack.name}' (labeller {LEGACY_LABELLER_NAMES.get(lab, lab) or '?'})"
     where = (f"its pack '{pack.name}' has no attribute directions" if pack is not None
              else "no attribute directions for this generator")
     note = FALLBACK_NOTE.replace("no attribute directions for this generator", where)

@@ -53,18 +53,17 @@ the metadata. Two optional extras fit this interface (not implemented or install
 Either would be passed as ``fit_directions(G, labeller=MyLabeller(), attributes=[...])``; the CLI's
 ``--labeller module:Class`` loads such a class by import path.
 
-Where the app finds directions: :func:`find_directions` matches the generator's fingerprint against
-every ``.npz`` in the folders of ``FACEGEN_DIRECTIONS`` (``os.pathsep``-separated) and then the
-shipped ``assets/packs/mini/directions/``.
+Where the app finds directions: in the generator's feature pack (:func:`find_directions` ->
+:func:`facegen.packs.pack.find_pack`, matched by fingerprint, its ``directions`` component). A generator
+without them is edited along its unsupervised principal components instead
+(:mod:`facegen.packs.unsupervised`, chosen by :func:`facegen.features.editing.directions_for`).
 """
 
 from __future__ import annotations
 
-from facegen.engine.paths import ASSETS
 import argparse
 import datetime
 import json
-import os
 import shlex
 import sys
 import time
@@ -80,12 +79,8 @@ from facegen.engine import latents as L
 from facegen.engine.errors import FingerprintMismatchWarning, InputError, LatentError
 
 __all__ = ["DirectionSet", "fit_directions", "load_directions", "find_directions", "default_edit_layers",
-           "DEFAULT_ATTRIBUTES", "DEFAULT_DIR", "FILE_NAME", "MAX_STEP", "MAX_GAIN", "BANDS", "cli_main"]
+           "default_attributes", "FILE_NAME", "MAX_STEP", "MAX_GAIN", "BANDS", "cli_main"]
 
-#: The attributes fitted by default (the world's main visible attributes).
-DEFAULT_ATTRIBUTES = ("yaw", "smile", "age", "gender", "glasses", "beard", "hair_length", "skin_tone")
-#: Shipped directions (one ``<name>.npz`` per generator, matched by fingerprint).
-DEFAULT_DIR = ASSETS / "packs" / "mini" / "directions"
 FILE_NAME = "directions.npz"
 FORMAT = "facegen-directions"
 FORMAT_VERSION = 1
@@ -305,7 +300,10 @@ class DirectionSet:
         if not ok:
             raise LatentError(f"{name} has inconsistent array shapes; it is damaged.")
         for k, a in arrs.items():
-            if k != "names" and (a.dtype.kind != "f" or not np.all(np.isfinite(a))):
+            if k == "names":
+                continue
+            # accuracies are NaN for unsupervised sets (facegen.packs.unsupervised: nothing was fitted)
+            if a.dtype.kind != "f" or not np.all(np.isfinite(a) | (np.isnan(a) if "accuracy" in k else False)):
                 raise LatentError(f"{name}: array '{k}' must hold finite floats.")
         return cls(names, v.astype(np.float32), arrs["scales"].astype(np.float32),
                    arrs["accuracy"].astype(np.float32), bv.astype(np.float32),
@@ -334,30 +332,37 @@ def load_directions(path: Union[str, Path], G=None, strict: bool = True) -> Dire
 _FOUND: dict = {}
 
 
-def directions_folders() -> list:
-    """Where :func:`find_directions` looks: the folders in FACEGEN_DIRECTIONS (os.pathsep-separated),
-    then the shipped assets/packs/mini/directions."""
-    extra = [Path(p) for p in os.environ.get("FACEGEN_DIRECTIONS", "").split(os.pathsep) if p.strip()]
-    return extra + [DEFAULT_DIR]
+def _read_set(p: Path) -> Optional[DirectionSet]:
+    key = (str(p.resolve()), p.stat().st_mtime_ns)
+    if key not in _FOUND:
+        try:
+            _FOUND[key] = DirectionSet.load(p)
+        except LatentError:
+            _FOUND[key] = None
+    return _FOUND[key]
 
 
-def find_directions(G, folder: Union[str, Path, None] = None) -> Optional[DirectionSet]:
-    """The directions fitted for G (matched by fingerprint) in `folder`, or by default in
-    :func:`directions_folders`; None when there are none."""
-    fp = G.fingerprint
-    for d in ([Path(folder)] if folder is not None else directions_folders()):
-        if not d.is_dir():
-            continue
-        for p in sorted(d.glob("*.npz")):
-            key = (str(p.resolve()), p.stat().st_mtime_ns)
-            if key not in _FOUND:
-                try:
-                    _FOUND[key] = DirectionSet.load(p)
-                except LatentError:
-                    _FOUND[key] = None
-            ds = _FOUND[key]
-            if ds is not None and ds.fingerprint == fp and ds.w_dim == G.w_dim:
-                return ds
+def find_directions(G, source=None) -> Optional[DirectionSet]:
+    """The directions fitted for G, or None when there are none.
+
+    `source`: None (G's pack, :func:`facegen.packs.pack.find_pack`), a :class:`facegen.packs.pack.Pack`
+    (its ``directions`` component), or a folder / ``.npz`` path (every ``.npz`` in a folder is matched
+    by fingerprint). A pack's directions that belong to another generator raise LatentError (the pack
+    is broken); a folder's are skipped."""
+    from facegen.packs.pack import Pack, find_pack
+    if source is None:
+        source = find_pack(G)
+        if source is None:
+            return None
+    if isinstance(source, Pack):
+        if not source.has("directions"):
+            return None
+        return load_directions(source.path("directions"), G)
+    d = Path(source)
+    for p in ([d] if d.suffix == ".npz" and d.is_file() else sorted(d.glob("*.npz")) if d.is_dir() else []):
+        ds = _read_set(p)
+        if ds is not None and ds.fingerprint == G.fingerprint and ds.w_dim == G.w_dim:
+            return ds
     return None
 
 
@@ -396,6 +401,11 @@ def check_attributes(labeller, attributes: Sequence[str]) -> list:
     if not out:
         raise InputError("No attributes to fit.")
     return out
+
+
+def default_attributes(labeller) -> list:
+    """The attributes fitted when none are named: every continuous and boolean attribute of the labeller."""
+    return [n for n, k, _ in labeller.spec if k in ("continuous", "bool")]
 
 
 def labeller_name(labeller) -> str:
@@ -478,7 +488,7 @@ def _render_and_label(G, labeller, ws: torch.Tensor, batch: int, noise_mode: str
     return pred, np.concatenate([valid[i] for i in starts])
 
 
-def fit_directions(G, labeller=None, attributes: Sequence[str] = DEFAULT_ATTRIBUTES, n: int = 3000,
+def fit_directions(G, labeller=None, attributes: Optional[Sequence[str]] = None, n: int = 3000,
                    psi: float = 1.0, seed_start: int = FIT_SEED_START, C: float = 1.0, min_validity: float = 0.5,
                    batch: int = 100, noise_mode: str = "const", mixed: bool = True, model: str = "",
                    log: Optional[Callable] = print) -> DirectionSet:
@@ -486,6 +496,7 @@ def fit_directions(G, labeller=None, attributes: Sequence[str] = DEFAULT_ATTRIBU
 
     `labeller`: a :class:`facegen.labels.base.Labeller` or a labeller name (default: ``"world"``, the face
     world's predictor; ``"photo"`` for real-face generators).
+    `attributes`: default :func:`default_attributes` (the labeller's continuous and boolean attributes).
     `mixed`: also fit per-band directions on `n` style-mixed samples (doubles the rendering time).
     """
     from facegen.labels.base import load_labeller
@@ -493,7 +504,7 @@ def fit_directions(G, labeller=None, attributes: Sequence[str] = DEFAULT_ATTRIBU
     n = int(n)
     if n < 100:
         raise InputError(f"Fitting needs at least 100 samples (got {n}).")
-    attrs = check_attributes(labeller, attributes)
+    attrs = check_attributes(labeller, default_attributes(labeller) if attributes is None else attributes)
     kinds = attribute_kinds(labeller)
     t0 = time.perf_counter()
     log = log or (lambda *_: None)
@@ -636,8 +647,9 @@ def cli_main(argv: list) -> int:
     f = sub.add_parser("fit", help="sample, render, label, fit, save (.npz + metrics.json + README.md)")
     f.add_argument("--model", default="mini", help="registry name, folder, pickle or hf:// reference")
     f.add_argument("--n", type=int, default=3000, help="samples (and as many style-mixed ones)")
-    f.add_argument("--attributes", default=",".join(DEFAULT_ATTRIBUTES),
-                   help="comma-separated; categorical one-vs-rest as 'hair_color:black'")
+    f.add_argument("--attributes", default="",
+                   help="comma-separated; categorical one-vs-rest as 'hair_color:black' (default: the "
+                   "labeller's continuous and boolean attributes)")
     f.add_argument("--labeller", default="world", help="'world' (the shipped predictor), 'world:FOLDER' or "
                    "'module:Class' (a facegen.labels.base.Labeller)")
     f.add_argument("--psi", type=float, default=1.0)
@@ -646,9 +658,10 @@ def cli_main(argv: list) -> int:
     f.add_argument("--min-validity", type=float, default=0.5)
     f.add_argument("--no-bands", action="store_true", help="skip the per-band (w+) fits")
     f.add_argument("--threads", type=int, default=1)
-    f.add_argument("--out", default=str(DEFAULT_DIR), help="folder (gets directions.npz) or a .npz path")
+    f.add_argument("--out", required=True, help="folder (gets directions.npz) or a .npz path, e.g. "
+                   "assets/packs/mini/directions")
     s = sub.add_parser("show", help="print a directions file's summary")
-    s.add_argument("path", nargs="?", default=str(DEFAULT_DIR))
+    s.add_argument("path", help="a directions .npz or a folder holding directions.npz")
     args = p.parse_args(argv)
     if args.cmd == "show":
         ds = load_directions(args.path)
@@ -661,7 +674,8 @@ def cli_main(argv: list) -> int:
     G.eval()
     labeller = _load_labeller(args.labeller)
     command = "python -m facegen directions " + shlex.join(argv)
-    ds = fit_directions(G, labeller, [a for a in args.attributes.split(",") if a.strip()], n=args.n, psi=args.psi,
+    attributes = [a for a in args.attributes.split(",") if a.strip()] or None
+    ds = fit_directions(G, labeller, attributes, n=args.n, psi=args.psi,
                         seed_start=args.seed_start, C=args.C, min_validity=args.min_validity,
                         mixed=not args.no_bands, model=args.model, log=lambda s: print(s, flush=True))
     ds.meta["command"] = command
