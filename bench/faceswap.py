@@ -69,17 +69,21 @@ def main(argv=None) -> int:
     from PIL import Image
     from facegen.features import faceswap as fs
     from facegen import studio
-    from facegen.packs.directions import find_directions
     from facegen.world.predictor import load_world_predictor
+    from facegen.packs.alignment import alignment_for
+    from facegen.world.videos import sample_frames
 
     t_start = time.time()
     G = studio.models().get(a.model)
+    pack = studio.models().pack(G)
     threads = studio.cpu_threads(G)
     ws, _ = studio.resolve_faces(G, studio.parse_faces(a.face, 1, "face"), 0.7)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    res = fs.swap_video(G, ws[0], a.video, out / "faceswap.mp4", find_directions(G), a.seconds, a.views, a.color,
-                        a.region, state=fs.TrainState.new(ch=a.width, code=8 * a.width, input_region=a.input_region),
+    template = alignment_for(G, pack)
+    res = fs.swap_video(G, pack, ws[0], a.video, out / "faceswap.mp4", a.seconds, a.views, a.color, a.region,
+                        state=fs.TrainState.new(ch=a.width, code=8 * a.width, input_region=a.input_region,
+                                                points=template.at(fs.CROP)),
                         log=lambda m: print("  " + m, flush=True), ssim_weight=a.ssim)
     total = time.time() - t_start
     p, st = res["prepared"], res["state"]
@@ -87,8 +91,7 @@ def main(argv=None) -> int:
     # 2. faces of the decoded result, aligned like the target's; 3. pose and expression follow the video
     f = p.track.found
     P = load_world_predictor()
-    world = p.track.detector != "dlib"
-    crops_t, _ = fs.align_crops(p.frames[f], p.track.landmarks[f], world=world)
+    crops_t = fs.align_crops(p.frames[f], p.track.transforms[f], fs.CROP)
     pt = P.predict(crops_t)
     views, _ = fs.identity_set(G, ws[0], None, 8, sigma=0.0)
     pa = P.predict(views[:1])
@@ -96,11 +99,11 @@ def main(argv=None) -> int:
     mean_a = feats_a.mean(0)
     _, feats_t, _ = P.predict_all(crops_t)
     dist_t = float(np.linalg.norm(feats_t - mean_a, axis=1).mean())
-    _, _, yaw_true, smile_true = fs.sample_frames(a.person) if a.person else (None, None, None, None)
+    _, _, yaw_true, smile_true = sample_frames(a.person) if a.person else (None, None, None, None)
 
     def judge(path):
         back, _ = fs.read_video_checked(path)
-        crops_s, _ = fs.align_crops(back[f], p.track.landmarks[f], world=world)
+        crops_s = fs.align_crops(back[f], p.track.transforms[f], fs.CROP)
         ps = P.predict(crops_s)
         rows = identity_report(pt, ps, pa)
         r = {k: float(np.corrcoef(pt[k], ps[k])[0, 1]) for k in ("yaw", "smile")}
@@ -119,7 +122,7 @@ def main(argv=None) -> int:
         if (color, region) == (a.color, a.region):
             continue
         t0 = time.time()
-        o, _, _ = fs.convert(p.frames, p.track, st.model, color, region)
+        o, _, _ = fs.convert(p.frames, p.track, st.model, p.points, color, region)
         vp, _ = fs.write_result(o, p.info, out / f"faceswap-{color}-{region}.mp4")
         dt = time.time() - t0
         _, vrows, vr, _, vlike = judge(vp)
@@ -134,6 +137,7 @@ def main(argv=None) -> int:
     print(f"\nfaceswap bench: {Path(a.video).name} ({len(p.frames)} frames, {p.info.seconds:.1f} s, "
           f"{p.info.width}x{p.info.height}), A = {a.face}, {threads} CPU thread(s), detector {p.track.detector}, "
           f"faces in {int(f.sum())}/{len(f)} frames")
+    print("; ".join(res["notes"]))
     print(f"training: {st.step} steps in {tm['train_s']:.0f} s, last-50 loss A "
           f"{np.mean([l[1] for l in st.losses[-50:]]):.4f} B {np.mean([l[2] for l in st.losses[-50:]]):.4f}")
     print("\n| identity attribute | target | swapped | A | abs(target - A) | abs(swapped - A) |")

@@ -1,5 +1,10 @@
 """Faceswap video: train a shared-encoder / two-decoder autoencoder on identity A (views of one latent) and
-the faces of a video, then put A's face into every frame (facegen.features.faceswap does the work)."""
+the faces of a video, then put A's face into every frame (facegen.features.faceswap does the work).
+
+Works on any generator: the active model's pack (``studio.models().pack``) is passed to every faceswap
+call; where it lacks a part (alignment template, landmark localiser, directions, a bank for the default
+identity) the fallback used is named in the tab (under the title), in the note and in the status that
+the API returns."""
 
 from __future__ import annotations
 
@@ -12,11 +17,12 @@ from typing import Optional
 import gradio as gr
 import numpy as np
 
+from facegen import studio
+from facegen.engine.errors import FacegenError, InputError
 from facegen.features import faceswap as fs
-from facegen.engine.errors import InputError
 
 from .common import GPU_EVENT, Ctx, gpu, load_model, out_dir, save_png, ui_errors, warn_all
-from .edit import FACE_INFO, directions_for, resolve_face, shelf_face
+from .edit import FACE_INFO, resolve_face, shelf_face
 
 TAB = "faceswap"
 TITLE = "Faceswap video"
@@ -31,10 +37,18 @@ REGIONS = [("Head (face + hair top)", "head"), ("Inner face (classic)", "face")]
 def available() -> bool:
     try:
         import imageio_ffmpeg  # noqa: F401
-        fs.load_localiser()
         return True
-    except Exception:  # pragma: no cover - the localiser ships in assets/
+    except ImportError:  # pragma: no cover - imageio-ffmpeg is in requirements.txt
         return False
+
+
+def default_face(G) -> tuple:
+    """Identity A's default on G -> (face spec, note): the first bank face of its pack, else seed 0."""
+    return fs.default_identity(G, studio.models().pack(G))
+
+
+def fallbacks_line(G) -> str:
+    return fs.describe_fallbacks(studio.models().pack(G)) + f" Default identity A: {default_face(G)[1]}."
 
 
 def sample_choices() -> list:
@@ -65,30 +79,28 @@ def ensure_prepared(G, model: str, face, psi, shelf, video: str, views, detector
     identity set, tracking, aligned crops -> a session folder (faces.npz, track.npz, session.json)."""
     if not 50 <= int(views) <= 200:
         raise InputError(f"Identity A needs 50 to 200 views (got {views}).")
-    if detector not in ("auto", "world", "dlib"):
-        raise InputError(f"Unknown face detector '{detector}' (auto, world or dlib).")
+    if detector not in fs.DETECTORS:
+        raise InputError(f"Unknown face detector '{detector}' ({', '.join(fs.DETECTORS)}).")
+    pre = []
+    if not str(face or "").strip():
+        face, id_note = default_face(G)
+        pre.append(id_note)
     ws, label, notes = resolve_face(G, face, psi, shelf, None)
     warn_all(notes)
     fs.probe_video(video)                      # typed errors before any work
     key = _key(model, ws, video, views, detector)
     if session and session.get("key") == key and Path(session["dir"], "faces.npz").exists():
         return session
-    progress(0.05, desc="Identity set, face tracking and alignment")
-    ds = directions_for(G, model) if _has_directions(G) else None
-    p = fs.prepare(G, ws, video, ds, int(views), detector, log=lambda *a: None)
+    progress(0.05, desc="Alignment template, identity set, face tracking and alignment")
+    p = fs.prepare(G, studio.models().pack(G), ws, video, int(views), detector, log=lambda *a: None)
     d = out_dir()
     fs.save_prepared(p, d)
-    np.savez(d / "track.npz", landmarks=p.track.landmarks, found=p.track.found)
     sess = {"key": key, "dir": str(d), "label": label, "video": video, "has_audio": p.info.has_audio,
             "frames": int(len(p.frames)), "found": int(p.track.found.sum()), "detector": p.track.detector,
-            "fps": p.info.fps, "views": int(views), "timings": {k: round(v, 1) for k, v in p.timings.items()}}
+            "fps": p.info.fps, "views": int(views), "notes": pre + p.notes,
+            "template": p.template.source, "timings": {k: round(v, 1) for k, v in p.timings.items()}}
     Path(d, "session.json").write_text(json.dumps(sess))
     return sess
-
-
-def _has_directions(G) -> bool:
-    from facegen.packs.directions import find_directions
-    return find_directions(G) is not None
 
 
 @gpu(duration=MAX_BUDGET + 60)
@@ -101,14 +113,14 @@ def _train_gpu(folder: str, seconds: float, progress=None) -> dict:
     st = fs.TrainState.load(ckpt) if ckpt.exists() else fs.TrainState.new()
     st.model.to(pick_device())
     data = np.load(d / "faces.npz", allow_pickle=False)
-    fa, fb = data["faces_a"], data["faces_b"]
+    fa, fb, points = data["faces_a"], data["faces_b"], data["points"]
 
     def cb(s, el):
         if progress is not None:
             progress(min(0.99, el / max(seconds, 1e-6)),
                      desc=f"Training: step {s.step}, loss A {s.losses[-1][1]:.3f}, B {s.losses[-1][2]:.3f}")
     with torch.enable_grad():
-        fs.train(st, fa, fb, seconds, callback=cb)
+        fs.train(st, fa, fb, seconds, callback=cb, points=points)
     st.model.cpu()
     st.save(ckpt)
     last = np.mean(np.asarray(st.losses[-50:])[:, 1:], 0) if st.losses else np.array([np.nan, np.nan])
@@ -117,13 +129,12 @@ def _train_gpu(folder: str, seconds: float, progress=None) -> dict:
 
 
 @gpu(duration=120)
-def _convert_gpu(folder: str, video: str, color: str, region: str, detector: str) -> dict:
+def _convert_gpu(folder: str, video: str, color: str, region: str) -> dict:
     d = Path(folder)
     st = fs.TrainState.load(d / "checkpoint.pt")
     frames, info = fs.read_video_checked(video)
-    t = np.load(d / "track.npz", allow_pickle=False)
-    track = fs.Track(t["landmarks"], t["found"], detector)
-    out, _, _ = fs.convert(frames, track, st.model, color, region)
+    points = np.load(d / "faces.npz", allow_pickle=False)["points"]
+    out, _, _ = fs.convert(frames, fs.load_track(d), st.model, points, color, region)
     path, audio = fs.write_result(out, info, d / f"faceswap-{st.step}.mp4")
     return {"path": str(path), "audio": audio, "step": st.step}
 
@@ -132,7 +143,12 @@ def _status(sess: dict, res: dict) -> str:
     return (f"**{sess['label']}** → `{Path(sess['video']).name}`: faces in {sess['found']}/{sess['frames']} frames "
             f"({sess['detector']} detector), {sess['views']} views of A. Trained {res['step']} steps "
             f"({res['seconds']:.0f} s in all); loss A {res['loss_a']:.3f}, B {res['loss_b']:.3f}. "
-            "Press **Train** again to continue from here.")
+            "Press **Train** again to continue from here. " + _notes(sess))
+
+
+def _notes(sess: dict) -> str:
+    """The fallbacks and sources this session used (alignment template first), one sentence each."""
+    return " ".join(n[0].upper() + n[1:] + "." for n in sess.get("notes", []))
 
 
 @ui_errors
@@ -180,7 +196,7 @@ def swap_event(face, psi, video, sample, budget, views, detector, color, region,
     if not Path(sess["dir"], "checkpoint.pt").exists():
         res = _train_gpu(sess["dir"], budget, _gpu_progress(progress))
     progress(0.9, desc="Converting frames")
-    out = _convert_gpu(sess["dir"], path, color, region, sess["detector"])
+    out = _convert_gpu(sess["dir"], path, color, region)
     if res is None:
         res = _train_gpu(sess["dir"], 0)          # zero seconds: preview and figures of the trained model
     png = save_png(res["preview"], Path(sess["dir"]) / f"preview-{res['step']}.png")
@@ -193,22 +209,34 @@ def swap_event(face, psi, video, sample, budget, views, detector, color, region,
         gr.Warning("The video has no audio track: the result is silent.")
     if sess["found"] < sess["frames"]:
         note += f" {sess['frames'] - sess['found']} frames without a detected face are left unchanged."
+    note += " " + _notes(sess)
     return out["path"], [out["path"], png], note, png, _status(sess, res), sess
+
+
+def _initial(ctx: Ctx) -> tuple:
+    """(default face spec, fallbacks line) for the app's default model; seed 0 if it cannot be loaded."""
+    try:
+        G = studio.models().get(studio.models().default())
+        return default_face(G)[0], fallbacks_line(G)
+    except FacegenError as e:
+        return "0", f"(the default model is not available: {e})"
 
 
 def build(ctx: Ctx):
     session = gr.State(None)
+    face0, fallbacks0 = _initial(ctx)
     with gr.Tab(TITLE, id=TAB):
         gr.Markdown("Put a face (identity **A**: a seed, a shelf face — e.g. an encoded photo — or a bank face) "
                     "into a video. facegen renders A turning and smiling, finds and aligns the faces of the "
                     "video, trains a faceswap autoencoder (shared encoder, one decoder per identity) for the "
                     "time budget, then swaps A's face into every frame and keeps the audio. "
                     f"Videos up to {fs.MAX_SECONDS:g} s ({', '.join(fs.VIDEO_EXTS)}).")
+        fallbacks = gr.Markdown(fallbacks0, elem_id="faceswap-fallbacks")
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 with gr.Row(equal_height=True):
-                    face = gr.Textbox("@Imani Brooks", label="Identity A", info=FACE_INFO, scale=4,
-                                      elem_id="faceswap-face")
+                    face = gr.Textbox(face0, label="Identity A", info=FACE_INFO + "; empty: the model's default",
+                                      scale=4, elem_id="faceswap-face")
                     pick = gr.Button("Use shelf face", size="sm", scale=1)
                 psi = gr.Slider(-1, 1.5, value=0.7, step=0.05, label="Truncation ψ (for seeds)")
                 video = gr.File(label="Target video (mp4 / webm / mov)", type="filepath", elem_id="faceswap-video")
@@ -223,8 +251,9 @@ def build(ctx: Ctx):
                 with gr.Accordion("More", open=False):
                     region = gr.Radio(REGIONS, value="head", label="Swapped region")
                     views = gr.Slider(50, 200, value=120, step=10, label="Views of A (training set size)")
-                    detector = gr.Radio(["auto", "world", "dlib"], value="auto",
-                                        label="Face detector (auto: face-world localiser or dlib for real faces)")
+                    detector = gr.Radio(list(fs.DETECTORS), value="auto",
+                                        label="Face detector (auto: the pack's landmark localiser when it fits the "
+                                              "video, else dlib)")
             with gr.Column(scale=2):
                 result = gr.Video(label="Result (mp4)", format="mp4", autoplay=True, loop=True, height=320,
                                   interactive=False, elem_id="faceswap-result")
@@ -240,3 +269,5 @@ def build(ctx: Ctx):
     swap_btn.click(swap_event, common + [color, region, ctx.model, ctx.shelf, session],
                    [result, files, note, preview, status, session], api_name="faceswap", **GPU_EVENT)
     pick.click(shelf_face, ctx.shelf_selected, face, api_name="faceswap_pick_shelf", api_visibility="undocumented")
+    ctx.on_model(lambda G: {face: gr.Textbox(value=default_face(G)[0]), fallbacks: fallbacks_line(G)},
+                 [face, fallbacks])

@@ -1,5 +1,7 @@
-"""facegen.features.faceswap: identity set, video checks, tracking, smoothing, alignment, colour transfer, Poisson
-blending, training (loss falls, resume continues), conversion with audio kept, and the bad-input errors."""
+"""facegen.features.faceswap on mini (with its pack): identity set, video checks, tracking with the pack's
+localiser, smoothing, alignment, colour transfer, Poisson blending, training (loss falls, resume continues),
+conversion with audio kept, and the bad-input errors. The generic-generator side (no pack, templates) is in
+tests/test_faceswap_alignment.py and tests/test_faceswap_app.py."""
 
 import subprocess
 from pathlib import Path
@@ -17,25 +19,38 @@ SILENT = ROOT / "assets" / "videos" / "short-silent.mp4"
 
 @pytest.fixture(scope="module")
 def mini():
-    from facegen import load_generator
+    from facegen.engine.loaders import load_generator
     torch.set_num_threads(1)
     return load_generator("mini")
 
 
 @pytest.fixture(scope="module")
+def pack(mini):
+    from facegen.packs.pack import find_pack
+    return find_pack(mini)
+
+
+@pytest.fixture(scope="module")
+def localiser(pack):
+    return fs.pack_localiser(pack)
+
+
+@pytest.fixture(scope="module")
 def clip():
     """The first second of the lena sample: decoded frames + the renderer's true landmarks."""
+    from facegen.world.videos import sample_frames
     frames, _ = fs.read_video_checked(SAMPLE)
-    _, lm, yaw, smile = fs.sample_frames("sample-lena", seconds=1.0)
+    _, lm, yaw, smile = sample_frames("sample-lena", seconds=1.0)
     return frames[:24], lm, yaw
 
 
-def test_identity_set_views_are_the_same_person_posed_differently(mini):
-    from facegen.packs.directions import find_directions
+def test_identity_set_views_are_the_same_person_posed_differently(mini, pack):
     from facegen.engine.synthesis import synthesize
     from facegen.engine.latents import seeds_to_ws
     ws = seeds_to_ws(mini, [7], psi=0.7).numpy()[0]
-    imgs, vws = fs.identity_set(mini, ws, find_directions(mini), n=12)
+    ds, note = fs.pack_directions(mini, pack)
+    assert "yaw and smile" in note and "mini" in note
+    imgs, vws = fs.identity_set(mini, ws, ds, n=12)
     assert imgs.shape == (12, 64, 64, 3) and vws.shape == (12, mini.num_ws, mini.w_dim)
     assert np.array_equal(imgs[0], synthesize(mini, ws[None])[0])           # view 0 is the face itself
     assert np.allclose(vws[:, 8:], ws[None, 8:])                             # fine layers untouched
@@ -72,10 +87,12 @@ def test_bad_videos_give_clear_errors(tmp_path):
         fs.probe_video(None)
 
 
-def test_localiser_tracks_world_faces(clip):
+def test_localiser_tracks_world_faces(clip, localiser, pack):
+    from facegen.labels.base import load_labeller
     frames, lm_true, _ = clip
-    assert fs.choose_detector(frames) == "world"
-    tr = fs.track_faces(frames, "world")
+    assert fs.choose_detector(frames, localiser, load_labeller(pack.labeller)) == "localiser"
+    assert fs.choose_detector(frames, None) == "dlib"                        # no localiser: dlib
+    tr = fs.track_faces(frames, "localiser", localiser)
     assert tr.found.all()
     err = np.linalg.norm(tr.landmarks - lm_true, axis=-1)
     eyes_mouth = err[:, [0, 1, 3, 4]].mean()
@@ -83,19 +100,25 @@ def test_localiser_tracks_world_faces(clip):
     assert eyes_mouth < 0.1 * iod, (eyes_mouth, iod)
 
 
-def test_world_framing_beats_feature_alignment():
-    fit = fs.fit_framing(n=300, seed=11, log=lambda *a: None)
+def test_world_framing_beats_feature_alignment(localiser):
+    from facegen.world.localiser import fit_framing
+    fit = fit_framing(localiser.points, n=300, seed=11, log=lambda *a: None)
     assert fit["framing_corner_error_px_at_64"] < 0.4 * fit["framing_corner_error_px_features_only"]
-    lm = fs.template(64)[None]
-    M = fs.align_transforms(lm, 64)                              # the mean face is framed as it is
+    lm = localiser.points * 64
+    M = fs.align_transforms(lm[None], lm, 64, localiser.framing)   # the mean face is framed as it is
     assert np.abs(M[0, :, :2] - np.eye(2)).max() < 0.05 and np.abs(M[0, :, 2]).max() < 2
 
 
-def test_no_face_video_is_refused():
+def test_no_face_video_is_refused(localiser):
     t = np.linspace(0, 1, 160)
     frames = np.stack([np.stack(list(np.meshgrid(t, t)) + [np.full((160, 160), k / 24)], -1) for k in range(24)])
+    frames = (frames * 255).astype(np.uint8)
     with pytest.raises(fs.NoFaceInVideoError, match="No face"):
-        fs.track_faces((frames * 255).astype(np.uint8), "world")
+        fs.track_faces(frames, "localiser", localiser)
+    with pytest.raises(fs.NoFaceInVideoError, match="No face"):
+        fs.track_faces(frames[:4], "dlib")
+    with pytest.raises(fs.InputError, match="no landmark localiser"):
+        fs.track_faces(frames[:4], "localiser", None)
 
 
 def test_smoothing_reduces_jitter_within_runs_only():
@@ -206,18 +229,23 @@ def test_input_region_hides_the_rest_from_the_encoder(tmp_path):
     assert (whole.model(x, 0) - whole.model(y, 0)).abs().max() > 0      # without it, the rest matters
 
 
-def test_convert_writes_mp4_with_same_frames_and_audio(tmp_path, clip):
+def test_convert_writes_mp4_with_same_frames_and_audio(tmp_path, clip, mini, pack, localiser):
+    from facegen.packs.alignment import alignment_for
     frames, _, _ = clip
     short = tmp_path / "short.mp4"
     subprocess.run([fs.ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(SAMPLE), "-t", "1", "-c:v", "libx264",
                     "-pix_fmt", "yuv420p", "-c:a", "aac", str(short)], check=True)
     frames, info = fs.read_video_checked(short)
     assert info.has_audio
-    tr = fs.track_faces(frames, "world")
+    tr = fs.track_faces(frames, "localiser", localiser)
+    template = alignment_for(mini, pack)
+    assert template.source == "generator" and "pack 'mini'" in template.note
+    tr.transforms = fs.track_transforms(tr, template)
+    points = template.at(64)
     st = fs.TrainState.new()
-    crops, _ = fs.align_crops(frames, tr.landmarks)
-    fs.train(st, crops, crops, max_steps=2, batch=4)
-    out, swapped, crops2 = fs.convert(frames, tr, st.model, "reinhard")
+    crops = fs.align_crops(frames, tr.transforms, 64)
+    fs.train(st, crops, crops, max_steps=2, batch=4, points=points)
+    out, swapped, crops2 = fs.convert(frames, tr, st.model, points, "reinhard")
     assert out.shape == frames.shape and swapped.shape == crops.shape
     changed = np.abs(out.astype(int) - frames).mean((1, 2, 3))
     assert (changed[tr.found] > 0.5).all()
@@ -227,7 +255,7 @@ def test_convert_writes_mp4_with_same_frames_and_audio(tmp_path, clip):
     assert audio is True
     back, info2 = fs.read_video_checked(path)
     assert len(back) == len(frames) and info2.has_audio
-    out2, _, _ = fs.convert(frames, tr, st.model, "seamless")
+    out2, _, _ = fs.convert(frames, tr, st.model, points, "seamless")
     assert out2.shape == frames.shape
     path2, audio2 = fs.write_result(out2, fs.probe_video(SILENT), tmp_path / "silent.mp4")
     assert audio2 is False and not fs.probe_video(path2).has_audio

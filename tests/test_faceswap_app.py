@@ -24,6 +24,7 @@ def test_swap_short_clip_end_to_end_then_resume(client):
     frames, info = fs.read_video_checked(path)
     assert len(frames) == 48 and (info.width, info.height) == (160, 160)
     assert "no audio track" in note and "Swapped" in note
+    assert "own samples" in note and "pack 'mini'" in note and "localiser" in note   # mini's pack is used
     assert Path(preview).is_file() and len(files) == 2
     steps = int(status.split("Trained ")[1].split(" steps")[0])
     assert steps > 0
@@ -58,3 +59,69 @@ def test_bad_videos(client, tmp_path):
     assert "the limit is 20 s" in _error(client, video=handle_file(str(long)))
     assert "No video" in _error(client, sample="(use the uploaded video)")
     assert "minimum value 5" in _error(client, budget=0)            # the slider's own range check
+
+
+# ---------------------------------------------------------------------------
+# Any generator: the studio serving the StyleGAN2-ADA fixture (32 px, random weights, no pack)
+# ---------------------------------------------------------------------------
+
+LENA = ROOT / "assets" / "videos" / "sample-lena.mp4"
+ADA_ARGS = dict(psi=0.7, video=None, sample="sample-lena", budget=5, views=50, detector="auto")   # face: default
+
+
+def _face_regions(frame: np.ndarray):
+    """Independently of the app: dlib's face in `frame` -> (inner-face mask, far-from-the-face mask), or None.
+    Inner: the box around the eyes and the mouth. Far: beyond the swapped head region of any template --
+    more than 1.9 eye distances to the side of the eye-mouth centre, 1.5 below or 2.4 above it."""
+    from facegen.labels.align import detect_faces
+    faces = detect_faces(frame)
+    if not faces:
+        return None
+    p = faces[0].landmarks
+    feats = np.concatenate([p[36:48], p[48:68]])
+    x0, y0 = np.floor(feats.min(0)).astype(int)
+    x1, y1 = np.ceil(feats.max(0)).astype(int)
+    inner = np.zeros(frame.shape[:2], bool)
+    inner[y0:y1 + 1, x0:x1 + 1] = True
+    iod = np.linalg.norm(p[42:48].mean(0) - p[36:42].mean(0))
+    c = (p[36:48].mean(0) + p[48:68].mean(0)) / 2
+    ys, xs = np.mgrid[:frame.shape[0], :frame.shape[1]]
+    dx, dy = (xs - c[0]) / iod, (ys - c[1]) / iod
+    far = (np.abs(dx) > 1.9) | (dy > 1.5) | (dy < -2.4)
+    return inner, far
+
+
+def test_any_generator_trains_and_swaps_with_a_named_template(ada_client):
+    """No pack: identity A defaults to a seed of the active generator, the alignment template falls back to
+    the generic FFHQ one (no face on the fixture's noise samples) and says so; the swapped video changes the
+    face and nothing far from it; frames without a face pass through."""
+    api = ada_client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/faceswap"]
+    face_param = next(p for p in api["parameters"] if p["parameter_name"] == "face")
+    assert face_param["parameter_default"] == "0"                       # a seed, not a bank face of mini
+    preview, status = ada_client.predict(**ADA_ARGS, api_name="/faceswap_train")
+    assert Path(preview).is_file()
+    assert "generic FFHQ 5-point template" in status and "dlib" in status and "**seed 0**" in status
+    steps = int(status.split("Trained ")[1].split(" steps")[0])
+    assert steps > 0
+    video, files, note, _, status2 = ada_client.predict(**ADA_ARGS, color="none", region="head",
+                                                        api_name="/faceswap")
+    assert "generic FFHQ 5-point template" in note and "coarse-layer noise only" in note
+    assert "The original audio is kept" in note
+    assert int(status2.split("Trained ")[1].split(" steps")[0]) == steps   # the session's model, reused
+    out, _ = fs.read_video_checked(video["video"] if isinstance(video, dict) else video)
+    src, _ = fs.read_video_checked(LENA)
+    assert out.shape == src.shape
+    inside, far, untouched = [], [], []
+    for i in range(0, len(src), 4):
+        diff = np.abs(out[i].astype(int) - src[i]).max(-1)
+        regions = _face_regions(src[i])
+        if regions is None:
+            untouched.append((diff > 24).mean())                        # the whole frame, codec noise only
+            continue
+        inner, outer = regions
+        inside.append(diff[inner].mean())
+        far.append((diff[outer] > 24).mean())
+    assert len(inside) >= 20
+    assert np.median(inside) > 12, inside                               # the face is replaced ...
+    assert max(far) < 0.002, far                                        # ... and nothing far from it
+    assert not untouched or max(untouched) < 0.002, untouched
