@@ -5,7 +5,7 @@
 For every class and method, `--n` faces at truncation `--psi`, on one CPU thread:
 
 * **hit rate**, judged by the world predictor (``load_world_predictor()``), which none of the methods
-  was trained against: the class predicate (``facegen.features.customize.CLASSES``) applied to its
+  was trained against: the class predicate (``facegen.world.classes.WORLD_CLASSES``) applied to its
   predictions. The training classifier's own verdict ("self") is listed beside it;
 * **diversity**: mean pairwise distance of the world predictor's features among the class's faces,
   divided by the same for unconditional faces of the same generator at the same psi (1.0 = as
@@ -19,7 +19,7 @@ Methods: ``unconditional`` (the base rate, for reference), ``rejection`` (sample
 ``zcode`` (z-code generator, no check: the app's check "none"), ``zcode+check`` (z-code proposals,
 rejection by the classifier: the app's default), ``zcode+check+varied`` (the same, 4x as many hits, the
 64 most varied of them kept by ``customize.varied_subset``: the app's "most varied"), and ``finetuned``
-(a generator fine-tuned on the class, where one is registered as ``mini-<class>``). Goals: hit rate
+(a generator fine-tuned on the class, where the pack names one: ``pack.get("finetuned")``). Goals: hit rate
 >= 95 % with diversity >= 80 % of unconditional; the z-code generator faster than rejection for rare
 classes (base rate < 15 %).
 
@@ -46,8 +46,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from facegen.features import customize as cz  # noqa: E402
-from facegen import load_generator
+from facegen import load_generator  # noqa: E402
 from facegen.engine import registry  # noqa: E402
+from facegen.labels.classes import label_table  # noqa: E402
+from facegen.packs.classifier import load_classifier, load_zcodes  # noqa: E402
+from facegen.packs.pack import find_pack, require  # noqa: E402
+from facegen.world.classes import WORLD_CLASSES, label_bank  # noqa: E402
 from facegen.world.predictor import load_world_predictor  # noqa: E402
 
 SEED = 900_000
@@ -63,7 +67,7 @@ def mean_pairwise(feats: np.ndarray) -> float:
 
 def judge(P, C, images: np.ndarray, name: str) -> dict:
     pred, feats, valid = P.predict_all(images)
-    hit = cz.class_mask(cz.predicted_table(pred), [name])[:, 0]
+    hit = WORLD_CLASSES.mask(label_table(pred, P.spec), [name])[:, 0]
     self_hit = C.probs(images)[:, C.index([name])[0]] >= 0.5
     return {"hit": float(hit.mean()), "self_hit": float(self_hit.mean()), "valid": float((valid > 0.5).mean()),
             "feats": feats}
@@ -86,22 +90,23 @@ def main(argv=None) -> int:
     ap.add_argument("--classes", default="")
     ap.add_argument("--conditional", default="", help="a class-conditional generator (folder or registry name) to "
                     "bench as method 'conditional' (default: registry '<model>-conditional' if there is one)")
-    ap.add_argument("--zcodes", default=None, help="z-code generators folder (default: the shipped ones)")
+    ap.add_argument("--zcodes", default=None, help="z-code generators folder (default: the model's pack's)")
     ap.add_argument("--out", default=str(ROOT / "assets" / "customize" / "bench.json"))
     ap.add_argument("--grid", default=str(ROOT / "assets" / "customize" / "samples.png"),
                     help="a PNG with 8 z-code faces per class (one row each); '' to skip")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     G = load_generator(a.model).eval()
-    P, C = load_world_predictor(), cz.load_classifier()
-    bank = cz.load_zcodes(a.zcodes, G=G)
+    pack = find_pack(G, hub=False)
+    P, C = load_world_predictor(), load_classifier(require(pack, "classifier", "bench/customize.py"))
+    bank = load_zcodes(a.zcodes or require(pack, "zcodes", "bench/customize.py"), G=G)
     names = [n.strip() for n in a.classes.split(",") if n.strip()] or bank.classes
 
     # Unconditional reference: base rates and feature spread.
     z = torch.randn(a.n_ref, G.z_dim, generator=torch.Generator().manual_seed(SEED))
-    (ref_images, _), t_ref = timed(lambda: cz._generate(G, z, a.psi))
+    (ref_images, _), t_ref = timed(lambda: cz.generate_from_z(G, z, a.psi))
     pred, ref_feats, _ = P.predict_all(ref_images)
-    ref_mask = cz.class_mask(cz.predicted_table(pred), names)
+    ref_mask = WORLD_CLASSES.mask(label_table(pred, P.spec), names)
     # diversity reference on n faces (the same n as the class sets: the estimate's bias matches)
     ref_div = float(np.mean([mean_pairwise(ref_feats[i:i + a.n]) for i in range(0, a.n_ref - a.n + 1, a.n)]))
     print(f"generator {a.model} ({G.fingerprint}), psi {a.psi}, n {a.n}; unconditional: "
@@ -111,9 +116,9 @@ def main(argv=None) -> int:
     ceiling = {}
     if a.n_ceiling:
         zc = torch.randn(a.n_ceiling, G.z_dim, generator=torch.Generator().manual_seed(SEED + 7))
-        cimg = np.concatenate([cz._generate(G, zc[i:i + 256], a.psi)[0] for i in range(0, a.n_ceiling, 256)])
+        cimg = np.concatenate([cz.generate_from_z(G, zc[i:i + 256], a.psi)[0] for i in range(0, a.n_ceiling, 256)])
         cpred, cfeats, _ = P.predict_all(cimg)
-        cmask = cz.class_mask(cz.predicted_table(cpred), names)
+        cmask = WORLD_CLASSES.mask(label_table(cpred, P.spec), names)
         rng = np.random.default_rng(0)
         for k, name in enumerate(names):
             idx = np.flatnonzero(cmask[:, k])
@@ -124,12 +129,9 @@ def main(argv=None) -> int:
                   f"their diversity {div if div is not None else float('nan'):.2f}", flush=True)
 
     finetuned = {}
-    for name in names:
-        reg = f"{a.model}-{name.replace(':', '-')}"
-        try:
+    for name, reg in (pack.get("finetuned") or {}).items():
+        if name in names:
             finetuned[name] = (reg, load_generator(reg).eval())
-        except Exception:
-            pass
 
     conditional = None
     cond_src = a.conditional or (f"{a.model}-conditional" if registry.has(f"{a.model}-conditional") else "")
@@ -152,11 +154,13 @@ def main(argv=None) -> int:
         if name in finetuned:
             reg, Gf = finetuned[name]
             zf = torch.randn(a.n, Gf.z_dim, generator=torch.Generator().manual_seed(seed))
-            runs[f"finetuned ({reg})"] = lambda: dict(zip(("images", "ws"), cz._generate(Gf, zf, a.psi)), kept=a.n,
+            runs[f"finetuned ({reg})"] = lambda: dict(zip(("images", "ws"), cz.generate_from_z(Gf, zf, a.psi)), kept=a.n,
                                                        tries=a.n)
         if conditional is not None:
             src, Gc = conditional
-            runs[f"conditional ({Path(src).name})"] = lambda: cz.conditional_sample(Gc, [name], a.n, a.psi, seed)
+            codes = label_bank(tuple(Gc.meta.get("classes") or ()))
+            runs[f"conditional ({Path(src).name})"] = lambda: cz.conditional_sample(Gc, [name], a.n, a.psi, seed,
+                                                                                     codes)
         rows.append({"class": name, "method": "unconditional", "base_rate": base, "hit": base,
                      "diversity": 1.0, "ms_per_face": t_ref / a.n_ref * 1000, "kept": a.n_ref, "tries": a.n_ref,
                      **ceiling.get(name, {})})

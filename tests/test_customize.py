@@ -1,6 +1,8 @@
-"""Customisation by class (facegen.features.customize): classes and clashes, rejection sampling, z-code
-generators, the shipped assets and the fine-tuning hook of the training loop."""
+"""Customisation by class: class rules over labellers' tables (facegen.labels.classes, facegen.world.classes),
+the class sampler pack component (facegen.packs.classes), customize() with and without a pack
+(facegen.features.customize), mini's classifier / z-code path, and the training hooks (facegen.world.class_training)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -8,13 +10,20 @@ import pytest
 import torch
 
 import facegen
-from facegen.features import customize as cz
 from facegen.engine.errors import InputError
+from facegen.features import customize as cz
+from facegen.labels.base import load_labeller
+from facegen.labels.classes import PHOTO_CLASSES, class_mask, classes_for, label_table
+from facegen.packs.classes import ClassSampler, build_class_sampler, generate_from_z
+from facegen.packs.classifier import load_classifier, load_zcodes
+from facegen.packs.pack import Pack, PackMismatchError, find_pack, new_manifest
+from facegen.world.classes import WORLD_CLASSES, world_table
 from facegen.world.render import render_batch
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.timeout(120)
+ADA = REPO.parent / "shared" / "fixtures" / "stylegan2-ada-tiny" / "G_ema.pkl"
+pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(scope="module")
@@ -23,37 +32,72 @@ def G():
 
 
 @pytest.fixture(scope="module")
-def C():
-    return cz.load_classifier()
+def pack(G):
+    return find_pack(G, hub=False)
 
 
-# -- classes -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def C(pack):
+    return load_classifier(pack.path("classifier"))
+
+
+@pytest.fixture(scope="module")
+def world():
+    return load_labeller("world")
+
+
+@pytest.fixture(scope="module")
+def ada():
+    if not ADA.exists():
+        pytest.skip(f"the StyleGAN2-ADA golden fixture is absent ({ADA})")
+    return facegen.load_generator(str(ADA)).eval()
+
+
+def world_hits(P, images, names):
+    return WORLD_CLASSES.mask(label_table(P.predict(images), P.spec), names).all(1)
+
+
+# -- class rules -----------------------------------------------------------------------------------
+
+def test_rule_sets_are_found_by_labeller_name_or_object(world):
+    assert classes_for("world") is WORLD_CLASSES and classes_for(world) is WORLD_CLASSES
+    assert classes_for("photo") is PHOTO_CLASSES
+    assert len(WORLD_CLASSES.names()) == 17 and {"glasses", "hair:red", "bald"} <= set(WORLD_CLASSES.names())
+    assert {"smiling", "neutral", "male", "female", "young", "older", "looking-left", "looking-right",
+            "mouth-open", "eyes-closed"} <= set(PHOTO_CLASSES.names())
+    with pytest.raises(InputError, match="No class rules for the labeller 'dog'"):
+        classes_for("dog")
+
 
 def test_parse_classes_normalises_and_deduplicates():
-    assert cz.parse_classes(" Smiling, glasses ,smiling") == ["smiling", "glasses"]
-    assert cz.parse_classes(["hair:red", "old"]) == ["hair:red", "old"]
+    assert WORLD_CLASSES.parse(" Smiling, glasses ,smiling") == ["smiling", "glasses"]
+    assert WORLD_CLASSES.parse(["hair:red", "old"]) == ["hair:red", "old"]
+    assert PHOTO_CLASSES.parse("older, Looking-Left") == ["older", "looking-left"]
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("young, old", "Contradictory classes: 'young' and 'old'"),
-    ("hair:red, hair:black", "'hair:red' and 'hair:black' exclude each other"),
-    ("skin:dark,skin:light", "exclude each other"),
-    ("smiling, neutral", "exclude each other"),
-    ("female, beard", "never occur together"),
-    ("bald, hair:blonde", "exclude each other"),
-    ("smiling, purple", r"Unknown class 'purple'; choose from: smiling, neutral, old"),
-    ("", "Pick at least one class"),
-    ([], "Pick at least one class"),
+@pytest.mark.parametrize("rules, spec, message", [
+    (WORLD_CLASSES, "young, old", "Contradictory classes: 'young' and 'old'"),
+    (WORLD_CLASSES, "hair:red, hair:black", "'hair:red' and 'hair:black' exclude each other"),
+    (WORLD_CLASSES, "skin:dark,skin:light", "exclude each other"),
+    (WORLD_CLASSES, "female, beard", "never occur together"),
+    (WORLD_CLASSES, "bald, long-hair", "never occur together"),
+    (WORLD_CLASSES, "bald, hair:blonde", "exclude each other"),
+    (WORLD_CLASSES, "smiling, purple", r"Unknown class 'purple' for the world labeller; it knows: smiling, neutral, old"),
+    (WORLD_CLASSES, "", "Pick at least one class"),
+    (WORLD_CLASSES, [], "Pick at least one class"),
+    (PHOTO_CLASSES, "young, older", "Contradictory classes: 'young' and 'older'"),
+    (PHOTO_CLASSES, "looking-left, looking-right", "exclude each other"),
+    (PHOTO_CLASSES, "male, female", "exclude each other"),
+    (PHOTO_CLASSES, "glasses", r"Unknown class 'glasses' for the photo labeller; it knows: smiling, neutral, male"),
 ])
-def test_bad_classes_are_refused_with_a_clear_message(spec, message):
+def test_bad_classes_are_refused_with_a_clear_message(rules, spec, message):
     with pytest.raises(InputError, match=message):
-        cz.parse_classes(spec)
+        rules.parse(spec)
 
 
-def test_class_predicates_follow_the_world_labels():
+def test_world_rules_follow_the_ground_truth_labels():
     _, labels = render_batch(range(40), size=64)
-    tb = cz.world_table(labels)
-    m = cz.class_mask(tb, ["glasses", "old", "hair:red", "bald"])
+    m = WORLD_CLASSES.mask(world_table(labels), ["glasses", "old", "hair:red", "bald"])
     assert m.shape == (40, 4) and m.dtype == bool
     for i, lab in enumerate(labels):
         assert m[i, 0] == lab["glasses"]
@@ -62,78 +106,84 @@ def test_class_predicates_follow_the_world_labels():
         assert m[i, 3] == (lab["hair_style"] == "bald")
 
 
-# -- shipped assets ------------------------------------------------------------------------------
+def test_photo_rules_on_a_table_and_unreadable_faces_belong_to_no_class():
+    nan = np.nan
+    table = {"yaw": [0.5, -0.5, 0.05, nan], "pitch": [0, 0, 0, nan], "smile": [0.8, 0.05, 0.3, nan],
+             "eyes_open": [0.9, 0.2, 0.9, nan], "mouth_open": [0.5, 0.0, 0.1, nan], "age": [25, 60, 40, nan],
+             "male": [0.9, 0.1, 0.5, nan]}
+    names = ["smiling", "neutral", "male", "female", "young", "older", "looking-left", "looking-right", "frontal",
+             "mouth-open", "eyes-closed"]
+    m = PHOTO_CLASSES.mask(table, names)
+    expect = np.array([[1, 0, 1, 0, 1, 0, 0, 1, 0, 1, 0],      # smiling young man turned right, mouth open
+                       [0, 1, 0, 1, 0, 1, 1, 0, 0, 0, 1],      # neutral older woman turned left, eyes closed
+                       [0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0],      # frontal, nothing else decided
+                       [0] * 11], bool)                       # no face read: no class
+    np.testing.assert_array_equal(m, expect)
+    assert class_mask(table, []).shape == (4, 0)
 
-def test_shipped_classifier_and_zcodes_load(G, C):
-    assert C.classes == cz.class_names()
+
+def test_label_table_from_a_labellers_prediction(world):
+    images, labels = render_batch(range(8), size=64)
+    tb = label_table(world.predict(images), world.spec)
+    assert set(tb) == set(world.attributes)
+    assert tb["hair_color"].dtype.kind == "U" and tb["glasses"].dtype == np.float64      # a probability
+    assert np.all((tb["glasses"] >= 0) & (tb["glasses"] <= 1))
+
+
+# -- mini's pack path (classifier, z-codes, fine-tuned): unchanged -------------------------------------
+
+def test_minis_classifier_and_zcodes_come_from_its_pack(G, pack, C):
+    assert C.classes == WORLD_CLASSES.names()
     for name, m in C.meta["test"].items():        # held-out renders
         assert m["accuracy"] > 0.75, (name, m)
-    bank = cz.load_zcodes(G=G)
-    assert bank.fingerprint == G.fingerprint
-    assert set(bank.classes) == set(cz.class_names())
-    assert (REPO / "assets" / "customize" / "README.md").exists()
+    bank = load_zcodes(pack.path("zcodes"), G=G)
+    assert bank.fingerprint == G.fingerprint and set(bank.classes) == set(WORLD_CLASSES.names())
+    assert cz.finetuned_for(pack, ["old", "glasses"], "mini") == ("mini-glasses", "glasses")
+    with pytest.raises(InputError, match="No fine-tuned generator for hair:red"):
+        cz.finetuned_for(pack, ["hair:red"], "mini")
 
 
-def test_zcodes_refuse_another_generator(other_generator):
+def test_zcodes_refuse_another_generator(other_generator, pack):
     with pytest.raises(InputError, match="trained for generator .* use rejection sampling"):
-        cz.load_zcodes(G=other_generator)
+        load_zcodes(pack.path("zcodes"), G=other_generator)
 
-
-# -- rejection sampling ---------------------------------------------------------------------------
 
 def test_rejection_sampling_returns_only_hits(G, C):
-    out = cz.rejection_sample(G, ["glasses", "male"], 6, psi=0.7, seed=3, C=C, threshold=0.9)
+    out = cz.rejection_sample(G, ["glasses", "male"], 6, psi=0.7, seed=3, judge=C, threshold=0.9)
     assert out["kept"] == 6 and out["images"].shape == (6, 64, 64, 3) and out["ws"].shape == (6, G.num_ws, G.w_dim)
     assert out["tries"] > out["kept"]                            # glasses AND male is not the common case
     p = C.probs(out["images"])[:, C.index(["glasses", "male"])]
     assert (p >= 0.9).all(), p
-    # the ws regenerate the same faces
     from facegen.engine.synthesis import synthesize
-    np.testing.assert_array_equal(synthesize(G, out["ws"]), out["images"])
+    np.testing.assert_array_equal(synthesize(G, out["ws"]), out["images"])     # the ws regenerate the faces
 
 
-# -- z-code generators ----------------------------------------------------------------------------
-
-def test_zcode_sampling_shape_and_determinism(G):
-    a = cz.zcode_sample(G, "beard", 4, psi=0.7, seed=11)
-    b = cz.zcode_sample(G, "beard", 4, psi=0.7, seed=11)
-    c = cz.zcode_sample(G, "beard", 4, psi=0.7, seed=12)
+def test_zcode_sampling_shape_and_determinism(G, pack):
+    bank = load_zcodes(pack.path("zcodes"), G=G)
+    a = cz.zcode_sample(G, "beard", 4, psi=0.7, seed=11, bank=bank)
+    b = cz.zcode_sample(G, "beard", 4, psi=0.7, seed=11, bank=bank)
+    c = cz.zcode_sample(G, "beard", 4, psi=0.7, seed=12, bank=bank)
     assert a["images"].shape == (4, 64, 64, 3) and a["ws"].shape == (4, G.num_ws, G.w_dim)
     np.testing.assert_array_equal(a["images"], b["images"])
     assert not np.array_equal(a["images"], c["images"])
 
 
-def test_zcode_hits_more_often_than_unconditional_by_the_independent_judge(G):
+def test_zcode_hits_more_often_than_unconditional_by_the_independent_judge(G, pack, world):
     """Judged by the world predictor, which the z-code nets were not trained against."""
-    from facegen.world.predictor import load_world_predictor
-    P = load_world_predictor()
-    n = 48
-    rates = {}
+    bank, n, rates = load_zcodes(pack.path("zcodes"), G=G), 48, {}
     for name in ("glasses", "hair:red"):
-        z = cz.zcode_sample(G, name, n, psi=0.7, seed=4242)["images"]
-        u, _ = cz._generate(G, torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(4242)), 0.7)
-        hit = lambda im: cz.class_mask(cz.predicted_table(P.predict(im)), [name])[:, 0].mean()  # noqa: E731
-        rates[name] = (hit(z), hit(u))
+        z = cz.zcode_sample(G, name, n, psi=0.7, seed=4242, bank=bank)["images"]
+        u, _ = generate_from_z(G, torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(4242)), 0.7)
+        rates[name] = (world_hits(world, z, [name]).mean(), world_hits(world, u, [name]).mean())
     for name, (zr, ur) in rates.items():
         assert zr >= ur + 0.4, rates
-
-
-def test_zcode_feature_spread_term(G, C):
-    """lambda_feat: the z-code loss also asks the class's faces to be as spread in the classifier's
-    feature space as unconditional faces of the same noise; its value is logged (spread / unconditional)."""
-    x = torch.rand(3, 3, 64, 64)
-    torch.testing.assert_close(C.head(C.features(x)), C(x))
-    net, hist = cz.train_zcode(G, C, "glasses", steps=2, batch=6, lambda_feat=1.0, log=lambda s: None)
-    assert 0 < hist[0]["feat_spread"] <= 1
-    _, hist0 = cz.train_zcode(G, C, "glasses", steps=1, batch=6, log=lambda s: None)
-    assert "feat_spread" not in hist0[0]
 
 
 def _spread(C, images):
     return float(torch.pdist(torch.from_numpy(C.embed(images)).double()).mean())
 
 
-def test_variety_keeps_the_most_varied_class_members(G, C):
+def test_variety_keeps_the_most_varied_class_members(G, pack, C):
     """variety 4: 4n classifier-checked hits, then n of them by farthest-point selection in the
     classifier's features; they are members and spread wider than n hits taken in order."""
     n = 6
@@ -146,27 +196,129 @@ def test_variety_keeps_the_most_varied_class_members(G, C):
     assert _spread(C, varied["images"]) > _spread(C, plain["images"][:n])
     sel = cz.varied_subset(C, plain["images"], n, seed=0)
     assert len(set(sel.tolist())) == n and (sel == cz.varied_subset(C, plain["images"], n, seed=0)).all()
-    out = cz.customize(G, "hair:blonde", "zcode", n=3, psi=0.7, seed=2, check="varied")
+    out = cz.customize(G, pack, "hair:blonde", "zcode", n=3, psi=0.7, seed=2, check="varied")
     assert out["kept"] == 3 and "most varied of 12 hits" in out["note"]
     with pytest.raises(InputError, match="Check must be one of"):
-        cz.customize(G, "glasses", "zcode", n=2, check="maybe")
+        cz.customize(G, pack, "glasses", "zcode", n=2, check="maybe")
     with pytest.raises(InputError, match="Variety must be between 1 and"):
-        cz.rejection_sample(G, ["glasses"], 2, variety=0)
+        cz.rejection_sample(G, ["glasses"], 2, judge=C, variety=0)
 
 
-def test_customize_combination_and_errors(G, C):
-    out = cz.customize(G, "glasses, smiling", "zcode", n=3, psi=0.7, seed=5)
-    assert out["kept"] == 3 and "proposes" in out["note"]
+def test_customize_combination_and_errors(G, pack, C):
+    out = cz.customize(G, pack, "glasses, smiling", "zcode", n=3, psi=0.7, seed=5)
+    assert out["kept"] == 3 and out["path"] == "zcode" and "proposes" in out["note"]
     assert (C.probs(out["images"])[:, C.index(["glasses", "smiling"])] >= 0.5).all()
     with pytest.raises(InputError, match="Count must be between 1 and"):
-        cz.customize(G, "glasses", "zcode", n=0)
+        cz.customize(G, pack, "glasses", "zcode", n=0)
     with pytest.raises(InputError, match="Method must be one of"):
-        cz.customize(G, "glasses", "magic", n=2)
+        cz.customize(G, pack, "glasses", "magic", n=2)
     with pytest.raises(InputError, match="Contradictory"):
-        cz.customize(G, "old, young", "rejection", n=2)
+        cz.customize(G, pack, "old, young", "rejection", n=2)
+    with pytest.raises(PackMismatchError):
+        cz.customize(facegen.load_generator("mini-glasses"), pack, "glasses", n=1)
 
 
-# -- fine-tuning hook ----------------------------------------------------------------------------
+# -- no pack: rejection judged by a labeller ----------------------------------------------------------
+
+def test_without_a_pack_zcode_falls_back_to_rejection_judged_by_the_labeller(G, world):
+    out = cz.customize(G, None, ["smiling"], "zcode", n=4, psi=0.7, seed=1, labeller="world")
+    assert out["path"] == "rejection" and out["method"] == "zcode" and out["kept"] == 4
+    assert out["note"].startswith("no z-code generators for this generator (it has no pack); "
+                                  "rejection sampling judged by the world labeller: kept 4 of")
+    assert world_hits(world, out["images"], ["smiling"]).all()
+    with pytest.raises(InputError, match="Unknown class 'glasses' for the photo labeller; it knows: smiling"):
+        cz.customize(G, None, ["glasses"], "rejection", n=2)          # no pack: the photo labeller's classes
+
+
+def test_a_foreign_generator_without_a_pack_is_judged_by_the_photo_labeller(ada):
+    """The ADA fixture's random 32 px images are noise: the photo labeller reads no face in them, and the
+    search stops early with a message that says so (no crash, no endless sampling)."""
+    from facegen.engine.errors import ModelNotFoundError
+    try:
+        load_labeller("photo")
+    except ModelNotFoundError as e:
+        pytest.skip(f"the photo labeller is not available here: {e}")
+    out = cz.customize(ada, None, ["smiling"], "zcode", n=2, psi=0.7, seed=0)
+    assert out["kept"] == 0 and out["read"] == 0 and out["tries"] == cz.NO_READ_STOP
+    assert "rejection sampling judged by the photo labeller" in out["note"]
+    assert "the photo labeller found no face in any of the 64 samples" in out["note"]
+
+
+# -- the class sampler (pack component) -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sampler_pack(G, tmp_path_factory):
+    """mini + a class sampler built with the world labeller into a temporary pack (n 1000: about 15 s)."""
+    root = tmp_path_factory.mktemp("pack") / "mini-sampler"
+    logs = []
+    entry = build_class_sampler(G, "world", root, n=1000, seed=0, n_eval=48, log=logs.append)
+    manifest = new_manifest(G, "mini-sampler", "world")
+    manifest["components"].update(entry)
+    Pack(root, manifest).save()
+    return Pack.load(root), entry, logs
+
+
+def test_class_sampler_file_and_metrics(G, sampler_pack):
+    pack, entry, logs = sampler_pack
+    assert entry == {"classes": "classes/sampler.npz"} and pack.has("classes")
+    with np.load(pack.path("classes"), allow_pickle=False) as f:          # plain arrays only
+        assert f["z"].dtype == np.float32 and f["members"].dtype == bool
+    s = ClassSampler.load(pack.path("classes")).check_generator(G)
+    assert s.labeller == "world" and s.classes == WORLD_CLASSES.names() and s.n == 1000
+    assert s.members.any(1).all() and len(s.z) == s.members.shape[0] <= 1000
+    np.testing.assert_allclose(s.base_rate, s.members.sum(0) / 1000)
+    metrics = json.loads((pack.root / "classes" / "metrics.json").read_text())
+    assert metrics["classes"]["glasses"]["base_rate"] == round(float(s.base_rate[s.classes.index("glasses")]), 4)
+    assert any('"class_sampler": "labelled"' in line for line in logs)
+    with pytest.raises(PackMismatchError):
+        s.check_generator(facegen.load_generator("mini-glasses"))
+
+
+def test_class_sampler_hits_more_often_than_plain_sampling(G, sampler_pack, world):
+    """Measured on fresh seeds with the world labeller: the sampler's proposals belong to the class far
+    more often than plain samples (its base rate); the stored hit rate says the same."""
+    pack, _, _ = sampler_pack
+    s = ClassSampler.load(pack.path("classes"))
+    n, seen = 64, {}
+    plain, _ = generate_from_z(G, torch.randn(256, G.z_dim, generator=torch.Generator().manual_seed(77)), 0.7)
+    for name in ("glasses", "hair:red", "smiling"):
+        rows, _ = s.plan([name])
+        prop, _ = generate_from_z(G, s.propose(rows, torch.Generator().manual_seed(78), n), 0.7)
+        hit, base = world_hits(world, prop, [name]).mean(), world_hits(world, plain, [name]).mean()
+        stored_base, stored_hit = s.rates(name)
+        seen[name] = (round(float(hit), 3), round(float(base), 3), stored_hit, stored_base)
+        assert hit >= 2 * base and hit >= base + 0.2, seen
+        assert stored_hit >= 2 * stored_base, seen
+
+
+def test_customize_uses_the_packs_sampler_and_its_labeller_checks(G, sampler_pack, world):
+    pack, _, _ = sampler_pack
+    out = cz.customize(G, pack, ["hair:red"], "sampler", n=4, psi=0.7, seed=3)
+    assert out["path"] == "sampler" and out["kept"] == 4
+    assert out["note"].startswith("class sampler of pack 'mini-sampler' (")
+    assert "proposes, the world labeller checks hair:red: kept 4 of" in out["note"]
+    assert world_hits(world, out["images"], ["hair:red"]).all()
+    z = cz.customize(G, pack, ["hair:red"], "zcode", n=2, psi=0.7, seed=3)     # no z-codes in this pack
+    assert z["path"] == "sampler" and z["note"].startswith(
+        "no z-code generators for this generator (its pack 'mini-sampler' has none); class sampler of pack")
+    both = cz.customize(G, pack, "smiling, male", "sampler", n=2, psi=0.7, seed=4)
+    assert both["kept"] == 2 and world_hits(world, both["images"], ["smiling", "male"]).all()
+    raw = cz.customize(G, pack, ["hair:red"], "sampler", n=3, psi=0.7, seed=3, check="none")
+    assert raw["tries"] == 3 and "no check" in raw["note"]
+
+
+def test_build_class_sampler_refuses_bad_input(G, tmp_path):
+    with pytest.raises(InputError, match="spread must be in"):
+        build_class_sampler(G, "world", tmp_path, n=10, spread=1.0)
+    with pytest.raises(InputError, match="No class rules for the labeller"):
+        build_class_sampler(G, "dog", tmp_path, n=10)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    from facegen.packs.pack import PackError
+    with pytest.raises(PackError, match="not a readable class sampler"):
+        ClassSampler.load(tmp_path / "bad.npz")
+
+
+# -- fine-tuning hooks (facegen.world.training) -------------------------------------------------------
 
 def test_training_can_start_from_mini_and_its_discriminator(G, tmp_path):
     from facegen.world.training import TrainConfig, Trainer
@@ -178,10 +330,24 @@ def test_training_can_start_from_mini_and_its_discriminator(G, tmp_path):
     assert all(torch.equal(tr.D.state_dict()[k], v) for k, v in d.items())
 
 
+def test_zcode_feature_spread_term(G, C):
+    """lambda_feat: the z-code loss also asks the class's faces to be as spread in the classifier's
+    feature space as unconditional faces of the same noise; its value is logged (spread / unconditional)."""
+    from facegen.world.class_training import train_zcode
+    x = torch.rand(3, 3, 64, 64)
+    torch.testing.assert_close(C.head(C.features(x)), C(x))
+    net, hist = train_zcode(G, C, "glasses", steps=2, batch=6, lambda_feat=1.0, log=lambda s: None)
+    assert 0 < hist[0]["feat_spread"] <= 1
+    _, hist0 = train_zcode(G, C, "glasses", steps=1, batch=6, log=lambda s: None)
+    assert "feat_spread" not in hist0[0]
+
+
 def test_conditional_infogan_training_starts_from_an_unconditional_generator(tmp_path):
     """c_dim > 0 with a Q head: G starts as the unconditional one (class part of fc0 zero), steps are finite."""
     from safetensors.torch import save_file
-    from facegen.world.training import TrainConfig, Trainer
+    from facegen.world.training import TrainConfig, Trainer, world_class_labels
+    codes = world_class_labels("glasses,old", 20)
+    assert codes.shape == (20, 2) and set(np.unique(codes)) <= {0.0, 1.0}
     tiny = dict(outdir=str(tmp_path), resolution=16, batch=4, z_dim=16, w_dim=16, mapping_layers=2, g_channel_base=128,
                 g_channel_max=16, d_channel_base=128, d_channel_max=16, r1_interval=2)
     base = Trainer(TrainConfig(**tiny), np.zeros((4, 16, 16, 3), np.uint8))

@@ -75,7 +75,7 @@ class TrainConfig:
     c_dim: int = 0                         # class-conditional training (labels from the world)
     init: str = ""                         # fine-tune: start G (and G_ema) from this generator folder and
                                            # D from its discriminator.safetensors (fresh optimisers)
-    classes: str = ""                      # conditional: comma-separated facegen.features.customize classes of the
+    classes: str = ""                      # conditional: comma-separated facegen.world.classes classes of the
                                            # world labels as the class code (c_dim = their number)
     q_weight: float = 0.0                  # > 0: InfoGAN-style -- D stays unconditional and a Q head on its
                                            # trunk predicts the class code of reals and fakes (BCE)
@@ -138,8 +138,8 @@ def build_q_head(cfg: TrainConfig, D) -> Optional[torch.nn.Module]:
 
 def world_class_labels(classes: str, n: int) -> np.ndarray:
     """Class code of world seeds 0..n-1: float32 [n, K], 1 where the seed's face satisfies the class."""
-    from facegen.features.customize import class_mask, parse_class_list, world_labels, world_table
-    return class_mask(world_table(world_labels(range(n))), parse_class_list(classes)).astype(np.float32)
+    from facegen.world.classes import WORLD_CLASSES, world_labels, world_table
+    return WORLD_CLASSES.mask(world_table(world_labels(range(n))), WORLD_CLASSES.parse_list(classes)).astype(np.float32)
 
 
 DISCRIMINATOR_NAME = "discriminator.safetensors"
