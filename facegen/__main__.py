@@ -85,7 +85,7 @@ def cmd_label(args) -> int:
 SUBMODULE_COMMANDS = {"world": "facegen.world.render", "train": "facegen.world.training",
                       "predictor": "facegen.world.predictor", "directions": "facegen.packs.directions",
                       "encoder": "facegen.world.encoder_training", "bank": "facegen.world.characters",
-                      "customize": "facegen.features.customize", "faceswap": "facegen.features.faceswap.cli",
+                      "customize": "facegen.world.class_training", "faceswap": "facegen.features.faceswap.cli",
                       "faceswap-world": "facegen.world.videos",
                       "pack": "facegen.packs.cli"}
 
