@@ -238,8 +238,9 @@ def main(argv=None) -> int:
     print(f"generator {G.fingerprint}, directions for {ds.fingerprint}, {args.faces} faces (seeds {seeds[0]}+, "
           f"psi 0.7), sweep {values[0]:+g}..{values[-1]:+g} SD in {args.steps} steps on layers "
           f"{layers[0]}-{layers[-1]}")
-    from facegen.features.customize import load_classifier
-    C = load_classifier()
+    from facegen.packs.classifier import load_classifier
+    from facegen.packs.pack import find_pack as pack_of
+    C = load_classifier(pack_of(G).path("classifier"))
     t0 = time.perf_counter()
     runs = {m: run_sweeps(G, ds, P, names, seeds, values, layers, m, C) for m in MODES}
     t_sweeps = time.perf_counter() - t0
