@@ -239,8 +239,7 @@ def main(argv=None) -> int:
           f"psi 0.7), sweep {values[0]:+g}..{values[-1]:+g} SD in {args.steps} steps on layers "
           f"{layers[0]}-{layers[-1]}")
     from facegen.packs.classifier import load_classifier
-    from facegen.packs.pack import find_pack as pack_of
-    C = load_classifier(pack_of(G).path("classifier"))
+    C = load_classifier(find_pack(G).path("classifier"))
     t0 = time.perf_counter()
     runs = {m: run_sweeps(G, ds, P, names, seeds, values, layers, m, C) for m in MODES}
     t_sweeps = time.perf_counter() - t0
