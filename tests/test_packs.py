@@ -110,11 +110,11 @@ def test_outputs_hold_the_exact_command_and_no_absolute_path(built):
     out, _ = built
     command = "python -m facegen pack " + " ".join(BUILD[1:] + ["--out", os.path.relpath(out, ROOT)])
     texts = text_of_outputs(out)
+    leaks = {f: ABSOLUTE.findall(t) for f, t in texts.items() if ABSOLUTE.search(t)}
+    assert not leaks, f"absolute paths in the pack: {leaks}"
     assert command in texts["README.md"] and command in texts["directions/README.md"]
     assert json.loads(texts["metrics.json"])["command"] == command
     assert json.loads(texts["pack.json"])["provenance"]["command"] == command
-    leaks = {f: ABSOLUTE.findall(t) for f, t in texts.items() if ABSOLUTE.search(t)}
-    assert not leaks, f"absolute paths in the pack: {leaks}"
 
 
 def test_info_prints_the_manifest_summary(built, G_ada):
