@@ -26,6 +26,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import facegen  # noqa: E402
 from facegen.features import encode as enc  # noqa: E402
+from facegen.packs.encoder import load_encoder  # noqa: E402
+from facegen.packs.pack import find_pack  # noqa: E402
+from facegen.world import encoder_training as wet  # noqa: E402
 from facegen.engine.device import configure_cpu_threads  # noqa: E402
 from facegen.engine.synthesis import synthesize  # noqa: E402
 from facegen.world.render import make_grid, render_batch  # noqa: E402
@@ -73,20 +76,21 @@ def main(argv=None) -> int:
     p.add_argument("--refine-n", type=int, default=16, help="of those, how many to refine")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--budget", type=float, default=8.0)
-    p.add_argument("--start", type=int, default=enc.EVAL_SEED_START)
+    p.add_argument("--start", type=int, default=wet.EVAL_SEED_START)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--write", action="store_true")
     a = p.parse_args(argv)
     assert a.start >= 20_000_000, "bench seeds must be >= 20_000_000 (never used in training)"
     configure_cpu_threads(a.threads)
     G = facegen.load_generator(a.model).eval()
-    folder = Path(a.encoder) if a.encoder else enc.find_encoder(G)
+    pack = find_pack(G)        # the refinement's perceptual loss is the pack's (mini: the world labeller)
+    folder = Path(a.encoder) if a.encoder else pack.path("encoder") if pack is not None and pack.has("encoder") else None
     if folder is None:
         print(f"no encoder for generator {G.fingerprint}; train one: python -m facegen encoder train", file=sys.stderr)
         return 2
-    E = enc.load_encoder(folder, G)
+    E = load_encoder(folder, G)
     t0 = time.perf_counter()
-    res = enc.evaluate(G, E, n=a.n, refine_n=a.refine_n, start=a.start,
+    res = wet.evaluate(G, E, n=a.n, refine_n=a.refine_n, start=a.start, pack=pack,
                        refine_kwargs={"steps": a.steps, "time_budget": a.budget}, log=lambda m: print(m, flush=True))
     res.update(model=a.model, fingerprint=G.fingerprint, encoder_dir=str(folder), threads=torch.get_num_threads(),
                wall_s=round(time.perf_counter() - t0, 1))
@@ -126,7 +130,8 @@ def main(argv=None) -> int:
     if a.write:
         imgs, _ = render_batch(range(a.start, a.start + 8), size=G.img_resolution)
         ws_e = enc.encode(E, imgs)
-        ws_r = np.stack([enc.refine(G, im, w, steps=a.steps, time_budget=a.budget).ws for im, w in zip(imgs, ws_e)])
+        ws_r = np.stack([enc.refine(G, im, w, steps=a.steps, time_budget=a.budget, pack=pack).ws
+                         for im, w in zip(imgs, ws_e)])
         grid = make_grid(np.concatenate([imgs, synthesize(G, ws_e), synthesize(G, ws_r)]), cols=8)
         Image.fromarray(grid).save(folder / "reconstructions.png")
         mpath = folder / "metrics.json"

@@ -1,6 +1,7 @@
 """The Photo encoding tab end to end: the real app through gradio_client (/encode, shelf, bank, bad input).
 
-Needs an encoder made for the model the app serves (assets/packs/mini/encoder for assets/mini); skips otherwise.
+The mini app's tests need the encoder of the served model's pack (assets/packs/mini/encoder for assets/mini) and
+skip otherwise; the ADA app (the official-format fixture, no pack) encodes by projection from w_avg.
 """
 
 import io
@@ -17,9 +18,10 @@ pytest.importorskip("dlib", reason="face detection needs dlib-bin (pip install d
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
+from conftest import ADA_FIXTURE  # noqa: E402
 from facegen import studio
 from facegen.world import render as world  # noqa: E402
-from facegen.features.encode import find_encoder  # noqa: E402
+from facegen.packs.encoder import encoder_for  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -27,8 +29,8 @@ pytestmark = pytest.mark.timeout(180)
 @pytest.fixture(scope="module")
 def G(studio_model):
     G = studio.models().get(studio_model)
-    if find_encoder(G) is None:
-        pytest.skip(f"no encoder in assets/packs/mini/encoder* matches the served model {studio_model} ({G.fingerprint}); "
+    if encoder_for(G, studio.models().pack(G)) is None:
+        pytest.skip(f"the served model {studio_model} ({G.fingerprint}) has no pack with an encoder; "
                     "build assets/mini and assets/packs/mini/encoder first")
     return G
 
@@ -48,9 +50,9 @@ def photo_path():
     return p
 
 
-def encode(client, path, face=1, mode="auto", steps=30, budget=3, model=None):
+def encode(client, path, face=1, mode="auto", steps=30, budget=3, model=None, **kw):
     return client.predict(photo=handle_file(str(path)), face=face, mode=mode, refine_steps=steps, time_budget=budget,
-                          model=model, api_name="/encode")
+                          model=model, api_name="/encode", **kw)
 
 
 def png(path):
@@ -70,6 +72,7 @@ def test_encode_photo_and_send_to_shelf(client, G, studio_model, photo_path):
     assert png(aligned).shape == (R, R, 3) and png(rec_r).shape == (R, R, 3) and png(rec_e).shape == (R, R, 3)
     assert png(preview).shape[2] == 3 and png(compare).shape[1] > 3 * R and png(errors).shape[2] == 3
     assert "PSNR" in metrics and "FFHQ-aligned" in metrics and "refinement" in metrics
+    assert "the pack's encoder" in metrics and "'world' labeller" in metrics     # mini: its pack's encoder and loss
     npz = [f for f in files if str(f).endswith(".npz")]
     assert npz
     with np.load(npz[0], allow_pickle=False) as d:
@@ -138,3 +141,25 @@ def test_bad_uploads_get_clear_errors(client, studio_model, photo_path, tmp_path
         encode(client, photo_path, face=5, model=studio_model)
     with pytest.raises(AppError, match="Refinement steps|greater than maximum"):
         encode(client, photo_path, steps=100000, model=studio_model)
+
+
+# ---------------------------------------------------------------------------
+# Any generator: the official-format ADA fixture (32 px, no pack) encodes by projection
+# ---------------------------------------------------------------------------
+
+def test_ada_fixture_encodes_a_photo_by_projection(ada_client, photo_path):
+    """No pack: the tab projects from the average face within the time budget, with the pickle's own
+    discriminator as the loss, and says so in the metrics (the API's output)."""
+    ada_model = str(ADA_FIXTURE)
+    out = encode(ada_client, photo_path, steps=20, budget=20, model=ada_model, space="w+")
+    preview, aligned, start, final, compare, errors, metrics, files = out[:8]
+    assert png(aligned).shape == (32, 32, 3) and png(start).shape == (32, 32, 3) and png(final).shape == (32, 32, 3)
+    assert png(compare).shape[1] > 3 * 32 and png(errors).shape[2] == 3
+    assert not np.array_equal(png(start), png(final))                      # the projection moved the latent
+    assert "average face (w_avg)" in metrics and "no feature pack" in metrics
+    assert "projection" in metrics and "discriminator features" in metrics and "(20 steps)" in metrics
+    npz = [f for f in files if str(f).endswith(".npz")]
+    with np.load(npz[0], allow_pickle=False) as d:
+        assert d["ws"].shape == (8, 64)
+    with pytest.raises(AppError, match="projection space"):
+        encode(ada_client, photo_path, steps=2, model=ada_model, space="z")
