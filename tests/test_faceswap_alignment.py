@@ -136,6 +136,19 @@ def test_crops_are_aligned_onto_the_template():
         assert np.hypot(cx + 0.5 - tmpl[0, 0], cy + 0.5 - tmpl[0, 1]) < 1.5
 
 
+def test_a_localisers_framing_ends_in_the_generators_template_frame(pack):
+    """With a localiser's head framing (fitted in its own reference frame), a face laid out like the
+    localiser's mean face is cut out with its landmarks on the *generator's* template, not the localiser's."""
+    loc = fs.pack_localiser(pack)
+    ref, generic = loc.points * 64, al.generic_points() * 64
+    a, s, t = 0.1, 2.0, np.array([30.0, 20.0])
+    lm = ref @ (s * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])).T + t
+    M = fs.align_transforms(lm[None], generic, 64, loc.framing)[0]
+    in_crop = fs.align_points(al.apply_affine(al.invert_affine(M), lm))
+    assert np.abs(in_crop - fs.align_points(generic)).max() < 1.0
+    assert np.abs(fs.align_points(ref) - fs.align_points(generic)).max() > 3.0     # the two frames differ
+
+
 def test_default_identity_follows_the_generator(mini, pack, ada):
     from facegen.packs.bank import load_bank
     first = load_bank(pack.paths("banks")[0], mini).names[0]
