@@ -30,7 +30,7 @@ def save_pretrained(G, folder, **meta) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     from facegen.engine import __version__
     config = {"_class_name": "Generator", "_facegen_version": __version__, "format_version": FORMAT_VERSION,
-              "architecture": "stylegan2", **G.init_kwargs,
+              "architecture": getattr(G, "architecture", "stylegan2"), **G.init_kwargs,
               "num_ws": G.num_ws, "fingerprint": G.fingerprint,
               "meta": {**{k: v for k, v in G.meta.items() if _jsonable(v)}, **meta}}
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in G.state_dict().items()}

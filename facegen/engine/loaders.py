@@ -5,7 +5,8 @@
 * a :class:`~facegen.engine.networks.Generator` (returned as is);
 * a registry name such as ``"mini"`` (see :mod:`facegen.engine.registry`);
 * a Hub-native folder (``config.json`` + ``model.safetensors``);
-* a StyleGAN2-ADA / StyleGAN3-codebase PyTorch network pickle (``G_ema`` is used);
+* a StyleGAN2-ADA / StyleGAN3-codebase PyTorch network pickle (``G_ema`` is used; StyleGAN3 T and R
+  generators build :class:`~facegen.engine.stylegan3.StyleGAN3Generator`);
 * an original TensorFlow StyleGAN2 pickle (tuple ``(G, D, Gs)``; ``Gs`` is converted,
   without TensorFlow);
 * a Hub reference ``hf://OWNER/REPO[/PATH/IN/REPO][@REVISION]`` or a bare ``OWNER/REPO``.
@@ -27,6 +28,8 @@ from facegen.engine import hub, registry
 from facegen.engine.errors import ModelNotFoundError, UnsupportedModelError
 from facegen.engine.folder import CONFIG_NAME, WEIGHTS_NAME, read_folder
 from facegen.engine.networks import Generator
+from facegen.engine.stylegan3 import ARCHITECTURES as SG3_ARCHITECTURES, StyleGAN3Generator
+from facegen.engine.stylegan3 import from_config as stylegan3_from_config
 from facegen.engine.safe_pickle import PersistentObject, TFNetwork, safe_load
 
 # ---------------------------------------------------------------------------
@@ -55,23 +58,26 @@ def generator_from_ada_pickle(obj, source: str = "pickle") -> Generator:
     modules = net.state.get("_modules") or {}
     synth = modules.get("synthesis")
     synth_children = list(((synth.state.get("_modules") or {}) if isinstance(synth, PersistentObject) else {}))
-    if any(name.startswith(_SG3_SYNTHESIS_KEYS) for name in synth_children):
-        raise UnsupportedModelError(
-            f"{source} is a StyleGAN3 generator (synthesis layers {synth_children[:3]}...). facegen runs the "
-            "StyleGAN2 architecture only; use a StyleGAN2 / StyleGAN2-ADA network.")
+    sg3 = any(name.startswith(_SG3_SYNTHESIS_KEYS) for name in synth_children)
     kwargs = dict(net.state.get("_init_kwargs") or {})
     args = tuple(net.state.get("_init_args") or ())
     if args:
         names = ["z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"]
         kwargs.update(zip(names, args))
     kwargs = _plain(kwargs)
+    what = "StyleGAN3" if sg3 else "StyleGAN2"
     try:
-        G = Generator(**kwargs)
-    except TypeError as e:
-        raise UnsupportedModelError(f"{source}: generator kwargs not understood ({e}): {kwargs}") from None
+        G = StyleGAN3Generator(**kwargs) if sg3 else Generator(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise UnsupportedModelError(f"{source}: {what} generator kwargs not understood ({e}): {kwargs}") from None
+    if sg3:
+        stored = list((synth.state.get("layer_names") or synth_children[1:]))
+        if stored != G.synthesis.layer_names:
+            raise UnsupportedModelError(f"{source}: a StyleGAN3 generator whose layers {stored[:3]}... differ from "
+                                        f"the ones its kwargs build ({G.synthesis.layer_names[:3]}...).")
     state = {k: v.detach() for k, v in net.tensors().items()}
     _load_state(G, state, source)
-    G.meta.update(format="stylegan2-ada-pkl", source=source)
+    G.meta.update(format="stylegan3-pkl" if sg3 else "stylegan2-ada-pkl", source=source)
     return G
 
 
@@ -92,7 +98,8 @@ def _load_state(G: Generator, state: dict, source: str):
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         raise UnsupportedModelError(
-            f"{source}: weights do not match a StyleGAN2 generator of this configuration "
+            f"{source}: weights do not match a {'StyleGAN3' if isinstance(G, StyleGAN3Generator) else 'StyleGAN2'} "
+            "generator of this configuration "
             f"(missing {missing[:5]}, unexpected {unexpected[:5]}).")
     for k, v in state.items():
         if tuple(v.shape) != tuple(own[k].shape):
@@ -241,11 +248,18 @@ def load_folder(folder: Path) -> Generator:
     """A Hub-native folder (config.json + model.safetensors) -> Generator."""
     folder = Path(folder)
     config, state = read_folder(folder, "Generator", "facegen model", "python -m facegen convert SRC OUTDIR")
-    if config.get("architecture", "stylegan2") != "stylegan2":
-        raise UnsupportedModelError(f"{folder / CONFIG_NAME} describes a {config.get('architecture')!r} "
-                                    "generator, not StyleGAN2.")
-    keys = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
-    G = Generator(**{k: config[k] for k in keys if k in config})
+    arch = config.get("architecture", "stylegan2")
+    if arch in SG3_ARCHITECTURES:
+        try:
+            G = stylegan3_from_config(config)
+        except (TypeError, ValueError) as e:
+            raise UnsupportedModelError(f"{folder / CONFIG_NAME}: a {arch} config that does not build ({e}).") from None
+    elif arch != "stylegan2":
+        raise UnsupportedModelError(f"{folder / CONFIG_NAME} describes a {arch!r} generator; facegen builds "
+                                    f"stylegan2, {', '.join(SG3_ARCHITECTURES)}.")
+    else:
+        keys = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
+        G = Generator(**{k: config[k] for k in keys if k in config})
     _load_state(G, state, str(folder / WEIGHTS_NAME))
     G.meta.update(config.get("meta") or {})
     G.meta.update(format="hub-native", source=str(folder))
@@ -288,7 +302,7 @@ def load_registered(name: str, **hub_kwargs) -> Generator:
 
 def load_generator(source, device: Optional[Union[str, torch.device]] = None, **hub_kwargs) -> Generator:
     """Load a generator from any supported source (see module doc); returns it in eval mode."""
-    if isinstance(source, Generator):
+    if isinstance(source, (Generator, StyleGAN3Generator)):
         G = source
     else:
         source = os.fspath(source)
