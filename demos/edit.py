@@ -52,11 +52,6 @@ def active_directions(G, model: str, directions_file: Optional[str] = None) -> t
     return editing.directions_for(G, studio.models().pack(G))
 
 
-def directions_for(G, model: str, directions_file: Optional[str] = None) -> DirectionSet:
-    """The set the tabs use for G (see :func:`active_directions`)."""
-    return active_directions(G, model, directions_file)[0]
-
-
 def resolve_face(G, face: str, psi: float, shelf, latent_file: Optional[str]) -> tuple:
     """-> (w+ [num_ws, w_dim] float32, label, notes). An uploaded latent takes precedence."""
     if latent_file:
