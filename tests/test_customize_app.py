@@ -107,6 +107,16 @@ def test_finetuned_generator_faces_go_to_the_shelf_as_its_own(client, mini):
     assert shelf[-1]["caption"].endswith("glasses")
 
 
+def test_switching_the_model_updates_the_tabs_path_line(client, mini):
+    """The model dropdown's change (/load_model) carries the tab's update: the line for mini-glasses, whose
+    pack (labeller world) has no class components, says that z-code falls back to rejection sampling."""
+    out = client.predict(model="mini-glasses", api_name="/load_model")
+    lines = [o for o in out if isinstance(o, str) and o.startswith("**This model:**")]
+    assert lines == ["**This model:** pack 'mini-glasses' (no class components); classes of the world labeller; "
+                     "faces checked by the world labeller. *Z-code generator* falls back to rejection sampling."]
+    client.predict(model=mini, api_name="/load_model")
+
+
 # -- a generator with no pack: the ADA fixture, judged by the photo labeller ----------------------------
 
 def test_no_pack_offers_the_photo_labellers_classes(ada_client):
