@@ -135,7 +135,9 @@ class PhotoLabeller(Labeller):
         return self.label(images)[2]
 
     def label(self, images: ImageArray) -> tuple[dict, np.ndarray, np.ndarray]:
-        """uint8 [N, H, W, 3] -> (predict dict, features [N, D], validity [N]) for the largest face of each."""
+        """uint8 [N, H, W, 3] -> (predict dict, features [N, D], validity [N]) for the largest face of each.
+
+        The last batch's result is kept and returned again for the same pixels: treat it as read-only."""
         images = check_images(images)
         key = (images.shape, hashlib.blake2b(np.ascontiguousarray(images).data, digest_size=16).hexdigest())
         with self._lock:
@@ -212,7 +214,7 @@ class PhotoLabeller(Labeller):
               scale: float) -> PhotoFace:
         """Labels and features of one face; coordinates back to the caller's pixels."""
         labels = {name: math.nan for name, _, _ in SPEC}
-        labels["age"] = float(np.clip(age, *SPEC[5][2]))
+        labels["age"] = float(np.clip(age, *dict((n, r) for n, _, r in SPEC)["age"]))
         labels["male"] = float(np.clip(male, 0.0, 1.0))
         if m is None:
             box = tuple(v / scale for v in hog_box)
