@@ -150,6 +150,26 @@ def test_load_pack_refuses_another_generator(built, tiny_model, G_ada):
         load_pack(out, load_generator(tiny_model))
 
 
+def test_rebuilding_one_step_keeps_the_rest_and_adds_an_encoder(built, tmp_path, G_ada):
+    import shutil
+    from facegen.packs.encoder import load_encoder
+    from facegen.packs.pack import load_pack
+    out = tmp_path / "pack"
+    shutil.copytree(built[0], out)
+    r = facegen(["pack", "build", "--model", ADA_REL, "--out", str(out), "--steps", "encoder", "--encoder-minutes",
+                 "0.05", "--threads", "1"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    pack = load_pack(out, G_ada)
+    assert {"directions", "alignment", "encoder"} <= set(pack.components)
+    E = load_encoder(pack.path("encoder"), G_ada)
+    assert E.num_ws == G_ada.num_ws
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"directions", "encoder"} <= set(metrics["steps"]) and metrics["steps"]["encoder"]["steps"] > 0
+    readme = (out / "README.md").read_text()
+    assert readme.index("--n 300") < readme.index("--steps encoder")         # both commands, in build order
+    assert not {f: t for f, t in text_of_outputs(out).items() if ABSOLUTE.search(t)}
+
+
 # ---------------------------------------------------------------------------
 # data-parallel build
 # ---------------------------------------------------------------------------

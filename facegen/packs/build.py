@@ -146,8 +146,9 @@ def human(n: Optional[int]) -> str:
 
 
 def open_pack(out, G, name: str, labeller: Optional[str], perceptual: str) -> Pack:
-    """The pack at `out` to (re)build for G: a new manifest, or the existing pack of G (kept components
-    stay). A pack of another generator raises PackMismatchError; a folder that is a file raises PackError."""
+    """The pack at `out` to (re)build for G: a new manifest, or the existing pack of G (the components and
+    the metrics of the steps not rebuilt stay). A pack of another generator raises PackMismatchError; a
+    folder that is a file raises PackError."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise PackError(f"--out {out} is a file; give a folder for the pack.")
@@ -246,7 +247,7 @@ def build_pack(G, labeller, out, name: str, n: int = 3000, steps: Sequence[str] 
     pack = open_pack(out, G, name, lab_name, perceptual)
     t_all = time.perf_counter()
     metrics = {"command": command, "generator": pack.manifest["generator"], "labeller": lab_name,
-               "perceptual": perceptual, "processes": world, "steps": {}}
+               "perceptual": perceptual, "processes": world, "steps": dict(pack.metrics().get("steps") or {})}
     order = [s for s in STEPS if s in steps]
     for i, step in enumerate(order, 1):
         if rank != 0 and step != "directions":
@@ -262,6 +263,7 @@ def build_pack(G, labeller, out, name: str, n: int = 3000, steps: Sequence[str] 
         else:
             res = step_encoder(G, pack, encoder_minutes, seed, log)
         res["seconds"] = round(time.perf_counter() - t0, 1)
+        res["command"] = command
         metrics["steps"][step] = res
         log(f"[pack build] step {i}/{len(order)}: {step} " + (f"skipped: {res['skipped']}" if "skipped" in res
                                                                 else f"done in {res['seconds']:.1f}s"))
@@ -298,6 +300,8 @@ def readme(pack: Pack, metrics: dict) -> str:
     comp = "\n".join(f"| {c} | `{v}` | {human(sizes.get(c))} |" if not isinstance(v, dict) else
                      f"| {c} | {json.dumps(v)} | - |" for c, v in pack.components.items())
     dirs = metrics.get("steps", {}).get("directions", {})
+    commands = list(dict.fromkeys([r["command"] for r in metrics.get("steps", {}).values() if r.get("command")]
+                                  + [metrics["command"]]))
     rows = "\n".join(f"| {r['attribute']} | {r['heldout_accuracy']:.3f} | {r['step_size']:.3f} |"
                      for r in dirs.get("attributes", []))
     skipped = "".join(f"\n* {s}: skipped -- {r['skipped']}" for s, r in metrics.get("steps", {}).items()
@@ -311,11 +315,11 @@ Generator: {g.get('name') or '?'}, {g.get('resolution')} px, {g.get('num_ws')} s
 
 ## Rebuild
 
-From the directory the build was run in ({metrics.get('total_seconds', 0):.0f} s wall,
-{metrics.get('processes', 1)} process(es)):
+From the directory the build was run in (the last run: {metrics.get('total_seconds', 0):.0f} s wall,
+{metrics.get('processes', 1)} process(es)){'; the steps were built by these commands, in order' if len(commands) > 1 else ''}:
 
 ```
-{metrics['command']}
+{chr(10).join(commands)}
 ```
 
 ## Components
