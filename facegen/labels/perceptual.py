@@ -73,11 +73,12 @@ def ms_ssim_plan(side: int) -> tuple:
     return win, levels
 
 
-def ms_ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0, levels: Optional[int] = None,
+def ms_ssim(a: torch.Tensor, b: torch.Tensor, value_range: tuple = (-1.0, 1.0), levels: Optional[int] = None,
             win: Optional[int] = None, sigma: float = 1.5) -> torch.Tensor:
-    """Multi-scale SSIM of images a, b [N, C, H, W] (value range `data_range`; 2 for [-1, 1]) -> [N] in
-    [0, 1] (1 = identical). Differentiable; negative contrast-structure terms are clamped to a small
-    positive value (as common implementations do) so the weighted product stays defined."""
+    """Multi-scale SSIM of images a, b [N, C, H, W] with values in `value_range` -> [N] in [0, 1] (1 =
+    identical). Intensities are mapped to [0, 1] first: SSIM's luminance term assumes non-negative values.
+    Differentiable; negative contrast-structure terms are clamped to a small positive value (as common
+    implementations do) so the weighted product stays defined."""
     if a.shape != b.shape or a.ndim != 4:
         raise InputError(f"MS-SSIM compares two [N, C, H, W] batches of one shape (got {list(a.shape)} and "
                          f"{list(b.shape)}).")
@@ -86,8 +87,9 @@ def ms_ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0, levels: O
     weights = torch.tensor(MS_SSIM_WEIGHTS[:levels], dtype=torch.float32, device=a.device)
     weights = weights / weights.sum()
     g = gaussian_window(win, sigma, a.device)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    a, b = a.float(), b.float()
+    c1, c2 = 0.01 ** 2, 0.03 ** 2                             # K1, K2 of the paper, dynamic range 1
+    lo, hi = value_range
+    a, b = (a.float() - lo) / (hi - lo), (b.float() - lo) / (hi - lo)
     terms = []
     for level in range(levels):
         if min(a.shape[-2:]) < win:
