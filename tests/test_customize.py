@@ -316,6 +316,11 @@ def test_build_class_sampler_refuses_bad_input(G, tmp_path):
     from facegen.packs.pack import PackError
     with pytest.raises(PackError, match="not a readable class sampler"):
         ClassSampler.load(tmp_path / "bad.npz")
+    s = ClassSampler("world", G.fingerprint, ["glasses"], np.zeros((0, G.z_dim), np.float32), np.zeros((0, 1), bool),
+                     np.zeros(1), np.full(1, np.nan), n=50, read_rate=0.0)
+    s = ClassSampler.load(s.save(tmp_path / "empty.npz"))                 # a sampler that read no face at all
+    with pytest.raises(InputError, match="no face to propose from: the world labeller read no face in any of its 50"):
+        s.plan(["glasses"])
 
 
 # -- fine-tuning hooks (facegen.world.training) -------------------------------------------------------

@@ -116,8 +116,10 @@ class ClassSampler:
         lead = min(names, key=lambda c: self.base_rate[self.classes.index(c)])
         rows = np.flatnonzero(self._all([lead]))
         if not len(rows):
-            raise InputError(f"The class sampler found no face of '{lead}' among its {self.n} samples "
-                             f"(labelled by the {self.labeller} labeller); this generator rarely or never makes it.")
+            why = (f"the {self.labeller} labeller read no face in any of its {self.n} samples" if self.read_rate == 0
+                   else f"none of its {self.n} samples is '{lead}' by the {self.labeller} labeller: this generator "
+                        "rarely or never makes it")
+            raise InputError(f"The class sampler has no face to propose from: {why}.")
         return rows, lead
 
     def propose(self, rows: np.ndarray, rng: torch.Generator, b: int) -> torch.Tensor:
