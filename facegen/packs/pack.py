@@ -11,7 +11,7 @@ A pack is a folder (or a Hub repo with the same files) keyed by the generator fi
       "perceptual": "labeller",                        # the encoder's refinement loss: labeller | discriminator | pixels
       "components": {                                   # every path relative to the pack folder
         "directions": "directions/directions.npz",     # facegen.packs.directions.DirectionSet
-        "encoder": "encoder",                           # facegen.features.encode.Encoder folder
+        "encoder": "encoder",                           # facegen.packs.encoder.Encoder folder
         "classifier": "classifier",                     # class sampler: classifier over the labeller's classes,
         "zcodes": "zcode",                              #   z-code nets and fine-tuned siblings (registry names)
         "finetuned": {"glasses": "mini-glasses"},
