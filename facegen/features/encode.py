@@ -129,7 +129,7 @@ class RefineResult:
     steps: int
     seconds: float
     stopped_by: str                   # "steps", "time", "early" or "no-steps"
-    history: list = field(default_factory=list)   # total loss per step
+    history: list = field(default_factory=list)   # loss per step (without the noise maps' penalty)
     initial_loss: float = float("nan")
     final_loss: float = float("nan")   # the kept latent's loss (best seen, or the last evaluated)
     mode: str = "w+"
@@ -241,9 +241,9 @@ def optimise(G, image: np.ndarray, ws_init, cfg: OptimiseConfig, perceptual: Opt
                 loss = loss + cfg.feature_weight * perceptual.loss(img, tstate).mean()
             if cfg.latent_weight:
                 loss = loss + cfg.latent_weight * (ws - ws0).square().mean()
+            v = loss.item()                  # the history: the image (and latent) terms, not the noise penalty
             if bufs and cfg.noise_reg_weight:
                 loss = loss + cfg.noise_reg_weight * noise_regularisation(bufs)
-            v = loss.item()
             hist.append(v)
             if v < best:
                 best = v
