@@ -137,6 +137,7 @@ def test_readme_architecture_tree_matches_the_code():
         stack = stack[:depth] + [name.rstrip("/")]
         if name.endswith(".py"):
             listed.add("/".join(stack))
+    listed = {m for m in listed if m.startswith("facegen/")}
     real = {str(p.relative_to(ROOT)) for p in PKG.rglob("*.py") if p.name != "__init__.py"}
     assert real - listed == set(), f"modules missing from the README tree: {sorted(real - listed)}"
     assert listed - real == set(), f"README tree names modules that do not exist: {sorted(listed - real)}"
