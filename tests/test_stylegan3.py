@@ -420,6 +420,32 @@ def test_translation_moves_the_image(R):
 # Ops, clamp, precision
 # ---------------------------------------------------------------------------
 
+@pytest.mark.parametrize("up,down,radial", [(2, 2, False), (4, 2, False), (2, 2, True), (4, 2, True), (1, 1, False),
+                                            (2, 1, False), (1, 2, True)])
+def test_fast_filtered_lrelu_equals_the_reference(up, down, radial):
+    """The default filtered_lrelu (one-pass zero insertion, channels-last, strided down-filter) gives
+    the literal upfirdn2d composition's values and gradients, with positive, negative and asymmetric
+    paddings (measured: bit-equal on this CPU)."""
+    g = torch.Generator().manual_seed(up * 10 + down)
+    fu = ops.lowpass_filter(6 * up if up > 1 else 1, 3.0, 4.0, 16 * up)
+    fd = ops.lowpass_filter(6 * down if down > 1 else 1, 3.0, 4.0, 16 * up, radial=radial)
+    taps = sum(f.shape[-1] for f in (fu, fd) if f is not None)
+    for pad in ([9, 8, 9, 8], [-6, -9, -6, -9], [11, 10, 3, -2], [0, 0, 0, 0]):
+        if 20 * up + min(pad[0] + pad[1], pad[2] + pad[3]) < taps:
+            continue                                    # nothing left to filter
+        x = (torch.randn(2, 5, 20, 20, generator=g) * 3).requires_grad_()
+        b = torch.randn(5, generator=g).requires_grad_()
+        outs = []
+        for reference in (True, False):
+            y = ops.filtered_lrelu(x, fu, fd, b, up, down, pad, clamp=2.0, reference=reference)
+            gx, gb = torch.autograd.grad((y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum(), [x, b])
+            outs.append((y.detach(), gx, gb))
+        (y0, gx0, gb0), (y1, gx1, gb1) = outs
+        assert y0.shape == y1.shape and y0.numel() > 0, pad
+        assert _maxdiff(y0, y1) <= 1e-6 and _maxdiff(gx0, gx1) <= 1e-6 and _maxdiff(gb0, gb1) <= 1e-5, pad
+        assert y0.abs().max() > 0.5
+
+
 def test_conv_clamp_bounds_the_torgb_output(R):
     L = R.synthesis.layers()[-1]
     x = torch.randn(1, L.in_channels, 32, 32) * 1000
