@@ -75,8 +75,9 @@ def layer_schedule(img_resolution: int, img_channels: int = 3, channel_base: int
 
 def transform_matrix(translate: Sequence[float] = (0.0, 0.0), angle: float = 0.0) -> np.ndarray:
     """The 3x3 input transform (float64) that shows the image translated by ``translate`` (in image
-    widths) and rotated by ``angle`` degrees: the inverse of [[cos, sin, tx], [-sin, cos, ty], [0, 0, 1]]
-    -- the convention of the published generate scripts, so the same numbers give the same image."""
+    widths; +x moves the content right) and turned by ``angle`` degrees (counter-clockwise as
+    displayed): the inverse of [[cos, sin, tx], [-sin, cos, ty], [0, 0, 1]] -- the convention of the
+    published generate scripts, so the same numbers give the same image."""
     a = math.radians(float(angle))
     c, s = math.cos(a), math.sin(a)
     m = np.array([[c, s, float(translate[0])], [-s, c, float(translate[1])], [0.0, 0.0, 1.0]])
