@@ -460,6 +460,19 @@ def test_conv_clamp_bounds_the_torgb_output(R):
     assert y.abs().max().item() == pytest.approx(0.5)
 
 
+def test_magnitude_ema_moves_only_with_update_emas():
+    G = _tiny(1, True, seed=2)
+    L = G.synthesis.layers()[0]
+    z = torch.randn(4, 32)
+    with torch.no_grad():
+        G(z, None)
+        assert L.magnitude_ema.item() == 1.0
+        x = G.synthesis.input(G.mapping(z, None)[:, 0])
+        G(z, None, update_emas=True)
+    want = torch.lerp(x.square().mean(), torch.tensor(1.0), L.magnitude_ema_beta).item()
+    assert L.magnitude_ema.item() == pytest.approx(want, rel=1e-6) and L.magnitude_ema.item() != 1.0
+
+
 def test_synthesis_ignores_noise_mode_and_checks_precision(R):
     ws = R.mapping(torch.randn(1, 32), None)
     with torch.no_grad():
