@@ -242,6 +242,15 @@ def test_set_transform_reproduces_the_transformed_images(G3, io):
         assert _maxdiff(G3(io["z"], None), io["img_transformed"]) <= TOL
     finally:
         S.input.transform.copy_(base)
+    # Per call, without touching the buffer: one matrix for all, or one per sample.
+    ws = G3.mapping(io["z"], None)
+    m = torch.from_numpy(transform_matrix((0.125, -0.0625), 30.0).astype(np.float32))
+    assert _maxdiff(G3.synthesis(ws, transform=m), io["img_transformed"]) <= TOL
+    per_sample = torch.stack([m, io["transform_img_transform_scaled"], m, base])
+    img = G3.synthesis(ws, transform=per_sample)
+    assert _maxdiff(img[[0, 2]], io["img_transformed"][[0, 2]]) <= 1e-5
+    assert _maxdiff(img[1], io["img_transform_scaled"][1]) <= 1e-5 and _maxdiff(img[3], io["img_psi1"][3]) <= 1e-5
+    assert torch.equal(S.input.transform, base)
 
 
 # ---------------------------------------------------------------------------

@@ -123,9 +123,13 @@ class SynthesisInput(torch.nn.Module):
         m = torch.as_tensor(transform_matrix(translate, angle).astype(np.float32))
         self.transform.copy_(m.to(self.transform.device))
 
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
+    def forward(self, w: torch.Tensor, transform: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """w [N, w_dim] -> features [N, C, size, size]; ``transform`` ([3, 3] or [N, 3, 3]) replaces the
+        buffer for this call only (nothing is stored, so concurrent callers do not see each other's)."""
         n = w.shape[0]
-        transforms = self.transform.unsqueeze(0)                                    # [1, 3, 3]
+        transform = self.transform if transform is None else torch.as_tensor(transform, dtype=torch.float32,
+                                                                               device=w.device)
+        transforms = transform if transform.ndim == 3 else transform.unsqueeze(0)  # [1 or N, 3, 3]
         freqs = self.freqs.unsqueeze(0)                                              # [1, C, 2]
         phases = self.phases.unsqueeze(0)                                            # [1, C]
         t = self.affine(w)                                                           # [N, 4]
@@ -288,18 +292,20 @@ class SynthesisNetwork(torch.nn.Module):
         return [getattr(self, name) for name in self.layer_names]
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", precision: str = "fp32",
-                force_fp32: bool = False, update_emas: bool = False, **ignored) -> torch.Tensor:
+                force_fp32: bool = False, update_emas: bool = False, transform: Optional[torch.Tensor] = None,
+                **ignored) -> torch.Tensor:
         """noise_mode is accepted and ignored (StyleGAN3 has no noise inputs), as are StyleGAN2-only
         options (fused_modconv, micro_batch). precision 'fp16'/'bf16' runs the layers the network marks
         as half precision in that type ('-all': every layer) -- on CUDA only, like the published code;
-        on other devices everything runs in float32."""
+        on other devices everything runs in float32. ``transform`` ([3, 3] or [N, 3, 3], e.g. from
+        :func:`transform_matrix`) turns / shifts this call's images without touching the stored buffer."""
         assert ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.w_dim), \
             f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}"
         if precision not in _PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(_PRECISIONS)}, got {precision!r}")
         half = _PRECISIONS[precision] if ws.device.type == "cuda" and not force_fp32 else None
         ws = ws.to(torch.float32).unbind(dim=1)
-        x = self.input(ws[0])
+        x = self.input(ws[0], transform)
         for layer, w in zip(self.layers(), ws[1:]):
             use_half = half is not None and (precision.endswith("-all") or layer.use_fp16)
             x = layer(x, w, dtype=half if use_half else torch.float32, update_emas=update_emas)
