@@ -240,7 +240,8 @@ def test_fit_bad_input(G):
 def test_serpentine_path():
     p = editing.serpentine([-1, 0, 1], [-2, 2], 50)
     assert p.shape == (50, 2)
-    np.testing.assert_allclose(p[0], [-1, -2]) and np.testing.assert_allclose(p[-1], [1, 2])
+    np.testing.assert_allclose(p[0], [-1, -2])                      # starts at the first corner ...
+    np.testing.assert_allclose(p[-1], [1, 2])                       # ... and ends at the opposite one
     assert np.abs(np.diff(p, axis=0)).max() < 0.5                   # no jumps
     assert set(np.round(p[:, 0], 6)) >= {-1.0, 0.0, 1.0}
 
@@ -304,13 +305,41 @@ def shipped(mini):
     return ds
 
 
+def _auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney): P(a random positive scores above a random negative)."""
+    from scipy.stats import rankdata
+    r, n_pos = rankdata(scores), int(positive.sum())
+    return float((r[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * (len(scores) - n_pos)))
+
+
 @needs_predictor
 def test_shipped_directions_match_mini(shipped, mini):
     assert shipped.fingerprint == mini.fingerprint
     load_directions(find_pack(mini).path("directions"), mini)        # no error
     for name in ("yaw", "smile", "age", "gender", "glasses", "beard", "hair_length", "skin_tone"):
         assert name in shipped, name
-    assert shipped.accuracy[shipped.index("yaw")] > 0.8
+
+
+@needs_predictor
+def test_shipped_directions_separate_fresh_samples(shipped, mini):
+    """Re-measured, not read back: on 400 seeds the fit never saw (700000+, psi 1 as in fitting), each
+    direction's score (w - mean_w) . d separates the world predictor's labels (continuous: above / below
+    their median; booleans: p > 0.5). Chance is AUC 0.5; measured here 0.66-0.94 (yaw 0.92, age 0.93,
+    skin tone 0.94, beard 0.91; smile 0.66, gender 0.68 are the weakest)."""
+    from facegen.engine.synthesis import synthesize
+    from facegen.world.predictor import load_world_predictor
+    P = load_world_predictor()
+    ws = L.seeds_to_ws(mini, list(range(700_000, 700_400)), psi=1.0)
+    pred, kinds = P.predict(synthesize(mini, ws)), {n: k for n, k, _ in P.spec}
+    w = ws[:, 0].numpy()
+    auc = {}
+    for name in shipped.names:
+        y = pred[name]
+        positive = y > (np.median(y) if kinds[name] == "continuous" else 0.5)
+        auc[name] = _auc((w - shipped.mean_w) @ shipped.vector(name), positive)
+    assert min(auc.values()) >= 0.6, auc                                    # every direction: chance + 0.1
+    for name in ("yaw", "age", "skin_tone", "beard"):                        # the well-learned ones: + 0.35
+        assert auc[name] >= 0.85, auc
 
 
 @needs_predictor
