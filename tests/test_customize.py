@@ -134,8 +134,6 @@ def test_label_table_from_a_labellers_prediction(world):
 
 def test_minis_classifier_and_zcodes_come_from_its_pack(G, pack, C):
     assert C.classes == WORLD_CLASSES.names()
-    for name, m in C.meta["test"].items():        # held-out renders
-        assert m["accuracy"] > 0.75, (name, m)
     bank = load_zcodes(pack.path("zcodes"), G=G)
     assert bank.fingerprint == G.fingerprint and set(bank.classes) == set(WORLD_CLASSES.names())
     assert cz.finetuned_for(pack, ["old", "glasses"], "mini") == ("mini-glasses", "glasses")
@@ -323,6 +321,23 @@ def test_build_class_sampler_refuses_bad_input(G, tmp_path):
         s.plan(["glasses"])
 
 
+def test_minis_classifier_is_accurate_on_fresh_renders(C):
+    """Re-measured, not read from the classifier's metrics: 300 face-world renders from seeds no training
+    or stored test used (31,000,000+), judged against the renderer's ground-truth classes. Balanced
+    accuracy (chance 0.5 whatever the base rate; plain accuracy would let 'never neutral' score 0.81):
+    measured 0.72 (neutral), 0.77 (young), >= 0.94 for the other 15 classes."""
+    images, labels = render_batch(range(31_000_000, 31_000_300), size=64)
+    truth = WORLD_CLASSES.mask(world_table(labels), C.classes)
+    said = C.probs(images) > 0.5
+    balanced = {}
+    for k, name in enumerate(C.classes):
+        y, p = truth[:, k], said[:, k]
+        balanced[name] = 0.5 * ((p & y).sum() / max(1, y.sum()) + (~p & ~y).sum() / max(1, (~y).sum()))
+    assert min(balanced.values()) >= 0.65, balanced                         # every class: chance + 0.15
+    strong = [n for n in C.classes if n not in ("neutral", "young")]          # the age / smile thresholds are fuzzy
+    assert min(balanced[n] for n in strong) >= 0.9, balanced
+
+
 # -- fine-tuning hooks (facegen.world.training) -------------------------------------------------------
 
 def test_training_can_start_from_mini_and_its_discriminator(G, tmp_path):
@@ -337,14 +352,25 @@ def test_training_can_start_from_mini_and_its_discriminator(G, tmp_path):
 
 def test_zcode_feature_spread_term(G, C):
     """lambda_feat: the z-code loss also asks the class's faces to be as spread in the classifier's
-    feature space as unconditional faces of the same noise; its value is logged (spread / unconditional)."""
+    feature space as unconditional faces of the same noise; its value is logged (spread / unconditional).
+
+    Measured independently of the training loop: after 30 quick steps (lr 0.01, no prior / movement terms,
+    so the class term alone would contract the codes), the spread of C.embed over 32 fresh codes' faces,
+    relative to the unconditional faces of the same noise, is 0.72 without the term and 1.05 with it."""
     from facegen.world.class_training import train_zcode
-    x = torch.rand(3, 3, 64, 64)
-    torch.testing.assert_close(C.head(C.features(x)), C(x))
-    net, hist = train_zcode(G, C, "glasses", steps=2, batch=6, lambda_feat=1.0, log=lambda s: None)
-    assert 0 < hist[0]["feat_spread"] <= 1
-    _, hist0 = train_zcode(G, C, "glasses", steps=1, batch=6, log=lambda s: None)
-    assert "feat_spread" not in hist0[0]
+    u = torch.randn(32, G.z_dim, generator=torch.Generator().manual_seed(99))
+    plain_faces, _ = generate_from_z(G, u, 0.7)
+    base = _spread(C, plain_faces)
+    ratio, hist = {}, {}
+    for lam in (0.0, 20.0):
+        net, hist[lam] = train_zcode(G, C, "glasses", steps=30, batch=8, lr=1e-2, lambda_prior=0.0, lambda_move=0.0,
+                                     lambda_feat=lam, log=lambda s: None)
+        with torch.no_grad():
+            faces, _ = generate_from_z(G, net(u), 0.7)
+        ratio[lam] = _spread(C, faces) / base
+    assert ratio[0.0] < 0.85, ratio                     # the class term alone contracts the faces ...
+    assert ratio[20.0] >= ratio[0.0] + 0.15 and ratio[20.0] >= 0.9, ratio     # ... the spread term undoes it
+    assert all(0 < h["feat_spread"] for h in hist[20.0]) and all("feat_spread" not in h for h in hist[0.0])
 
 
 def test_conditional_infogan_training_starts_from_an_unconditional_generator(tmp_path):
