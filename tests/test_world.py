@@ -82,8 +82,14 @@ def test_vector_round_trip_and_labels():
                 assert getattr(b, name) == getattr(a, name)
     r = render_seed(5)
     assert json.loads(json.dumps(r.labels)) == r.labels
-    assert r.labels == labels_dict(r.attrs)
-    assert r.attrs == sample_attributes(np.random.default_rng(5))
+    assert r.attrs == sample_attributes(np.random.default_rng(5))      # the seed contract
+    # The labels are the values the face was drawn with, written out here (not recomputed by labels_dict).
+    assert render(BASE).labels == {
+        "yaw": 0.0, "smile": 0.3, "age": 0.3, "gender": 0.5, "skin_tone": 0.3, "hair_color": "brown",
+        "hair_length": 0.4, "hair_style": "straight", "eye_color": "brown", "glasses": False, "beard": False,
+        "bg_hue": 0.6, "bg_value": 0.7, "light_direction": 0.0, "clothing_hue": 0.1}
+    assert render(replace(BASE, glasses=True, hair_color="red", yaw=-0.5)).labels == dict(
+        render(BASE).labels, glasses=True, hair_color="red", yaw=-0.5)
 
 
 def test_spec_layout():
