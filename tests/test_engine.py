@@ -427,9 +427,18 @@ def test_latent_ops():
         L.fuse([ws[0]])
     with pytest.raises(facegen.InputError):
         L.check_psi(7)
+    # Seed -> w as the official generate.py does it (float64 RandomState draw, then the mapping network
+    # itself), not through facegen's own helpers: z_to_w / seeds_to_ws must agree with it.
+    z_official = torch.from_numpy(np.random.RandomState(3).randn(1, G.z_dim)).float()
+    with torch.no_grad():
+        w_official = G.mapping(z_official, None)[:, 0]
     w = L.z_to_w(G, torch.from_numpy(L.seed_to_z(3, G.z_dim)).float())
-    assert _maxdiff(L.w_to_wplus(w, G.num_ws), L.seeds_to_ws(G, 3)) < 1e-6
-    assert _maxdiff(L.wplus_to_w(L.w_to_wplus(w, G.num_ws)), w) < 1e-6
+    assert _maxdiff(w, w_official) < 1e-6
+    wplus = L.seeds_to_ws(G, 3)
+    assert wplus.shape == (1, G.num_ws, G.w_dim)
+    assert all(_maxdiff(wplus[:, i], w_official) < 1e-6 for i in range(G.num_ws))    # untruncated: every layer is w
+    assert _maxdiff(L.w_to_wplus(w, G.num_ws), wplus) < 1e-6
+    assert _maxdiff(L.wplus_to_w(wplus), w_official) < 1e-6
 
 
 def test_latent_files_validate_and_warn(tmp_path):
