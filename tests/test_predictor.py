@@ -13,7 +13,8 @@ import torch
 from facegen.world.predictor import (CORRUPTIONS, DEFAULT_PREDICTOR_DIR, TEST_SEED_START, TRAIN_SEED_START, Labeller,
                                WorldPredictor, check_images, load_world_predictor, make_corruptions,
                                train_predictor)
-from facegen.world.render import ATTRIBUTE_SPEC, VECTOR_DIM, render_batch
+from facegen.world.attributes import ATTRIBUTE_SPEC, VECTOR_DIM
+from facegen.world.render import render_batch
 
 torch.set_num_threads(1)
 

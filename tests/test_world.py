@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from facegen.world import render as world
-from facegen.world.render import (ATTRIBUTE_SPEC, VECTOR_DIM, FaceAttributes, attributes_to_vector,
-                           labels_dict, render, render_batch, render_seed, sample_attributes,
-                           vector_to_attributes)
+from facegen.world.attributes import (ATTRIBUTE_SPEC, VECTOR_DIM, FaceAttributes, attributes_to_vector,
+                                      labels_dict, sample_attributes, vector_to_attributes)
+from facegen.world.render import render, render_batch, render_seed
 
 BASE = FaceAttributes(yaw=0.0, smile=0.3, age=0.3, gender=0.5, skin_tone=0.3, hair_color="brown",
                       hair_length=0.4, hair_style="straight", eye_color="brown", glasses=False,

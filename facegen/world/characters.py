@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from facegen.features.banks import cli_main as bank_cli_main, name_from_file
-from facegen.world.render import FaceAttributes, labels_dict, render
+from facegen.world.attributes import FaceAttributes, labels_dict
+from facegen.world.render import render
 
 #: A dozen named characters of the face world (fictional people), rendered with chosen attributes.
 WORLD_CHARACTERS = {

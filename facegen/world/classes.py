@@ -58,8 +58,8 @@ def world_table(labels: Sequence[dict]) -> dict:
 
 
 def world_labels(seeds) -> list:
-    """Ground-truth labels of world seeds without rendering (:func:`facegen.world.render.seed_attributes`)."""
-    from facegen.world.render import labels_dict, seed_attributes
+    """Ground-truth labels of world seeds without rendering (:func:`facegen.world.attributes.seed_attributes`)."""
+    from facegen.world.attributes import labels_dict, seed_attributes
     return [labels_dict(seed_attributes(s)) for s in seeds]
 
 

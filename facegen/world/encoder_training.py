@@ -36,7 +36,8 @@ import torch
 
 from facegen.features.encode import encode, reconstruction_metrics, refine
 from facegen.packs.encoder import WEIGHTS_NAME, TrainConfig, sample_batch, train_encoder
-from facegen.world.render import ATTRIBUTE_SPEC, render_batch
+from facegen.world.attributes import ATTRIBUTE_SPEC
+from facegen.world.render import render_batch
 
 EVAL_SEED_START = 20_000_000        # face-world renders never used for any training (predictor test range)
 REAL_SEED_START = 0                 # optional render pool: the GAN's own training range (< 10_000_000)

@@ -41,7 +41,8 @@ LOCALISER_DIR = ASSETS / "packs" / "mini" / "localiser"
 
 def render_pool(n: int, seed: int, size: int = 64) -> tuple:
     """n face-world renders -> (images float [n, 3, s, s] in [0, 1], landmarks [n, 5, 2], background rgb)."""
-    from facegen.world.render import render, sample_attributes
+    from facegen.world.attributes import sample_attributes
+    from facegen.world.render import render
     rng = np.random.default_rng(seed)
     imgs, lms = [], []
     for _ in range(n):

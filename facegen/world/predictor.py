@@ -4,7 +4,7 @@ Purpose
 -------
 The predictor is the face world's *labeller*.  Given images (renders, GAN
 samples, reconstructions) it estimates every attribute of
-:data:`facegen.world.render.ATTRIBUTE_SPEC` and says whether an image reads as a
+:data:`facegen.world.attributes.ATTRIBUTE_SPEC` and says whether an image reads as a
 face at all.  It is used to
 
 * label generated images for fitting latent directions,
@@ -90,7 +90,8 @@ import torch.nn.functional as F
 
 from facegen.engine.errors import InputError, UnsupportedModelError
 from facegen.engine.paths import ASSETS
-from facegen.world.render import ATTRIBUTE_SPEC, FaceAttributes, VECTOR_DIM, render_batch, vector_to_attributes
+from facegen.world.attributes import ATTRIBUTE_SPEC, FaceAttributes, VECTOR_DIM, vector_to_attributes
+from facegen.world.render import render_batch
 
 __all__ = [
     "Labeller", "WorldPredictor", "load_world_predictor", "DEFAULT_PREDICTOR_DIR",
@@ -747,7 +748,7 @@ def _readme(record: dict, metrics: dict) -> str:
 
 `config.json` + `model.safetensors`: the `facegen.world.predictor.WorldPredictor` small CNN
 ({record['n_params']:,} parameters, 64x64 input) that labels face-world images: every attribute of
-`facegen.world.render.ATTRIBUTE_SPEC`, a face-validity score and 128-d features for Frechet distance.
+`facegen.world.attributes.ATTRIBUTE_SPEC`, a face-validity score and 128-d features for Frechet distance.
 Load it with `facegen.world.predictor.load_world_predictor()`.
 
 ## Rebuild

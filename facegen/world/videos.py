@@ -39,7 +39,8 @@ def sample_frames(person: str = "sample-lena", seconds: float = 5.0, fps: float 
     and smiling (0 -> 0.9 and back), pasted into a `frame` px frame at a slowly drifting position and scale.
     -> (frames uint8 [T, frame, frame, 3], true landmarks [T, 5, 2], true yaw [T], true smile [T])."""
     from PIL import Image
-    from facegen.world.render import FaceAttributes, render
+    from facegen.world.attributes import FaceAttributes
+    from facegen.world.render import render
     if person not in SAMPLE_PEOPLE:
         raise InputError(f"Unknown sample person '{person}' ({', '.join(SAMPLE_PEOPLE)}).")
     base = SAMPLE_PEOPLE[person]
