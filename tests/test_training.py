@@ -101,8 +101,7 @@ def test_mini_loads_offline_by_name(monkeypatch):
     G = facegen.load_generator("mini")
     assert G.img_resolution >= 64 and G.meta["name"] == "mini"
     assert (MINI / "model.safetensors").stat().st_size < 20 * 2 ** 20
-    metrics = json.loads((MINI / "metrics.json").read_text())
-    assert "command" in metrics and "quality" in metrics
+    assert "python -m facegen train" in json.loads((MINI / "metrics.json").read_text())["command"]
     from facegen.features.generate import generate_seeds
     imgs, ws, _ = generate_seeds(G, "0-3", psi=0.7)
     assert imgs.shape == (4, G.img_resolution, G.img_resolution, 3) and imgs.std() > 10
@@ -144,3 +143,25 @@ def test_chroma_res_leaves_colour_to_the_high_resolution_blocks(tmp_path, tiny_i
     assert G.synthesis.b8.torgb.weight.shape[0] == 1
     z = torch.randn(2, G.z_dim)
     torch.testing.assert_close(G(z, None, noise_mode="const"), tr.G_ema(z, None, noise_mode="const"))
+
+
+@pytest.mark.skipif(not (MINI / "config.json").exists(), reason="assets/mini not built yet (see assets/mini/README.md)")
+def test_mini_draws_world_faces_measured_against_an_untrained_baseline():
+    """mini's quality measured here, not read from its metrics.json: 128 samples (psi 0.7, seeds 5000+)
+    against 128 held-out renders, with the world predictor as the judge, next to an untrained generator of
+    the same shape (the baseline, same run). Measured: mini valid 1.00, Frechet distance 133; untrained
+    0.00 and 518; a second set of renders 29 (the floor)."""
+    from conftest import _random_generator
+    from facegen.engine import latents as L
+    from facegen.engine.synthesis import synthesize
+    from facegen.world.predictor import load_world_predictor
+    from facegen.world.quality import TEST_SEED_BASE, frechet_distance
+    torch.set_num_threads(1)
+    P = load_world_predictor()
+    ref = P.features(render_batch(range(TEST_SEED_BASE, TEST_SEED_BASE + 128), size=64)[0])
+    seeds, score = list(range(5000, 5128)), {}
+    for name, G in (("mini", facegen.load_generator("mini").eval()), ("untrained", _random_generator(0).eval())):
+        _, feats, valid = P.predict_all(synthesize(G, L.seeds_to_ws(G, seeds, psi=0.7)))
+        score[name] = ((valid > 0.5).mean(), frechet_distance(feats, ref))
+    assert score["mini"][0] >= 0.9 and score["untrained"][0] <= 0.5, score      # faces, where the baseline has none
+    assert score["mini"][1] < 0.5 * score["untrained"][1], score                 # far closer to the world's faces
