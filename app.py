@@ -53,10 +53,10 @@ def build_demo() -> gr.Blocks:
     try:
         G = load_model(default)
         studio.cpu_threads(G)
-        num_ws, c_dim = G.num_ws, G.c_dim
+        num_ws, c_dim, sg3 = G.num_ws, G.c_dim, studio.takes_transform(G)
         banner_value = banner_text(default)
     except FacegenError as e:
-        num_ws, c_dim, banner_value = 18, 0, banner_text(default, str(e))
+        num_ws, c_dim, sg3, banner_value = 18, 0, False, banner_text(default, str(e))
 
     with gr.Blocks(title="facegen studio", analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
@@ -70,7 +70,7 @@ def build_demo() -> gr.Blocks:
                                            object_fit="contain", elem_id="shelf-gallery"),
                   shelf_selected=gr.Number(None, label="Selected shelf face #", precision=0, minimum=0, render=False,
                                            elem_id="shelf-selected"),
-                  num_ws=num_ws, c_dim=c_dim)
+                  num_ws=num_ws, c_dim=c_dim, stylegan3=sg3)
         with gr.Row():
             with gr.Column(scale=4):
                 with gr.Tabs() as tabs:

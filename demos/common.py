@@ -132,6 +132,7 @@ class Ctx:
     shelf_selected: gr.State    # 1-based number of the selected shelf face (or None)
     num_ws: int                 # of the default model (initial slider ranges)
     c_dim: int = 0              # of the default model (> 0: class-conditional, the generate tab shows a class)
+    stylegan3: bool = False     # the default model takes translate / rotate: the generate tab shows them
     link_handlers: dict = field(default_factory=dict)   # tab -> (fn(params, request, shelf) -> dict, outputs)
     model_listeners: list = field(default_factory=list)  # (outputs, fn(G) -> dict)
 

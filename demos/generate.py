@@ -21,34 +21,43 @@ def available() -> bool:
 
 
 @gpu(duration=30)
-def _generate_gpu(model, seeds, psi, cutoff, noise_mode, class_index):
-    return studio.generate_faces(model, seeds, psi, cutoff, noise_mode, class_index)
+def _generate_gpu(model, seeds, psi, cutoff, noise_mode, class_index, translate_x, translate_y, rotate):
+    return studio.generate_faces(model, seeds, psi, cutoff, noise_mode, class_index, translate_x, translate_y,
+                                 rotate)
 
 
 @ui_errors
-def generate(seeds, count, psi, cutoff, noise_mode, model, class_index=0, request: gr.Request = None,
-             progress=gr.Progress()):
+def generate(seeds, count, psi, cutoff, noise_mode, model, class_index=0, translate_x=0.0, translate_y=0.0,
+             rotate=0.0, request: gr.Request = None, progress=gr.Progress()):
     """Faces for `seeds` ('0-7', '1,5,9-11'; one seed + count N = N consecutive seeds; empty = random);
-    `class_index` picks the class of a class-conditional generator (ignored by unconditional ones)."""
+    `class_index` picks the class of a class-conditional generator (ignored by unconditional ones);
+    `translate_x`, `translate_y` (image widths, + = right / down) and `rotate` (degrees, + =
+    counter-clockwise) move a StyleGAN3 generator's image (all 0: the plain image; an error elsewhere)."""
     seed_list = studio.expand_seeds(seeds, count)
     cutoff = int(cutoff or 0) or None
     G = load_model(model, progress)
     class_index = int(class_index or 0) if G.c_dim else 0
     if G.c_dim:
         L.class_vector(G, class_index)   # a clear message for a class out of range
+    moved = studio.check_transform(G, translate_x, translate_y, rotate) is not None
+    move = {"tx": float(translate_x or 0), "ty": float(translate_y or 0), "rot": float(rotate or 0)} if moved else {}
     progress(0.3, desc=f"Generating {len(seed_list)} faces")
-    images, ws = _generate_gpu(model, seed_list, float(psi), cutoff, noise_mode, class_index)
+    images, ws = _generate_gpu(model, seed_list, float(psi), cutoff, noise_mode, class_index,
+                               *(move.get(k, 0.0) for k in ("tx", "ty", "rot")))
     d = out_dir()
     gallery, files = [], []
     for s, img, w in zip(seed_list, images, ws):
         png = save_png(img, d / f"seed{s:05d}.png")
         gallery.append((png, f"seed {s}"))
         files += [save_bytes(studio.npz_bytes(w, G, seed=s, psi=float(psi), cutoff=cutoff, model=model,
-                                              **({"class_index": class_index} if G.c_dim else {})),
+                                              **({"class_index": class_index} if G.c_dim else {}),
+                                              **({"translate": [move["tx"], move["ty"]], "rotate": move["rot"]}
+                                                 if move else {})),
                              d / f"seed{s:05d}.npz")]
     seed_text = ",".join(studio.compress_seeds([str(s) for s in seed_list]))
     link = share_url(request, studio.encode_link(TAB, model, seeds=seed_text, psi=float(psi), cutoff=cutoff or 0,
-                                                 noise=noise_mode, **({"cls": class_index} if G.c_dim else {})))
+                                                 noise=noise_mode, **({"cls": class_index} if G.c_dim else {}),
+                                                 **{k: v for k, v in move.items() if v}))
     last = {"model": model, "seeds": seed_list, "psi": float(psi), "cutoff": cutoff, "ws": ws, "images": images}
     return gallery, files, link, last, None
 
@@ -99,6 +108,15 @@ def build(ctx: Ctx):
                 klass = gr.Number(0, label="Class", precision=0, minimum=0, visible=ctx.c_dim > 0, elem_id="gen-class",
                                   info="this generator is class-conditional: which class to draw (other tabs "
                                        "draw class 0)")
+                with gr.Row(visible=ctx.stylegan3, elem_id="gen-move") as move_row:   # StyleGAN3 only: its input moves
+                    tx = gr.Slider(-studio.MAX_TRANSLATE, studio.MAX_TRANSLATE, value=0, step=0.005,
+                                   label="Translate x", info="image widths; + moves the face right",
+                                   elem_id="gen-tx")
+                    ty = gr.Slider(-studio.MAX_TRANSLATE, studio.MAX_TRANSLATE, value=0, step=0.005,
+                                   label="Translate y", info="image widths; + moves the face down",
+                                   elem_id="gen-ty")
+                    rot = gr.Slider(-studio.MAX_ROTATE, studio.MAX_ROTATE, value=0, step=1, label="Rotate",
+                                    info="degrees; + turns counter-clockwise", elem_id="gen-rot")
                 with gr.Row():
                     run = gr.Button("Generate", variant="primary", elem_id="gen-run")
                     dice = gr.Button("Random seed", elem_id="gen-random")
@@ -114,7 +132,7 @@ def build(ctx: Ctx):
         last = gr.State(None)
         selected = gr.State(None)
 
-    inputs = [seeds, count, psi, cutoff, noise, ctx.model, klass]
+    inputs = [seeds, count, psi, cutoff, noise, ctx.model, klass, tx, ty, rot]
     outputs = [gallery, files, link, last, selected]
     run.click(generate, inputs, outputs, api_name="generate", **GPU_EVENT)
     seeds.submit(generate, inputs, outputs, api_name="generate_submit", api_visibility="undocumented", **GPU_EVENT)
@@ -131,12 +149,14 @@ def build(ctx: Ctx):
 
     ctx.on_model(lambda G: {cutoff: gr.Slider(maximum=G.num_ws),
                             klass: gr.Number(visible=G.c_dim > 0, maximum=max(G.c_dim - 1, 0),
-                                             label=f"Class (0-{G.c_dim - 1})" if G.c_dim else "Class")},
-                 [cutoff, klass])
+                                             label=f"Class (0-{G.c_dim - 1})" if G.c_dim else "Class"),
+                            move_row: gr.Row(visible=studio.takes_transform(G)),
+                            **{m: gr.Slider(value=0) for m in (tx, ty, rot)}},   # a new model starts unmoved
+                 [cutoff, klass, move_row, tx, ty, rot])
 
     def from_link(p, request, shelf):
-        vals = generate(p["seeds"], 1, p["psi"], p["cutoff"], p["noise"], p["model"], p["cls"], request,
-                        progress=NO_PROGRESS)
+        vals = generate(p["seeds"], 1, p["psi"], p["cutoff"], p["noise"], p["model"], p["cls"], p["tx"], p["ty"],
+                        p["rot"], request, progress=NO_PROGRESS)
         return {seeds: p["seeds"], count: 1, psi: p["psi"], cutoff: p["cutoff"], noise: p["noise"], klass: p["cls"],
-                **dict(zip(outputs, vals))}
-    ctx.on_link(TAB, from_link, [seeds, count, psi, cutoff, noise, klass, *outputs])
+                tx: p["tx"], ty: p["ty"], rot: p["rot"], **dict(zip(outputs, vals))}
+    ctx.on_link(TAB, from_link, [seeds, count, psi, cutoff, noise, klass, tx, ty, rot, *outputs])

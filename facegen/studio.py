@@ -448,18 +448,55 @@ def expand_seeds(seeds, count: int, rng: Optional[np.random.Generator] = None) -
     return seeds
 
 
-def synth(G, ws, noise_mode: str = "const") -> np.ndarray:
+def synth(G, ws, noise_mode: str = "const", transform: Optional[np.ndarray] = None) -> np.ndarray:
     from facegen.engine.synthesis import synthesize
-    return synthesize(G, ws, check_noise(noise_mode))
+    return synthesize(G, ws, check_noise(noise_mode), transform=transform)
+
+
+MAX_TRANSLATE = 1.0     # image widths, either way
+MAX_ROTATE = 180.0      # degrees, either way
+
+
+def takes_transform(G) -> bool:
+    """Whether G's synthesis takes a per-call translate / rotate (StyleGAN3: its Fourier input has a
+    3x3 ``transform``)."""
+    return hasattr(getattr(G.synthesis, "input", None), "transform")
+
+
+def check_transform(G, translate_x=0.0, translate_y=0.0, rotate=0.0) -> Optional[np.ndarray]:
+    """The 3x3 input transform for translate (image widths, + moves the content right / down) and
+    rotate (degrees, + counter-clockwise), or None when all three are 0: the generator's stored
+    transform is used then (the identity in NVIDIA's published files), so 0 gives the plain image.
+    Non-zero values replace the stored transform, as the published generate scripts do. Raises
+    InputError for values out of range or a generator that cannot move its image (StyleGAN2)."""
+    vals = {"translate x": translate_x, "translate y": translate_y, "rotate": rotate}
+    try:
+        tx, ty, rot = (float(v or 0.0) for v in vals.values())
+    except (TypeError, ValueError):
+        raise InputError(f"Translate and rotate must be numbers (got {list(vals.values())}).") from None
+    for (name, v), lim, unit in zip(zip(vals, (tx, ty, rot)), (MAX_TRANSLATE, MAX_TRANSLATE, MAX_ROTATE),
+                                    ("image widths", "image widths", "degrees")):
+        if not np.isfinite(v) or abs(v) > lim:
+            raise InputError(f"{name.capitalize()} must be between -{lim:g} and {lim:g} {unit} (got {v:g}).")
+    if tx == ty == rot == 0.0:
+        return None
+    if not takes_transform(G):
+        raise InputError("Translate and rotate need a StyleGAN3 generator (its input can be moved); this "
+                         "generator is StyleGAN2: set them to 0.")
+    from facegen.engine.stylegan3 import transform_matrix
+    return transform_matrix((tx, ty), rot).astype(np.float32)
 
 
 def generate_faces(model: str, seeds: list, psi: float, cutoff: Optional[int], noise_mode: str,
-                   class_index: int = 0) -> tuple:
+                   class_index: int = 0, translate_x: float = 0.0, translate_y: float = 0.0,
+                   rotate: float = 0.0) -> tuple:
     """-> (images uint8 [N, R, R, 3], ws float32 [N, num_ws, w_dim]); `class_index` is used by
-    class-conditional generators only."""
+    class-conditional generators only; translate / rotate (:func:`check_transform`) by StyleGAN3 ones,
+    passed to this call's synthesis (the shared generator is never changed)."""
     G = device_for(models().get(model))
+    transform = check_transform(G, translate_x, translate_y, rotate)
     ws = L.seeds_to_ws(G, seeds, psi=psi, cutoff=L.check_cutoff(G, cutoff), c=int(class_index or 0))
-    return synth(G, ws, noise_mode), ws.cpu().numpy().astype(np.float32)
+    return synth(G, ws, noise_mode, transform), ws.cpu().numpy().astype(np.float32)
 
 
 def render(model: str, ws: np.ndarray, noise_mode: str = "const") -> np.ndarray:
@@ -522,7 +559,7 @@ def parse_weights(text, n: int) -> Optional[list]:
 # Every parameter a link may carry, per tab, with its type and default. Anything else is ignored.
 LINK_SCHEMA = {
     "generate": {"seeds": (str, "0-3"), "psi": (float, 0.7), "cutoff": (int, 0), "noise": (str, "const"),
-                 "cls": (int, 0)},
+                 "cls": (int, 0), "tx": (float, 0.0), "ty": (float, 0.0), "rot": (float, 0.0)},
     "mix": {"src": (str, "0-3"), "tpl": (str, "10-12"), "lo": (int, None), "hi": (int, None),
             "psi": (float, 0.7), "noise": (str, "const")},
     "fuse": {"faces": (str, "1,2"), "weights": (str, ""), "lo": (int, None), "hi": (int, None),

@@ -21,8 +21,11 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def synthesize(G, ws, noise_mode: str = "const", batch_size: int = 16, precision: str = "fp32") -> np.ndarray:
-    """w+ [N, num_ws, w_dim] (tensor or array) -> uint8 images [N, H, W, 3]."""
+def synthesize(G, ws, noise_mode: str = "const", batch_size: int = 16, precision: str = "fp32",
+               transform=None) -> np.ndarray:
+    """w+ [N, num_ws, w_dim] (tensor or array) -> uint8 images [N, H, W, 3]. ``transform`` (StyleGAN3
+    only: a 3x3 input transform, :func:`facegen.engine.stylegan3.transform_matrix`) turns / shifts
+    these images for this call only; None renders with the generator's stored transform."""
     if noise_mode not in NOISE_MODES:
         raise InputError(f"Noise mode must be one of {', '.join(NOISE_MODES)} (got '{noise_mode}').")
     dev = G.mapping.w_avg.device
@@ -31,6 +34,7 @@ def synthesize(G, ws, noise_mode: str = "const", batch_size: int = 16, precision
         ws = ws.unsqueeze(0)
     out = []
     for i in range(0, ws.shape[0], batch_size):
-        img = G.synthesis(ws[i:i + batch_size].to(dev), noise_mode=noise_mode, precision=precision)
+        extra = {} if transform is None else {"transform": torch.as_tensor(transform, dtype=torch.float32, device=dev)}
+        img = G.synthesis(ws[i:i + batch_size].to(dev), noise_mode=noise_mode, precision=precision, **extra)
         out.append(to_uint8(img))
     return np.concatenate(out) if out else np.zeros((0, G.img_resolution, G.img_resolution, 3), np.uint8)

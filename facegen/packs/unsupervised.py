@@ -14,7 +14,8 @@ a :class:`facegen.packs.directions.DirectionSet`, so editing and animation have 
 * **SeFa**, closed-form factorisation (Shen & Zhou, 2021; ``method="sefa"``). A style layer i computes
   ``s_i = A_i w + b_i``; the W directions that change the styles of a set of layers most are the
   eigenvectors of ``A^T A``, A stacking those layers' affine weights (every output channel's weight row
-  normalised, as SeFa does). The directions come from the set's edit layers; band b's vectors are
+  normalised, as SeFa does; on StyleGAN3, w+ entry 0's "style" is the Fourier input's affine, the 4
+  numbers of its rotation and translation, see :func:`style_affines`). The directions come from the set's edit layers; band b's vectors are
   the factorisation of the layers of that band alone (coarse / middle / fine,
   :func:`facegen.packs.directions.band_layers`), each sign-aligned with the whole-range component of
   the same rank. Step sizes are measured on sampled w as for GANSpace. No sampling is needed for the
@@ -104,19 +105,31 @@ def _fix_signs(V: np.ndarray) -> np.ndarray:
 
 def style_affines(G) -> dict:
     """{w+ layer index: [effective affine weight [channels, w_dim], ...]}: every style layer's
-    ``A`` (weight * weight_gain) grouped by the w+ entry it reads (a toRGB reads the entry of the next
-    block's first convolution)."""
-    out: dict = {}
-    idx = 0
+    ``A`` (weight * weight_gain) grouped by the w+ entry it reads.
+
+    * StyleGAN2 (``synthesis.block_resolutions``): a block's convolutions read consecutive entries, its
+      toRGB reads the entry of the next block's first convolution.
+    * StyleGAN3 (``synthesis.layers()``): entry 0 drives the Fourier input's affine (the 4 numbers of
+      its rotation and translation), entry 1 + i the style affine of layer i (the ToRGB last).
+    """
     syn = G.synthesis
-    for res in syn.block_resolutions:
-        block = getattr(syn, f"b{res}")
-        layers = [getattr(block, n) for n in ("conv0", "conv1") if hasattr(block, n)]
-        for j, layer in enumerate(layers):
-            out.setdefault(idx + j, []).append(layer.affine)
-        if hasattr(block, "torgb"):
-            out.setdefault(idx + block.num_conv, []).append(block.torgb.affine)
-        idx += block.num_conv
+    out: dict = {}
+    if hasattr(syn, "block_resolutions"):
+        idx = 0
+        for res in syn.block_resolutions:
+            block = getattr(syn, f"b{res}")
+            layers = [getattr(block, n) for n in ("conv0", "conv1") if hasattr(block, n)]
+            for j, layer in enumerate(layers):
+                out.setdefault(idx + j, []).append(layer.affine)
+            if hasattr(block, "torgb"):
+                out.setdefault(idx + block.num_conv, []).append(block.torgb.affine)
+            idx += block.num_conv
+    elif hasattr(syn, "layers") and hasattr(syn, "input"):
+        out[0] = [syn.input.affine]
+        for i, layer in enumerate(syn.layers()):
+            out.setdefault(1 + i, []).append(layer.affine)
+    else:
+        raise InputError(f"SeFa does not know the style layers of {type(syn).__name__}: use GANSpace instead.")
     return {i: [(a.weight.detach().double() * a.weight_gain).cpu().numpy() for a in affs]
             for i, affs in out.items()}
 
