@@ -581,7 +581,29 @@ class SynthesisNetwork(torch.nn.Module):
         return (img, blocks) if return_blocks else img
 
 
-class Generator(torch.nn.Module):
+class PretrainedGenerator:
+    """What every facegen generator (StyleGAN2 here, StyleGAN3 in :mod:`facegen.engine.stylegan3`) shares:
+    Hub-native persistence (config.json with its ``architecture`` + model.safetensors) and a fingerprint
+    computed once."""
+
+    def save_pretrained(self, folder, **meta):
+        """Write the Hub-native folder; load it with :func:`facegen.engine.loaders.load_generator`."""
+        from facegen.engine.folder import save_pretrained
+        return save_pretrained(self, folder, **meta)
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        from facegen.engine.hub import push_to_hub
+        return push_to_hub(self, repo_id, **kwargs)
+
+    @property
+    def fingerprint(self) -> str:
+        from facegen.engine.fingerprint import fingerprint
+        if "_fingerprint" not in self.__dict__:
+            self.__dict__["_fingerprint"] = fingerprint(self)
+        return self.__dict__["_fingerprint"]
+
+
+class Generator(PretrainedGenerator, torch.nn.Module):
     """z, c -> w+ (mapping, truncation) -> image (synthesis).
 
     Constructor arguments are those of the official StyleGAN2-ADA Generator, so the kwargs stored in
@@ -613,23 +635,6 @@ class Generator(torch.nn.Module):
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, **synthesis_kwargs)
 
-    # -- Hub-native persistence (config.json + model.safetensors) ---------------------------------
-    def save_pretrained(self, folder, **meta):
-        """Write the Hub-native folder (config.json + model.safetensors); load it with
-        :func:`facegen.engine.loaders.load_generator`."""
-        from facegen.engine.folder import save_pretrained
-        return save_pretrained(self, folder, **meta)
-
-    def push_to_hub(self, repo_id: str, **kwargs):
-        from facegen.engine.hub import push_to_hub
-        return push_to_hub(self, repo_id, **kwargs)
-
-    @property
-    def fingerprint(self) -> str:
-        from facegen.engine.fingerprint import fingerprint
-        if "_fingerprint" not in self.__dict__:
-            self.__dict__["_fingerprint"] = fingerprint(self)
-        return self.__dict__["_fingerprint"]
 
 
 # ---------------------------------------------------------------------------

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facegen.engine.networks import FullyConnectedLayer, MappingNetwork
+from facegen.engine.networks import FullyConnectedLayer, MappingNetwork, PretrainedGenerator
 from facegen.engine.stylegan3_ops import filtered_lrelu, lowpass_filter, modulated_conv2d
 
 # ---------------------------------------------------------------------------
@@ -318,7 +318,7 @@ class SynthesisNetwork(torch.nn.Module):
 _MAPPING_NAMES = {"num_layers", "embed_features", "layer_features", "activation", "lr_multiplier", "w_avg_beta"}
 
 
-class StyleGAN3Generator(torch.nn.Module):
+class StyleGAN3Generator(PretrainedGenerator, torch.nn.Module):
     """z, c -> w+ (mapping, truncation) -> image (alias-free synthesis).
 
     Constructor arguments are those of the official StyleGAN3 Generator (synthesis kwargs flat), so
@@ -356,24 +356,6 @@ class StyleGAN3Generator(torch.nn.Module):
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                           update_w_avg=update_emas)
         return self.synthesis(ws, update_emas=update_emas, **synthesis_kwargs)
-
-    # -- Hub-native persistence (config.json + model.safetensors) ---------------------------------
-    def save_pretrained(self, folder, **meta):
-        """Write the Hub-native folder (config.json with ``architecture`` + model.safetensors); load it
-        with :func:`facegen.engine.loaders.load_generator`."""
-        from facegen.engine.folder import save_pretrained
-        return save_pretrained(self, folder, **meta)
-
-    def push_to_hub(self, repo_id: str, **kwargs):
-        from facegen.engine.hub import push_to_hub
-        return push_to_hub(self, repo_id, **kwargs)
-
-    @property
-    def fingerprint(self) -> str:
-        from facegen.engine.fingerprint import fingerprint
-        if "_fingerprint" not in self.__dict__:
-            self.__dict__["_fingerprint"] = fingerprint(self)
-        return self.__dict__["_fingerprint"]
 
 
 ARCHITECTURES = ("stylegan3-t", "stylegan3-r", "stylegan3")
