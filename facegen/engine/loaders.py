@@ -9,6 +9,9 @@
   generators build :class:`~facegen.engine.stylegan3.StyleGAN3Generator`);
 * an original TensorFlow StyleGAN2 pickle (tuple ``(G, D, Gs)``; ``Gs`` is converted,
   without TensorFlow);
+* a rosinality/stylegan2-pytorch checkpoint (``.pt``/``.pth``, e.g. ``stylegan2-ffhq-config-f.pt``; also the
+  decoder inside a pSp / e4e checkpoint), read with ``torch.load(weights_only=True)``
+  (:mod:`facegen.engine.rosinality`);
 * a Hub reference ``hf://OWNER/REPO[/PATH/IN/REPO][@REVISION]`` or a bare ``OWNER/REPO``.
 
 Pickles are read with :mod:`facegen.engine.safe_pickle`: nothing in them is executed.
@@ -221,6 +224,21 @@ def generator_from_tf_pickle(obj, source: str = "pickle") -> Generator:
 # Dispatch
 # ---------------------------------------------------------------------------
 
+TORCH_SUFFIXES = (".pt", ".pth")
+
+
+def load_file(path: Union[str, Path]) -> Generator:
+    """A generator file: a PyTorch checkpoint (``.pt``/``.pth`` or a zip archive, rosinality's layout) or a
+    network pickle."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        zipped = f.read(4) == b"PK\x03\x04"
+    if zipped or path.suffix.lower() in TORCH_SUFFIXES:
+        from facegen.engine.rosinality import load_checkpoint
+        return load_checkpoint(path)
+    return load_pickle(path)
+
+
 def load_pickle(path: Union[str, Path]) -> Generator:
     path = Path(path)
     try:
@@ -282,7 +300,7 @@ def load_from_hub(ref, **hub_kwargs):
     if isinstance(ref, str):
         ref = hub.parse_reference(ref)
     if ref.filename and not ref.filename.endswith((CONFIG_NAME, WEIGHTS_NAME)):
-        return load_pickle(hub.download(ref, ref.filename, **hub_kwargs))
+        return load_file(hub.download(ref, ref.filename, **hub_kwargs))
     sub = ref.filename.rsplit("/", 1)[0] + "/" if ref.filename and "/" in ref.filename else ""
     hub.download(ref, sub + CONFIG_NAME, **hub_kwargs)
     folder = hub.download(ref, sub + WEIGHTS_NAME, **hub_kwargs).parent
@@ -295,7 +313,7 @@ def load_registered(name: str, **hub_kwargs) -> Generator:
     """The generator a registry entry names. Pickles are only opened after the size / sha256 check."""
     e = registry.get(name)
     target = registry.fetch(name, **hub_kwargs)
-    G = from_pretrained(target) if e["format"] in registry.FOLDER_FORMATS else load_pickle(target)
+    G = from_pretrained(target) if e["format"] in registry.FOLDER_FORMATS else load_file(target)
     G.meta.update(name=name, license=e.get("license"), registry_format=e["format"])
     return G
 
@@ -315,7 +333,7 @@ def load_generator(source, device: Optional[Union[str, torch.device]] = None, **
             elif path.suffix == ".json" and path.name == "config.json":
                 G = from_pretrained(path.parent)
             else:
-                G = load_pickle(path)
+                G = load_file(path)
         elif registry.has(source):
             G = load_registered(source, **hub_kwargs)
         elif hub.is_hub_reference(source):
