@@ -5,7 +5,8 @@ Start (:func:`encode_photo`, the app's *Photo encoding* tab)
 1. **Align** (:mod:`facegen.labels.align`): dlib detection + the FFHQ recipe, to the generator's
    resolution (32 px works). A square image with no detectable face is taken as already aligned when
    the pack's labeller says it is a face (face-world renders); a photo with no face is refused.
-2. **Start latent**: the pack's ``encoder`` (:mod:`facegen.packs.encoder`) gives a w+ in one pass;
+2. **Start latent**: the pack's ``encoder`` (:mod:`facegen.packs.encoder`: facegen's own, or a published e4e
+   encoder, :mod:`facegen.packs.e4e`) gives a w+ in one pass;
    without a pack, or a pack without an encoder, the start is the average face ``w_avg`` and the
    projection below does all the work within the time budget (the returned ``note`` says so).
 3. **Optimise** (:func:`optimise`): one loop for both cases, set by :class:`OptimiseConfig`:
@@ -339,7 +340,10 @@ def encode_photo(G, pack, src, index: Optional[int] = None, mode: str = "auto", 
         t_enc = time.perf_counter() - t1
         r = refine(G, al.image, ws_e, steps=refine_steps, time_budget=time_budget, perceptual=perc, progress=prog)
         start = "encoder"
-        note = f"Start: the pack's encoder, then refinement in w+ (up to {refine_steps} steps / {time_budget:g} s)."
+        then = (f"then refinement in w+ (up to {refine_steps} steps / {time_budget:g} s)" if refine_steps
+                else "no refinement (0 steps)")
+        desc = getattr(E, "description", "the pack's encoder")        # e4e's names itself
+        note = f"Start: {desc} (one forward pass), {then}."
     else:
         say(0.1, "projecting from the average face")
         ws_e = np.broadcast_to(G.mapping.w_avg.detach().cpu().numpy(), (G.num_ws, G.w_dim)).copy()

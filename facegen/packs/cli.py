@@ -4,6 +4,7 @@
     pack info DIR|hf://OWNER/REPO[@REV] [--json]
     pack push DIR OWNER/REPO [--private]
     pack import-directions --format interfacegan|seeprettyface|e4e-interfacegan|e4e-ganspace FILES... --model M --out DIR
+    pack import-encoder --format e4e FILE --model M --out DIR [--input-size 256] [--replace]
 
 ``build`` also runs data-parallel: ``torchrun --nproc_per_node=K -m facegen pack build ... --samples N``
 (see :mod:`facegen.packs.build`; torchrun's parser rejects ``--n`` as ambiguous, so use ``--samples``). ``push`` needs a Hugging Face token (``HF_TOKEN`` or ``hf auth login``)
@@ -211,6 +212,60 @@ def cmd_import(args, argv) -> int:
 
 
 # ---------------------------------------------------------------------------
+# import-encoder
+# ---------------------------------------------------------------------------
+
+ENCODER_TOLERANCE = 1e-4      # largest parameter difference between G and the checkpoint's decoder
+
+
+def cmd_import_encoder(args, argv) -> int:
+    """A published encoder (e4e) -> the pack's ``encoder`` component for generator --model. The checkpoint's
+    decoder must be --model (its parameters within ENCODER_TOLERANCE): e4e's latents mean nothing elsewhere."""
+    from facegen.engine.hub import sha256_file
+    from facegen.engine.rosinality import read_checkpoint
+    from facegen.packs import build as B
+    from facegen.packs import e4e
+    from facegen.packs.encoder import EncoderMismatchError, check_pair
+    from facegen.packs.pack import MANIFEST, Pack
+    command = B.portable_command("python -m facegen pack", argv)
+    src = Path(args.file)
+    if not src.is_file():
+        raise InputError(f"No encoder checkpoint at {args.file}.")
+    if not 16 <= args.input_size <= 1024:
+        raise InputError(f"--input-size must be between 16 and 1024 (got {args.input_size}).")
+    G = _load_G(args.model)
+    existing = (Path(args.out) / MANIFEST).is_file()
+    perceptual = Pack.load(args.out).perceptual if existing else B.default_perceptual(None, G)
+    pack = B.open_pack(args.out, G, args.name or _model_name(args.model), None, perceptual)
+    if pack.has("encoder") and not args.replace:
+        raise InputError(f"The pack in {B.portable(args.out)} already has an encoder ({pack.get('encoder')}); "
+                         "pass --replace to overwrite it.")
+    ckpt = read_checkpoint(src)
+    E = e4e.from_checkpoint(ckpt, input_size=args.input_size)
+    check_pair(E, G)
+    diff = e4e.decoder_difference(ckpt, G, str(src))
+    if diff is not None and not diff <= ENCODER_TOLERANCE:
+        raise EncoderMismatchError(
+            f"{src.name} was trained for its own decoder, and --model {args.model} is another generator (largest "
+            f"parameter difference {diff:.3g}). Use the decoder itself: --model {B.portable(str(src))} loads it.")
+    sha = sha256_file(src)
+    E.meta.update(generator_fingerprint=G.fingerprint, generator=pack.name, sha256=sha, command=command,
+                  decoder_check="no decoder in the checkpoint" if diff is None else f"max parameter difference {diff:.3g}")
+    E.save_pretrained(pack.root / B.ENCODER_DIR)
+    pack.manifest["components"]["encoder"] = B.ENCODER_DIR
+    metrics = pack.metrics() if existing else {"generator": pack.manifest["generator"], "processes": 1}
+    metrics["command"] = command
+    metrics.setdefault("steps", {})["encoder"] = {
+        "imported": {"format": "e4e", "file": src.name, "sha256": sha, "input_size": args.input_size,
+                     "num_ws": E.num_ws, "w_dim": E.w_dim, "units": len(E.body)},
+        "decoder_max_parameter_difference": diff, "command": command}
+    B.write_pack(pack, command, metrics, log=lambda s: print(s, flush=True))
+    print(json.dumps({"out": B.portable(args.out), "fingerprint": G.fingerprint, "encoder": B.ENCODER_DIR,
+                      "format": "e4e", "decoder_max_parameter_difference": diff}))
+    return 0
+
+
+# ---------------------------------------------------------------------------
 # argument parsing
 # ---------------------------------------------------------------------------
 
@@ -261,10 +316,19 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--layers", default="", help="layers the edits apply to (default: the format's own)")
     m.add_argument("--n", type=int, default=2000, help="samples of w for the step sizes")
     m.add_argument("--replace", action="store_true", help="overwrite the pack's existing directions")
+    e = sub.add_parser("import-encoder", help="a published encoder (e4e) -> a pack's encoder for a generator")
+    e.add_argument("--format", required=True, choices=["e4e"])
+    e.add_argument("file", help="the checkpoint, e.g. e4e_ffhq_encode.pt (read with torch.load(weights_only=True))")
+    e.add_argument("--model", required=True, help="the generator: the checkpoint's decoder (or the file itself)")
+    e.add_argument("--out", required=True, help="the pack folder (new, or this generator's pack)")
+    e.add_argument("--name", default=None)
+    e.add_argument("--input-size", type=int, default=256, help="the encoder's input side (e4e: 256)")
+    e.add_argument("--replace", action="store_true", help="overwrite the pack's existing encoder")
     return p
 
 
-COMMANDS = {"build": cmd_build, "info": cmd_info, "push": cmd_push, "import-directions": cmd_import}
+COMMANDS = {"build": cmd_build, "info": cmd_info, "push": cmd_push, "import-directions": cmd_import,
+            "import-encoder": cmd_import_encoder}
 
 
 def cli_main(argv: list) -> int:

@@ -8,6 +8,9 @@ generator's ``num_ws`` style inputs, so an untrained encoder starts at the avera
 one generator: its folder (``config.json`` + ``model.safetensors``, written by :meth:`Encoder.save_pretrained`)
 stores the generator's fingerprint, and :func:`load_encoder` refuses another generator's encoder. A pack
 names the folder as its ``encoder`` component (:func:`encoder_for`).
+A folder whose config names ``_class_name: E4EEncoder`` holds a published e4e encoder instead
+(:mod:`facegen.packs.e4e`, imported by ``python -m facegen pack import-encoder --format e4e``); :func:`load_encoder`
+dispatches on that name, and both give w+ in one forward pass.
 
 Training (:func:`train_encoder`) needs no dataset: every batch is drawn from the generator itself --
 z -> w (truncation psi ~ U(psi_min, 1)), half the batch style-mixed at a random layer so w+ is covered,
@@ -142,13 +145,23 @@ class Encoder(nn.Module):
 _CACHE: dict = {}
 
 
+def encoder_class(folder):
+    """The class an encoder folder's config.json names (``_class_name``): facegen's :class:`Encoder`, or
+    :class:`facegen.packs.e4e.E4EEncoder` (a published e4e encoder, ``pack import-encoder --format e4e``)."""
+    if read_config(folder).get("_class_name") == "E4EEncoder":
+        from facegen.packs.e4e import E4EEncoder
+        return E4EEncoder
+    return Encoder
+
+
 def load_encoder(source, G=None) -> Encoder:
-    """The encoder in folder `source`, cached per folder (and weights mtime). With G: it must be G's."""
+    """The encoder in folder `source` (the class its config names), cached per folder (and weights mtime).
+    With G: it must be G's."""
     folder = Path(source)
     w = folder / WEIGHTS_NAME
     key = (str(folder.resolve()), w.stat().st_mtime_ns if w.is_file() else 0)
     if key not in _CACHE:
-        _CACHE[key] = Encoder.from_pretrained(folder)
+        _CACHE[key] = encoder_class(folder).from_pretrained(folder)
     E = _CACHE[key]
     if G is not None:
         check_pair(E, G)
