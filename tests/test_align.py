@@ -2,7 +2,6 @@
 
 import io
 import struct
-import time
 import zlib
 from pathlib import Path
 
@@ -113,10 +112,15 @@ def test_colour_modes(photo, tmp_path, mode):
 
 
 def test_large_image_is_downscaled_for_detection(photo):
+    """Detection runs on a copy at most DETECT_MAX_SIDE px wide; the landmarks it finds there are mapped back
+    to the full image (the same face as in the original photo, scaled), and the alignment is the usual one.
+    (How much the downscaling saves is measured by bench/timing.py, not asserted here.)"""
     big = np.asarray(Image.fromarray(photo).resize((3000, 3000), Image.BICUBIC))
-    t = time.perf_counter()
+    k = 3000 / photo.shape[0]
+    small_pts, big_pts = align.detect_faces(photo)[0].landmarks, align.detect_faces(big)[0].landmarks
+    iod = np.linalg.norm(small_pts[42:48].mean(0) - small_pts[36:42].mean(0)) * k
+    assert np.abs(big_pts - k * small_pts).mean() < 0.05 * iod          # the same 68 points, in big-image pixels
     r = align.align_image(big, 256)
-    assert time.perf_counter() - t < 10
     mid, angle, _ = eye_geometry(r.image)
     assert abs(angle) < 2.0 and 0.44 <= mid[1] <= 0.50 and abs(mid[0] - 0.5) < 0.03
 
@@ -164,10 +168,8 @@ def _png_header_only(w, h) -> bytes:
 
 
 def _check(src, match):
-    t = time.perf_counter()
-    with pytest.raises(align.ImageReadError, match=match) as ei:
+    with pytest.raises(align.ImageReadError, match=match) as ei:      # how fast: bench/timing.py
         align.align_face(src, 64)
-    assert time.perf_counter() - t < 5
     assert isinstance(ei.value, InputError)
     return str(ei.value)
 

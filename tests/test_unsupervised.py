@@ -5,7 +5,6 @@ Real generators throughout: a seeded random one (always there), the StyleGAN2-AD
 (skips when ../shared/fixtures is absent) and mini with its world predictor (skip when not built).
 """
 
-import time
 
 import numpy as np
 import pytest
@@ -128,10 +127,7 @@ def test_sefa_directions_move_their_layers_styles_most(G):
 
 def test_deterministic_and_cached(ada):
     U.clear_cache()
-    t0 = time.perf_counter()
-    a = U.unsupervised_directions(ada)
-    took = time.perf_counter() - t0
-    assert took < 5, f"{took:.2f} s"
+    a = U.unsupervised_directions(ada)             # how long it takes: bench/timing.py
     assert U.unsupervised_directions(ada) is a                           # cached per fingerprint
     U.clear_cache()
     b = U.unsupervised_directions(ada)
