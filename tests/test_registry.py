@@ -307,3 +307,21 @@ def test_dlib_landmark_asset_matches_the_registered_checksum(offline_cache):
     (snap / e["file"]).symlink_to(os.path.relpath(repo_dir / "blobs" / e["sha256"], snap))
     path = registry.fetch_asset("dlib-68-landmarks")
     assert path == snap / e["file"] and path.stat().st_size == e["size"] == 99693937
+
+
+ROSINALITY_PT = REPO / "tests" / "fixtures" / "rosinality-tiny" / "stylegan2-tiny.pt"
+
+
+def test_rosinality_entry_loads_its_checkpoint_from_the_hub_cache(tmp_path, monkeypatch, offline_cache):
+    """The rosinality-format entry: the file at its repo / path in the Hub cache is converted on load;
+    the shipped sha256 (of the real 1024 px file) refuses the tiny stand-in before torch.load sees it."""
+    e = registry.get("ffhq-config-f-rosinality")
+    assert (e["repo"], e["file"], e["format"]) == ("ZeqiangLai/StyleGAN2", "stylegan2-ffhq-config-f.pt", "rosinality-pt")
+    data = ROSINALITY_PT.read_bytes()
+    hub_cache(offline_cache, e["repo"], "0" * 40, {e["file"]: data}, ref=e["revision"])
+    with pytest.raises(ChecksumError, match=e["sha256"]):
+        load_generator("ffhq-config-f-rosinality")
+    use_registry(tmp_path, monkeypatch, [{"name": "ffhq-config-f-rosinality", "sha256": sha256(data)}])
+    G = load_generator("ffhq-config-f-rosinality")
+    assert G.meta["registry_format"] == "rosinality-pt"
+    assert G.fingerprint == load_generator(ROSINALITY_PT).fingerprint

@@ -45,8 +45,8 @@ from facegen.engine.folder import CONFIG_NAME, WEIGHTS_NAME
 from facegen.engine.paths import REPO_ROOT
 
 REGISTRY_FILE = Path(__file__).with_name("registry.json")
-FORMATS = ("embedded", "hub-native", "stylegan2-tf-pkl", "stylegan2-ada-pkl")
-ASSET_FORMATS = ("dlib-shape-predictor",)
+FORMATS = ("embedded", "hub-native", "stylegan2-tf-pkl", "stylegan2-ada-pkl", "rosinality-pt")
+ASSET_FORMATS = ("dlib-shape-predictor", "e4e-checkpoint")
 FOLDER_FORMATS = ("embedded", "hub-native")
 DEAD_REPOS = ("facegen-studio/",)   # repo ids (prefixes) that never existed on the Hub; refused on load
 _WHERE = ("repo", "file", "revision", "path")
