@@ -4,6 +4,11 @@ Serves on 127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override). Eac
 in ``demos/``; to add one, write ``demos/<tab>.py`` (TAB, TITLE, available(), build(ctx)) and add it
 to ``TABS`` below. The model is FACEGEN_MODEL if set, else the registry default ("mini", embedded,
 works offline).
+
+Hosting (a Space that stays up for everyone): short and long work have separate queues
+(``demos/common.py``: SHORT_EVENT, LONG_EVENT, long_job); uploads over FACEGEN_MAX_UPLOAD are refused
+while they arrive; request folders and Gradio's cache are swept after FACEGEN_TEMP_MAX_AGE seconds;
+the documented endpoints are MCP tools (``demos/tools.py``; FACEGEN_MCP=0 turns the MCP server off).
 """
 
 from __future__ import annotations
@@ -21,13 +26,17 @@ except ImportError:  # pragma: no cover
 import gradio as gr  # noqa: E402
 
 from demos import animate, customize, edit, encode, faceswap, fusion, generate, mixing, shelf  # noqa: E402
-from demos.common import Ctx, banner_text, load_model, ui_errors  # noqa: E402
-from facegen import studio  # noqa: E402
+from demos import tools  # noqa: E402
+from demos.common import (TEMP_MAX_AGE, TEMP_SWEEP_EVERY, Ctx, banner_text, load_model, long_jobs_status,  # noqa: E402
+                          stop_long_job, ui_errors)
+from facegen import hosting, studio  # noqa: E402
 from facegen.engine.errors import FacegenError  # noqa: E402
 
 TABS = [generate, customize, mixing, encode, edit, fusion, animate, faceswap]   # a new tab: a module in demos/ + one entry here
 
 QUEUE_SIZE = int(os.environ.get("FACEGEN_QUEUE_SIZE", "32"))
+MAX_UPLOAD = os.environ.get("FACEGEN_MAX_UPLOAD", "200mb")   # refused while it arrives, before any decoding
+MCP_SERVER = os.environ.get("FACEGEN_MCP", "1") != "0"
 THEME = gr.themes.Default(primary_hue="violet", secondary_hue="slate")   # built-in: bundled fonts, no CDN
 CSS = """
 #banner { padding: 6px 12px; border-radius: 8px; background: var(--block-background-fill); }
@@ -36,6 +45,8 @@ CSS = """
 #fuse-image img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
 #edit-before img, #edit-after img, #anim-gif img, #anim-grid img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
 footer { display: none !important; }
+#tabs .tab-container button { padding: 0 var(--size-3); }
+@media (max-width: 640px) { #tabs .tab-container button { padding: 0 var(--size-2); font-size: var(--text-sm); } }
 """
 INTRO = ("# facegen studio\nStyleGAN2 faces: random faces from seeds, faces of a chosen class, style mixing, "
          "photo encoding, attribute editing, face fusion, animation and faceswap videos. "
@@ -52,13 +63,14 @@ def build_demo() -> gr.Blocks:
     default = manager.default()
     try:
         G = load_model(default)
-        studio.cpu_threads(G)
+        hosting.BUDGETS.short = studio.cpu_threads(G)   # short jobs' threads; long jobs get the cores but one
         num_ws, c_dim, sg3 = G.num_ws, G.c_dim, studio.takes_transform(G)
         banner_value = banner_text(default)
     except FacegenError as e:
         num_ws, c_dim, sg3, banner_value = 18, 0, False, banner_text(default, str(e))
 
-    with gr.Blocks(title="facegen studio", analytics_enabled=False) as demo:
+    with gr.Blocks(title="facegen studio", analytics_enabled=False,
+                   delete_cache=(int(TEMP_SWEEP_EVERY), int(TEMP_MAX_AGE))) as demo:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=True):
             model = gr.Dropdown(manager.choices(), value=default, label="Model", scale=1, elem_id="model")
@@ -73,7 +85,7 @@ def build_demo() -> gr.Blocks:
                   num_ws=num_ws, c_dim=c_dim, stylegan3=sg3)
         with gr.Row():
             with gr.Column(scale=4):
-                with gr.Tabs() as tabs:
+                with gr.Tabs(overflow_behavior="wrap", elem_id="tabs") as tabs:   # every title shown, no "…" menu
                     for mod in TABS:
                         if mod.available():   # never show a tab that cannot work here
                             mod.build(ctx)
@@ -96,7 +108,9 @@ def build_demo() -> gr.Blocks:
 
         model.input(load_model_event, model, [active, banner, *listener_outputs], api_name="load_model",
                     concurrency_id="load", concurrency_limit=2).failure(
-            lambda name: name, active, model, api_name="revert_model", api_visibility="private")
+            lambda name: (name, banner_text(name) + "  \n⚠ The model you picked could not be loaded (the message "
+                          "says why); this one is still in use."),
+            active, [model, banner], api_name="revert_model", api_visibility="private")
 
         link_outputs = [tabs, model, active, banner, *listener_outputs]
         for _, outs in ctx.link_handlers.values():
@@ -129,12 +143,15 @@ def build_demo() -> gr.Blocks:
             return out
 
         demo.load(open_link, ctx.shelf, link_outputs, api_name="open_link", api_visibility="undocumented")
+        gr.api(long_jobs_status, api_name="jobs", queue=False)
+        gr.api(stop_long_job, api_name="stop", queue=False)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
+    tools.document(demo)
     return demo
 
 
 def launch_kwargs() -> dict:
-    return dict(theme=THEME, css=CSS, show_error=True)
+    return dict(theme=THEME, css=CSS, show_error=True, max_file_size=MAX_UPLOAD, mcp_server=MCP_SERVER)
 
 
 demo = build_demo()

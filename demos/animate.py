@@ -17,12 +17,13 @@ from facegen.features.animate import GRID, MAX_FPS, MAX_FRAMES, default_grid
 from facegen.features.editing import resolve_direction
 from facegen.packs.directions import MAX_STEP, DirectionSet
 
-from .common import GPU_EVENT, Ctx, gpu, load_model, out_dir, save_bytes, ui_errors, warn_all
+from .common import LONG_EVENT, Ctx, gpu, load_model, long_job, out_dir, save_bytes, ui_errors, warn_all
 from .edit import FACE_INFO, active_directions, keep_method, resolve_face, shelf_face
 
 TAB = "animate"
 TITLE = "Animation"
 SIZES = [128, 256, 512]
+LONG_PIXELS = 120 * 256 ** 2    # animations with more frames x pixels wait in the long-job line
 
 
 def available() -> bool:
@@ -176,7 +177,10 @@ def build(ctx: Ctx):
 
     inputs = [face, psi, mode, frames, fps, amount, pingpong, keep, size, grid_size, grid_rows, grid_cols,
               layer_start, layer_end, upload, dfile, noise, ctx.model, ctx.shelf]
-    run.click(animate, inputs, [video, gif, grid, files, note], api_name="animate", **GPU_EVENT)
+    run.click(long_job(animate, "animation",
+                       when=lambda a: 2 <= int(a["frames"]) <= MAX_FRAMES and int(a["size"]) in SIZES
+                       and int(a["frames"]) * int(a["size"]) ** 2 > LONG_PIXELS),
+              inputs, [video, gif, grid, files, note], api_name="animate", **LONG_EVENT)
     pick.click(shelf_face, ctx.shelf_selected, face, api_name="animate_pick_shelf", api_visibility="undocumented")
 
     @ui_errors

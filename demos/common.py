@@ -1,14 +1,21 @@
-"""What every tab shares: the GPU decorator, error mapping, the UI context, share-link widgets.
+"""What every tab shares: the GPU decorator, the short / long event queues, error mapping, the UI context,
+share-link widgets.
 
 A tab module (``demos/<tab>.py``) defines ``TAB`` (its id, also the ``tab=`` of share links),
 ``TITLE``, ``available() -> bool`` and ``build(ctx)``, which lays out the tab and wires its
 events; ``build`` may register a share-link handler with ``ctx.on_link`` and model-change
 updates with ``ctx.on_model``. Event handlers are plain functions; facegen does the work.
+
+Scheduling (:mod:`facegen.hosting` does the bookkeeping): short work (generate, mix, fuse, edit,
+customise, shelf renders) is wired with ``**SHORT_EVENT``, its own Gradio queue; long work (faceswap,
+encoding, animation) with ``**LONG_EVENT`` and :func:`long_job`, which puts the requests that really are
+long in the long-job line (one per session, a few slots, a bounded thread budget, cooperative cancel).
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import tempfile
 import uuid
@@ -21,24 +28,53 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from facegen import studio
+from facegen import hosting, studio
 from facegen.engine.errors import FacegenError, FingerprintMismatchWarning, InputError
+
+
+
+def _short_budget(fn):
+    """Run `fn` on the short-job thread budget (inside a long job: the long job's, the smaller)."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with hosting.intra_op_threads(hosting.BUDGETS.for_short()):
+            return fn(*args, **kwargs)
+    return run
+
 
 try:  # ZeroGPU: spaces.GPU(duration=...) schedules a GPU; elsewhere it returns the function unchanged.
     import spaces
 
-    def gpu(duration: int):
-        return spaces.GPU(duration=duration)
+    def gpu(duration):
+        """`duration`: seconds, or a function of the call's arguments (ZeroGPU asks for that much time)."""
+        return lambda fn: spaces.GPU(duration=duration)(_short_budget(fn))
 except ImportError:  # pragma: no cover - spaces is in requirements.txt
-    def gpu(duration: int):
-        return lambda fn: fn
+    def gpu(duration):
+        return _short_budget
 
-GPU_QUEUE = "gpu"          # concurrency_id shared by every GPU-bound event
-GPU_LIMIT = int(os.environ.get("FACEGEN_GPU_CONCURRENCY", "1"))
-GPU_EVENT = dict(concurrency_id=GPU_QUEUE, concurrency_limit=GPU_LIMIT)
+ZERO_GPU = bool(os.environ.get("SPACES_ZERO_GPU"))
+ZERO_GPU_MAX = int(os.environ.get("FACEGEN_ZERO_GPU_MAX", "120"))   # longest spaces.GPU call asked for (s)
+
+
+def gpu_seconds(seconds: float) -> int:
+    """A ZeroGPU duration for work of about `seconds`: + 30 s for loading, at most ZERO_GPU_MAX."""
+    return int(min(ZERO_GPU_MAX, max(10, float(seconds) + 30)))
+
+
+# Short work: its own queue, never behind a long job. Long work: its own queue; the requests that are
+# long wait in the long-job line (FACEGEN_LONG_JOBS slots) while the rest run at once.
+SHORT_EVENT = dict(concurrency_id="short",
+                   concurrency_limit=int(os.environ.get("FACEGEN_SHORT_CONCURRENCY",
+                                                        os.environ.get("FACEGEN_GPU_CONCURRENCY", "2"))))
+GPU_EVENT = SHORT_EVENT    # the old name
+LONG_EVENT = dict(concurrency_id="long", concurrency_limit=int(os.environ.get("FACEGEN_LONG_QUEUE", "8")))
+LONG_JOBS = hosting.LongJobs(slots=int(os.environ.get("FACEGEN_LONG_JOBS", "1")))
 NOISE_MODES = ["const", "random", "none"]
 NO_PROGRESS = lambda *a, **k: None  # noqa: E731  (for handlers called outside an event)
 OUT_DIR = Path(tempfile.gettempdir()) / "facegen-studio"
+TEMP_MAX_AGE = float(os.environ.get("FACEGEN_TEMP_MAX_AGE", str(6 * 3600)))   # s since a folder's last write
+TEMP_SWEEP_EVERY = float(os.environ.get("FACEGEN_TEMP_SWEEP_EVERY", "600"))
+SWEEPER = hosting.TempSweeper(OUT_DIR, TEMP_MAX_AGE, TEMP_SWEEP_EVERY)
 
 
 def ui_errors(fn):
@@ -59,13 +95,101 @@ def ui_errors(fn):
     return wrapper
 
 
+def current_session() -> str:
+    """The session hash of the request this thread serves (each browser tab / gradio_client Client is one);
+    a fresh id outside a request. Gradio sets the request in a context variable before it calls a handler."""
+    from gradio.context import LocalContext
+    req = LocalContext.request.get(None)
+    return getattr(req, "session_hash", None) or f"no-session-{uuid.uuid4().hex}"
+
+
+def _event_alive():
+    """A probe: is the Gradio event this thread serves still wanted? False once it was cancelled (Stop's
+    ``cancels=``, a client's ``job.cancel()``: Gradio drops it from the queue's active jobs) or its session
+    closed (``alive`` cleared). None outside a queued event."""
+    from gradio.context import LocalContext
+    blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
+    queue = getattr(blocks, "_queue", None)
+    if queue is None or event_id is None:
+        return None
+
+    def alive() -> bool:
+        for job in list(queue.active_jobs):
+            for ev in job or ():
+                if ev._id == event_id:
+                    return bool(ev.alive)
+        return False
+    return alive
+
+
+def long_job(fn, kind: str, when: Optional[Callable[[dict], bool]] = None):
+    """Wire handler `fn` as long work (``.click(long_job(fn, "faceswap training"), ..., **LONG_EVENT)``).
+
+    A request for which ``when(arguments)`` is true (always, without `when`) joins the long-job line
+    (:data:`LONG_JOBS`): refused with its place when the session already has a long job, else it waits
+    (the progress bar says its place), then runs on the long thread budget; its progress callback checks
+    for cancellation, so Stop ends it at the next report and frees the slot. Other requests (small ones,
+    and invalid ones, which `fn`'s own checks then refuse at once) run immediately on the long thread
+    budget. The wrapper keeps `fn`'s name, docstring and signature (Gradio and MCP read them)."""
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        bound = sig.bind_partial(*args, **kwargs)
+        try:
+            is_long = when is None or bool(when(dict(bound.arguments)))
+        except Exception:      # unreadable input: fn's own checks give the message
+            is_long = False
+        if not is_long:
+            with hosting.intra_op_threads(hosting.BUDGETS.for_long(LONG_JOBS.slots)):
+                return fn(*args, **kwargs)
+        progress = bound.arguments.get("progress", sig.parameters["progress"].default
+                                       if "progress" in sig.parameters else None)
+
+        def on_wait(position, running):
+            if progress is not None:
+                progress(0, desc=f"Waiting for a long-job slot: {hosting.ordinal(position)} in line "
+                                 f"({running} running). Short jobs (generate, mix, edit ...) still run now.")
+        with LONG_JOBS.run(current_session(), kind, _event_alive(), on_wait) as ticket:
+            if "progress" in sig.parameters:
+                bound.arguments["progress"] = ticket.checked(progress)
+            return fn(*bound.args, **bound.kwargs)
+    return ui_errors(wrapper)
+
+
+def stop_long_job() -> str:
+    """Stop this session's long job (running or waiting); its slot is freed at its next progress report.
+
+    Returns:
+        what was stopped, or that there was nothing to stop
+    """
+    session = current_session()
+    mine = LONG_JOBS.status(session)["mine"]
+    if LONG_JOBS.cancel(session):
+        return f"Stopped: {mine}."
+    return "No long job of yours is running or waiting."
+
+
+def long_jobs_status() -> dict:
+    """Where the long-job line stands (faceswap, long encodings, large animations).
+
+    Returns:
+        {"slots": long jobs that run at once, "running": kinds of the running jobs, "waiting": jobs in line,
+        "mine": this session's job and its place, or null}
+    """
+    return LONG_JOBS.status(current_session())
+
+
 def warn_all(notes):
     for n in notes:
         gr.Warning(n)
 
 
 def out_dir() -> Path:
-    """A fresh folder for this request's files (Gradio copies outputs into its cache)."""
+    """A fresh folder for this request's files (Gradio copies outputs into its cache); stale folders are
+    swept first (:data:`SWEEPER`: nothing written for FACEGEN_TEMP_MAX_AGE s, checked every
+    FACEGEN_TEMP_SWEEP_EVERY s)."""
+    SWEEPER.maybe_sweep()
     d = OUT_DIR / uuid.uuid4().hex[:12]
     d.mkdir(parents=True, exist_ok=True)
     return d

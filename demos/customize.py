@@ -12,7 +12,7 @@ from facegen import studio
 from facegen.engine.errors import FacegenError, InputError
 from facegen.features import customize as cz
 
-from .common import GPU_EVENT, Ctx, gpu, last_result_to_shelf, load_model, out_dir, save_png, ui_errors
+from .common import SHORT_EVENT, Ctx, gpu, last_result_to_shelf, load_model, out_dir, save_png, ui_errors
 
 TAB = "customize"
 TITLE = "Customise by class"
@@ -140,7 +140,7 @@ def build(ctx: Ctx):
         last = gr.State(None)
         gr.api(customize_info, api_name="customize_info")      # API only (inside the tab: Tabs hold tabs only)
     run.click(customize, [classes, method, count, psi, seed, check, ctx.model], [gallery, note, last],
-              api_name="customize", **GPU_EVENT)
+              api_name="customize", **SHORT_EVENT)
     shelf_btn.click(to_shelf, [last, ctx.shelf], [ctx.shelf, ctx.shelf_gallery], api_name="customize_to_shelf")
 
     def on_model(G) -> dict:

@@ -25,7 +25,7 @@ from facegen.packs.directions import MAX_STEP, DirectionSet, load_directions
 from facegen.packs.unsupervised import is_unsupervised
 
 from .common import (
-    GPU_EVENT, last_result_to_shelf, Ctx, gpu, load_model, out_dir, save_bytes, save_png, ui_errors, warn_all)
+    SHORT_EVENT, last_result_to_shelf, Ctx, gpu, load_model, out_dir, save_bytes, save_png, ui_errors, warn_all)
 
 TAB = "edit"
 TITLE = "Attribute editing"
@@ -262,10 +262,10 @@ def build(ctx: Ctx):
     outputs = [before, after, files, note, last]
     compose_inputs = [names, *sliders, more]
     run.click(compose_steps, compose_inputs, steps, api_name="edit_compose", api_visibility="private").success(
-        edit, inputs, outputs, api_name="edit", **GPU_EVENT)
+        edit, inputs, outputs, api_name="edit", **SHORT_EVENT)
     gr.on([s.release for s in sliders] + [keep.input, face.submit], compose_steps, compose_inputs, steps,
           api_name="edit_live_compose", api_visibility="private", trigger_mode="always_last").success(
-        edit, inputs, outputs, api_name="edit_live", api_visibility="private", **GPU_EVENT)
+        edit, inputs, outputs, api_name="edit_live", api_visibility="private", **SHORT_EVENT)
     clear.click(reset, None, [*sliders, more], api_name="edit_reset", api_visibility="private")
     pick.click(shelf_face, ctx.shelf_selected, face, api_name="edit_pick_shelf", api_visibility="undocumented")
     to_shelf.click(edited_to_shelf, [last, ctx.shelf], [ctx.shelf, ctx.shelf_gallery], api_name="edit_to_shelf")

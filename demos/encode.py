@@ -16,7 +16,8 @@ from facegen import studio
 from facegen.engine.errors import InputError
 
 from .common import (
-    GPU_EVENT, last_result_to_shelf, Ctx, add_faces, gpu, load_model, out_dir, save_bytes, save_png, ui_errors)
+    LONG_EVENT, last_result_to_shelf, Ctx, add_faces, gpu, gpu_seconds, load_model, long_job, out_dir, save_bytes,
+    save_png, ui_errors)
 
 TAB = "encode"
 TITLE = "Photo encoding"
@@ -24,6 +25,7 @@ MODES = ["auto", "detect", "pre-aligned"]
 SPACES = ["W", "w+"]
 MAX_REFINE_STEPS = 500
 MAX_BUDGET = 30.0
+LONG_ENCODE_S = 10.0        # encodings with a longer time budget wait in the long-job line
 
 
 def example_photo():
@@ -63,7 +65,7 @@ def start_text(G, pack) -> str:
             f"likeness). Loss: {loss}.")
 
 
-@gpu(duration=60)
+@gpu(duration=lambda model, aligned, refine_steps, time_budget, space="w", progress=None: gpu_seconds(time_budget))
 def _encode_gpu(model, aligned, refine_steps, time_budget, space="w", progress=None):
     """Aligned crop (uint8) -> the pack's encoder + refinement, or projection from w_avg, on the device;
     picklable in and out."""
@@ -257,7 +259,9 @@ def build(ctx: Ctx):
         last = gr.State(None)
 
     outputs = [preview, aligned, rec_e, rec_r, compare, errors, metrics, files, last]
-    run.click(encode, [photo, face, mode, steps, budget, ctx.model, space], outputs, api_name="encode", **GPU_EVENT)
+    run.click(long_job(encode, "photo encoding",
+                       when=lambda a: LONG_ENCODE_S < float(a["time_budget"]) <= MAX_BUDGET),
+              [photo, face, mode, steps, budget, ctx.model, space], outputs, api_name="encode", **LONG_EVENT)
     if example:
         ex_btn.click(lambda: example, None, photo, api_name="encode_example", api_visibility="undocumented")
     to_shelf.click(encoded_to_shelf, [last, ctx.shelf], [ctx.shelf, ctx.shelf_gallery], api_name="encode_to_shelf")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -21,7 +20,8 @@ from facegen import studio
 from facegen.engine.errors import FacegenError, InputError
 from facegen.features import faceswap as fs
 
-from .common import GPU_EVENT, Ctx, gpu, load_model, out_dir, save_png, ui_errors, warn_all
+from .common import LONG_EVENT, SWEEPER, ZERO_GPU, ZERO_GPU_MAX, Ctx, gpu, gpu_seconds, load_model, long_job, \
+    out_dir, save_png, stop_long_job, ui_errors, warn_all
 from .edit import FACE_INFO, resolve_face, shelf_face
 
 TAB = "faceswap"
@@ -103,7 +103,7 @@ def ensure_prepared(G, model: str, face, psi, shelf, video: str, views, detector
     return sess
 
 
-@gpu(duration=MAX_BUDGET + 60)
+@gpu(duration=lambda folder, seconds, progress=None: gpu_seconds(seconds))
 def _train_gpu(folder: str, seconds: float, progress=None) -> dict:
     """Train (resuming from the folder's checkpoint) for `seconds`; save; -> preview and figures."""
     import torch
@@ -128,7 +128,22 @@ def _train_gpu(folder: str, seconds: float, progress=None) -> dict:
             "loss_a": float(last[0]), "loss_b": float(last[1])}
 
 
-@gpu(duration=120)
+def _train(folder: str, seconds: float, progress=None) -> dict:
+    """Train for `seconds`: one call, or on ZeroGPU chunks of at most ZERO_GPU_MAX - 60 s (each its own
+    spaces.GPU call, resuming from the checkpoint), with progress (and the Stop check) between chunks."""
+    if not ZERO_GPU:
+        return _train_gpu(folder, seconds, progress)
+    chunk, done, res = max(10, ZERO_GPU_MAX - 60), 0.0, None
+    while res is None or done < seconds:
+        step = min(chunk, seconds - done)
+        if progress is not None:
+            progress(done / max(seconds, 1e-6), desc=f"Training: {done:.0f} of {seconds:.0f} s")
+        res = _train_gpu(folder, step)
+        done += step
+    return res
+
+
+@gpu(duration=lambda folder, video, color, region: gpu_seconds(90))
 def _convert_gpu(folder: str, video: str, color: str, region: str) -> dict:
     d = Path(folder)
     st = fs.TrainState.load(d / "checkpoint.pt")
@@ -159,14 +174,10 @@ def train_event(face, psi, video, sample, budget, views, detector, model, shelf,
     G = load_model(model, progress)
     budget = _check_budget(budget)
     sess = ensure_prepared(G, model, face, psi, shelf, pick_video(video, sample), views, detector, session, progress)
-    res = _train_gpu(sess["dir"], budget, _gpu_progress(progress))
-    png = save_png(res["preview"], Path(sess["dir"]) / f"preview-{res['step']}.png")
+    with SWEEPER.pinned(sess["dir"]):                 # kept by the temp sweep while it trains
+        res = _train(sess["dir"], budget, progress)
+        png = save_png(res["preview"], Path(sess["dir"]) / f"preview-{res['step']}.png")
     return png, _status(sess, res), sess
-
-
-def _gpu_progress(progress):
-    """gr.Progress does not cross into a ZeroGPU worker (a forked process); elsewhere it reports steps."""
-    return None if os.environ.get("SPACES_ZERO_GPU") else progress
 
 
 def _check_budget(budget) -> float:
@@ -193,13 +204,14 @@ def swap_event(face, psi, video, sample, budget, views, detector, color, region,
     path = pick_video(video, sample)
     sess = ensure_prepared(G, model, face, psi, shelf, path, views, detector, session, progress)
     res = None
-    if not Path(sess["dir"], "checkpoint.pt").exists():
-        res = _train_gpu(sess["dir"], budget, _gpu_progress(progress))
-    progress(0.9, desc="Converting frames")
-    out = _convert_gpu(sess["dir"], path, color, region)
-    if res is None:
-        res = _train_gpu(sess["dir"], 0)          # zero seconds: preview and figures of the trained model
-    png = save_png(res["preview"], Path(sess["dir"]) / f"preview-{res['step']}.png")
+    with SWEEPER.pinned(sess["dir"]):                 # kept by the temp sweep while it trains and converts
+        if not Path(sess["dir"], "checkpoint.pt").exists():
+            res = _train(sess["dir"], budget, progress)
+        progress(0.9, desc="Converting frames")
+        out = _convert_gpu(sess["dir"], path, color, region)
+        if res is None:
+            res = _train_gpu(sess["dir"], 0)          # zero seconds: preview and figures of the trained model
+        png = save_png(res["preview"], Path(sess["dir"]) / f"preview-{res['step']}.png")
     note = (f"Swapped **{sess['label']}** into {sess['found']} of {sess['frames']} frames "
             f"(model after {out['step']} steps, region: {region}, colour: {color}). ")
     if out["audio"]:
@@ -211,6 +223,14 @@ def swap_event(face, psi, video, sample, budget, views, detector, color, region,
         note += f" {sess['frames'] - sess['found']} frames without a detected face are left unchanged."
     note += " " + _notes(sess)
     return out["path"], [out["path"], png], note, png, _status(sess, res), sess
+
+
+def _valid_job(a: dict) -> bool:
+    """A faceswap request within the caps (budget, views, an uploaded video's length and size: its header
+    is read) goes to the long-job line; others are refused at once, by the handler's own checks."""
+    if a.get("video"):
+        fs.probe_video(a["video"])
+    return 1 <= float(a["budget"]) <= MAX_BUDGET and 50 <= int(a["views"]) <= 200
 
 
 def _initial(ctx: Ctx) -> tuple:
@@ -248,6 +268,7 @@ def build(ctx: Ctx):
                 with gr.Row():
                     train_btn = gr.Button("Train", elem_id="faceswap-train")
                     swap_btn = gr.Button("Swap", variant="primary", elem_id="faceswap-run")
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="faceswap-stop")
                 with gr.Accordion("More", open=False):
                     region = gr.Radio(REGIONS, value="head", label="Swapped region")
                     views = gr.Slider(50, 200, value=120, step=10, label="Views of A (training set size)")
@@ -264,10 +285,14 @@ def build(ctx: Ctx):
                 files = gr.File(label="Downloads (mp4, preview PNG)", file_count="multiple")
 
     common = [face, psi, video, sample, budget, views, detector]
-    train_btn.click(train_event, common + [ctx.model, ctx.shelf, session], [preview, status, session],
-                    api_name="faceswap_train", **GPU_EVENT)
-    swap_btn.click(swap_event, common + [color, region, ctx.model, ctx.shelf, session],
-                   [result, files, note, preview, status, session], api_name="faceswap", **GPU_EVENT)
+    train_ev = train_btn.click(long_job(train_event, "faceswap training", when=_valid_job),
+                               common + [ctx.model, ctx.shelf, session], [preview, status, session],
+                               api_name="faceswap_train", **LONG_EVENT)
+    swap_ev = swap_btn.click(long_job(swap_event, "faceswap", when=_valid_job),
+                             common + [color, region, ctx.model, ctx.shelf, session],
+                             [result, files, note, preview, status, session], api_name="faceswap", **LONG_EVENT)
+    stop_btn.click(stop_long_job, None, status, cancels=[train_ev, swap_ev], queue=False, api_name="faceswap_stop",
+                   api_visibility="private")
     pick.click(shelf_face, ctx.shelf_selected, face, api_name="faceswap_pick_shelf", api_visibility="undocumented")
     ctx.on_model(lambda G: {face: gr.Textbox(value=default_face(G)[0]), fallbacks: fallbacks_line(G)},
                  [face, fallbacks])

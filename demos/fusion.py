@@ -9,7 +9,7 @@ from facegen import studio
 from facegen.engine.errors import InputError
 
 from .common import (
-    GPU_EVENT, last_result_to_shelf, NO_PROGRESS, NOISE_MODES, Ctx, gpu, load_model, not_shareable, out_dir,
+    SHORT_EVENT, last_result_to_shelf, NO_PROGRESS, NOISE_MODES, Ctx, gpu, load_model, not_shareable, out_dir,
     save_bytes, save_png, share_row, share_url, ui_errors, warn_all)
 from .mixing import FACES_INFO, append_shelf_ref
 
@@ -98,7 +98,7 @@ def build(ctx: Ctx):
 
     inputs = [faces, weights, layer_start, layer_end, psi, steps, noise, ctx.model, ctx.shelf]
     outputs = [fused, strip, files, link, last]
-    run.click(fuse, inputs, outputs, api_name="fuse", **GPU_EVENT)
+    run.click(fuse, inputs, outputs, api_name="fuse", **SHORT_EVENT)
     to_shelf.click(fused_to_shelf, [last, ctx.shelf], [ctx.shelf, ctx.shelf_gallery], api_name="fuse_to_shelf")
     add.click(append_shelf_ref, [faces, ctx.shelf_selected], faces, api_name="fuse_add_face",
               api_visibility="undocumented")

@@ -8,7 +8,7 @@ from facegen.engine import latents as L
 from facegen import studio
 from facegen.engine.errors import InputError
 
-from .common import GPU_EVENT, NO_PROGRESS, NOISE_MODES, Ctx, add_faces, gpu, load_model, not_shareable, out_dir, \
+from .common import SHORT_EVENT, NO_PROGRESS, NOISE_MODES, Ctx, add_faces, gpu, load_model, not_shareable, out_dir, \
     save_bytes, save_png, share_row, share_url, ui_errors, warn_all
 
 TAB = "mix"
@@ -122,7 +122,7 @@ def build(ctx: Ctx):
 
     inputs = [sources, templates, layer_start, layer_end, psi, noise, ctx.model, ctx.shelf]
     outputs = [grid, cells, files, link, last]
-    run.click(mix, inputs, outputs, api_name="mix", **GPU_EVENT)
+    run.click(mix, inputs, outputs, api_name="mix", **SHORT_EVENT)
     preset.input(preset_range, [preset, ctx.model], [layer_start, layer_end], api_name="mix_preset")
     for slider in (layer_start, layer_end):
         slider.input(custom_preset, None, preset, api_name="mix_custom_range", api_visibility="private")

@@ -30,7 +30,8 @@ import torch
 
 from facegen.engine import latents as L
 from facegen.engine import registry
-from facegen.engine.errors import FacegenError, FingerprintMismatchWarning, InputError, LatentError
+from facegen.engine.errors import (FacegenError, FingerprintMismatchWarning, InputError, LatentError,
+                                   UnsupportedModelError)
 
 MAX_FACES = 32          # images per request
 MAX_GRID = 8            # sources / templates in a style-mixing grid
@@ -116,7 +117,13 @@ class ModelManager:
                 if name in self._cache:
                     return self._cache[name]
             from facegen.engine.loaders import load_generator
-            G = load_generator(name)
+            try:
+                G = load_generator(name)
+            except FacegenError:
+                raise
+            except Exception as e:   # a load that breaks unexpectedly (bad config, out of memory): nothing cached
+                raise UnsupportedModelError(f"Loading '{name}' failed ({type(e).__name__}: {e}); nothing was "
+                                            "loaded from it.") from e
             G.meta.setdefault("name", name)
             G.fingerprint  # compute once, now
             with self._lock:
