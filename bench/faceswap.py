@@ -14,7 +14,8 @@ world's attribute predictor.
 4. Likeness: the mean distance, in the predictor's penultimate features, of the swapped faces to A's
    mean face (over 32 views of A), divided by the same for the target's faces: 0 would be A itself,
    1 no change. Blur and artefacts keep it high even where the attributes above have moved.
-Writes a strip PNG (target frames over swapped frames) and the mp4 to --out.
+Writes a strip PNG (target frames over swapped frames), the mp4 and results.json to --out; --json also
+writes the results (with the command) to that file, e.g. bench/results/faceswap.json for the README.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def main(argv=None) -> int:
                     help="the encoder sees only this region of each face (default: the whole crop)")
     ap.add_argument("--ssim", type=float, default=0.0, help="weight of the 1 - SSIM loss term (default: none)")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench-faceswap"))
+    ap.add_argument("--json", default=None, help="also write the results (and the command) to this JSON file")
     a = ap.parse_args(argv)
 
     from PIL import Image
@@ -161,7 +163,8 @@ def main(argv=None) -> int:
     for k, (vrows, vr, dt, vlike) in variants.items():
         print(f"| {k} | {sum(x[5] < x[4] for x in vrows)}/{len(vrows)} | {np.mean([x[5] for x in vrows]):.3f} | "
               f"{vr['yaw']:.3f} | {vr['smile']:.3f} | {vlike:.3f} | {dt:.1f} |")
-    (out / "results.json").write_text(json.dumps({
+    results = json.dumps({
+        "command": "python bench/faceswap.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "video": Path(a.video).name, "face": a.face, "threads": threads, "steps": st.step,
         "timings": {k: round(v, 2) for k, v in tm.items()}, "end_to_end_s": round(total, 1),
         "identity": [dict(zip(("attribute", "target", "swapped", "A", "target_to_A", "swapped_to_A"),
@@ -170,8 +173,13 @@ def main(argv=None) -> int:
         "likeness_swapped_over_target": round(like, 4), "ssim_weight": a.ssim, "input_region": a.input_region,
         "variants": {k: {"moved": int(sum(x[5] < x[4] for x in v[0])),
                          "mean_swapped_to_A": float(np.mean([x[5] for x in v[0]])), "pearson": v[1],
-                         "seconds": round(v[2], 1), "likeness": round(v[3], 4)} for k, v in variants.items()}},
-        indent=1))
+                         "seconds": round(v[2], 1), "likeness": round(v[3], 4)} for k, v in variants.items()},
+        "likeness_A_views": round(float(np.linalg.norm(feats_a - mean_a, axis=1).mean()) / dist_t, 4),
+        "faces_found": [int(f.sum()), int(len(f))], "frames": len(p.frames)}, indent=1) + "\n"
+    (out / "results.json").write_text(results)
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(results)
     return 0
 
 
