@@ -106,6 +106,23 @@ def test_build_writes_a_pack_for_the_generator(built, G_ada):
     assert [a["attribute"] for a in metrics["steps"]["directions"]["attributes"]] == ds.names
 
 
+def test_readme_manifest_example_is_what_build_writes(built):
+    """README.md's pack.json example is this build's manifest (the README's command, --out packs/ada): the same
+    keys, generator, labeller, components and metrics file; the provenance command differs only by --out."""
+    out, _ = built
+    text = (ROOT / "README.md").read_text()
+    example = json.loads(re.search(r"```json\n(\{\s*\"format\": \"facegen-pack\".*?)```", text, re.S).group(1))
+    manifest = json.loads((out / "pack.json").read_text())
+    assert set(example) == set(manifest)
+    for key in ("format", "format_version", "name", "generator", "labeller", "perceptual", "components", "metrics"):
+        assert example[key] == manifest[key], (key, example[key], manifest[key])
+    def options(command):        # {"--model": ..., "--n": ...} without --out (the folder) and --threads
+        words = command.split()
+        return {w: words[i + 1] for i, w in enumerate(words) if w.startswith("--") and w not in ("--out", "--threads")}
+    assert example["provenance"]["command"].split()[:5] == manifest["provenance"]["command"].split()[:5]
+    assert options(example["provenance"]["command"]) == options(manifest["provenance"]["command"])
+
+
 def test_outputs_hold_the_exact_command_and_no_absolute_path(built):
     out, _ = built
     command = "python -m facegen pack " + " ".join(BUILD[1:] + ["--out", os.path.relpath(out, ROOT)])
