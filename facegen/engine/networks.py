@@ -254,25 +254,75 @@ def modulated_conv2d_act(x: torch.Tensor, weight: torch.Tensor, styles: torch.Te
     return x
 
 
+def modulated_conv2d_fused_act(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
+                               noise: Optional[torch.Tensor], bias: torch.Tensor, gain: float,
+                               clamp: Optional[float], up: int = 1, padding: int = 0,
+                               resample_filter: Optional[torch.Tensor] = None,
+                               flip_weight: bool = True) -> torch.Tensor:
+    """A whole synthesis layer, fused formulation (per-sample weights; at batch 1 one plain conv):
+
+        y = clamp(lrelu(conv(x, w'') + noise + b) * g),      w''_{noik} = s_ni w_oik d_no
+          = clamp(lrelu(conv(x, w'' g) + (noise + b) g))     (g > 0: leaky ReLU is positively homogeneous)
+
+    The demodulation d (from :func:`demodulation_coefficients`) and the gain g are folded into the
+    per-sample weights in one pass over the [O, I, kh, kw] weight; without resampling the bias goes into
+    the conv itself. The noise add, leaky ReLU and clamp then run in place, so the conv output (plus the
+    FIR output when upsampling) is the only activation-sized tensor the layer allocates -- on CPU each
+    fresh large tensor also costs page faults. Same maths as ``bias_act(modulated_conv2d(..., fused_modconv=
+    True), b)`` to float rounding; half precision and g <= 0 take that reference path.
+    """
+    n = x.shape[0]
+    out_ch, in_ch, kh, kw = weight.shape
+    if x.dtype != torch.float32 or gain <= 0:
+        y = modulated_conv2d(x, weight, styles, noise, up, padding, resample_filter, True, flip_weight, True)
+        return bias_act(y, bias, "lrelu", gain, clamp)
+    coef = styles.reshape(n, 1, in_ch) * (demodulation_coefficients(weight, styles) * gain).reshape(n, out_ch, 1)
+    w = (weight.unsqueeze(0) * coef.reshape(n, out_ch, in_ch, 1, 1)).reshape(n * out_ch, in_ch, kh, kw)
+    if up == 1:
+        w = w if flip_weight else w.flip([2, 3])
+        y = F.conv2d(x.reshape(1, n * in_ch, *x.shape[2:]), w, (bias * gain).repeat(n), padding=padding, groups=n)
+        y = y.reshape(n, out_ch, *y.shape[2:])
+    else:
+        y = conv2d_resample(x.reshape(1, n * in_ch, *x.shape[2:]), w, f=resample_filter, up=up, padding=padding,
+                            groups=n, flip_weight=flip_weight)
+        y = y.reshape(n, out_ch, *y.shape[2:])
+        y = y + (bias * gain).reshape(1, -1, 1, 1) if y.requires_grad else y.add_((bias * gain).reshape(1, -1, 1, 1))
+    if noise is not None:
+        y = y + noise * gain if y.requires_grad else y.add_(noise, alpha=gain)
+    y = F.leaky_relu(y, 0.2) if y.requires_grad else F.leaky_relu_(y, 0.2)
+    if clamp is not None and clamp >= 0:
+        y = y.clamp(-clamp, clamp) if y.requires_grad else y.clamp_(-clamp, clamp)
+    return y
+
+
 def modulated_1x1(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
-    """1x1 modulated conv without demodulation (toRGB) as a batched matmul over pixels:
-    y_n = (W * s_n) x_n -- per-sample weights are tiny here, so no activation scaling pass."""
+    """1x1 modulated conv without demodulation (toRGB): y_n = (W * s_n) x_n.
+
+    The per-sample weights are tiny ([O, I], O = 3), so they are built directly. One sample: a plain
+    1x1 conv (any memory format). Several: one batched matmul [O, I] @ [I, H*W] per sample -- the long
+    pixel axis stays the fast axis (a pixels-major [H*W, I] @ [I, 3] product with a permuted copy of
+    x costs up to 20x more on CPU)."""
     n, c, h, w = x.shape
-    wn = weight[:, :, 0, 0].unsqueeze(0) * styles.unsqueeze(1)              # [N, O, I]
-    y = torch.bmm(x.permute(0, 2, 3, 1).reshape(n, h * w, c), wn.transpose(1, 2).to(x.dtype))
-    return y.reshape(n, h, w, -1).permute(0, 3, 1, 2)
+    wn = (weight[:, :, 0, 0].unsqueeze(0) * styles.unsqueeze(1)).to(x.dtype)   # [N, O, I]
+    if n == 1:
+        return F.conv2d(x, wn[0, :, :, None, None])
+    return torch.bmm(wn, x.reshape(n, c, h * w)).reshape(n, -1, h, w)
 
 
-def choose_fused_modconv(device: torch.device, batch: int, training: bool) -> bool:
+def choose_fused_modconv(device: torch.device, batch: int, training: bool, needs_grad: bool = False) -> bool:
     """Pick the faster modconv formulation (both give the same result to ~1e-6).
 
-    Measured (bench/generate.py): on CPU the shared-weight (non-fused) conv wins for every
-    batch, as grouped convs are slow there; on CUDA the fused grouped conv wins at batch 1 and
-    in inference, the non-fused one in training (as in the reference implementation).
+    CPU: at batch 1 in inference the fused formulation is one plain conv per layer with the
+    modulation, demodulation and gain folded into its weight (as the reference code runs it) and the
+    epilogue in place (:func:`modulated_conv2d_fused_act`); grouped convs are slow on CPU, so
+    batches (and anything that needs gradients) take the shared-weight (non-fused) conv. Large
+    generators reach batch 1 on CPU through :func:`choose_micro_batch`. CUDA: the fused grouped conv
+    wins in inference, the non-fused one in training (as in the reference implementation).
+    Measured with ``bench/generate.py --reference``.
     """
     if device.type == "cuda":
         return not training
-    return False
+    return batch == 1 and not training and not needs_grad
 
 
 def choose_micro_batch(device: torch.device, resolution: int, needs_grad: bool) -> int:
@@ -369,6 +419,10 @@ class SynthesisLayer(torch.nn.Module):
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        if fused_modconv and self.activation == "lrelu":
+            return modulated_conv2d_fused_act(x, self.weight, styles, noise, self.bias, self.act_gain * gain, clamp,
+                                              up=self.up, padding=self.padding, resample_filter=self.resample_filter,
+                                              flip_weight=(self.up == 1))
         if not fused_modconv and self.activation == "lrelu":
             return modulated_conv2d_act(x, self.weight, styles, noise, self.bias, self.act_gain * gain, clamp,
                                         up=self.up, padding=self.padding, resample_filter=self.resample_filter,
@@ -393,7 +447,7 @@ class ToRGBLayer(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        if not fused_modconv and self.weight.shape[-1] == 1 and x.dtype == torch.float32:
+        if (not fused_modconv or x.device.type == "cpu") and self.weight.shape[-1] == 1 and x.dtype == torch.float32:
             x = modulated_1x1(x, self.weight, styles)
         else:
             x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
@@ -494,7 +548,7 @@ class SynthesisBlock(torch.nn.Module):
         w_iter = iter(ws.unbind(dim=1))
         n = ws.shape[0]
         if fused_modconv is None:
-            fused_modconv = choose_fused_modconv(ws.device, n, self.training)
+            fused_modconv = choose_fused_modconv(ws.device, n, self.training, torch.is_grad_enabled())
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat([n, 1, 1, 1])
         else:
