@@ -128,6 +128,7 @@ def compare_with_reference(folder: str, res: int, batches, iters: int, json_path
         for batch in batches:
             runs = iters if batch == 1 else max(3, iters // 2)
             z = torch.randn(batch, 512, generator=torch.Generator().manual_seed(batch))
+            load_before = os.getloadavg()[0]
             with torch.inference_mode():
                 ws = G.mapping(z, None, truncation_psi=0.7)
                 fns = {"facegen": lambda: G.synthesis(ws, noise_mode="const"),
@@ -140,7 +141,8 @@ def compare_with_reference(folder: str, res: int, batches, iters: int, json_path
                        facegen_cpu_s=med["facegen"]["cpu"], reference_cpu_s=med["reference"]["cpu"],
                        speed_ratio_wall=med["reference"]["wall"] / med["facegen"]["wall"],
                        speed_ratio_cpu=med["reference"]["cpu"] / med["facegen"]["cpu"],
-                       walls={k: v["wall"] for k, v in t.items()})
+                       walls={k: v["wall"] for k, v in t.items()},
+                       loadavg_1min=[load_before, os.getloadavg()[0]])   # other processes on the machine
             rows.append(row)
             worst = max(worst, diff)
             print(f"threads {threads} batch {batch}: facegen {row['facegen_wall_s']:.3f} s, reference "
@@ -156,7 +158,7 @@ def compare_with_reference(folder: str, res: int, batches, iters: int, json_path
         doc = dict(command="python " + " ".join([os.path.relpath(__file__, Path.cwd())] + sys.argv[1:]),
                    reference=dict(repo="NVlabs/stylegan2-ada-pytorch", commit=commit, custom_ops_initialised=plugins),
                    kwargs=kw, noise_mode="const", truncation_psi=0.7, torch=torch.__version__,
-                   cpu_count=os.cpu_count(), all_threads=all_threads, loadavg_at_end=os.getloadavg(),
+                   cpu_count=os.cpu_count(), all_threads=all_threads,
                    speed_ratio="reference time / facegen time (> 1: facegen faster)", results=rows)
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(doc, indent=1) + "\n")
