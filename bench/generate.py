@@ -5,8 +5,9 @@ channel_base 32768, channel_max 512; random weights: ``KWARGS``).
 
 Default mode -- both paths run in this same process on the same latents:
 
-* baseline: the plain fused formulation (per-sample weights, one grouped conv per layer,
-  as the reference code runs inference), fp32;
+* baseline: the fused formulation over the whole batch (per-sample weights, one grouped conv
+  per layer, as the reference code runs inference; facegen's own code for it), fp32 -- at
+  batch 1 this is the path facegen picks, so the ratio is 1 up to noise;
 * facegen: the defaults -- the engine picks the arrangement for the device and batch (on
   CPU: one sample at a time, each a plain conv per layer with the modulation folded into
   its weight and an in-place epilogue).
