@@ -9,7 +9,8 @@
    results as the reference: generate (1 face), mix (2 x 2 grid), edit (one step), encode (a face-world
    render, 5 refinement steps: a step limit, not a time budget, so the result is reproducible).
 3. Loaded: one visitor starts a faceswap training of --long-seconds (the long job); then --visitors
-   visitors, each its own gradio_client session, loop over the four kinds for --minutes (a random
+   visitors connect one by one, each its own gradio_client session, and loop over the four kinds for
+   --minutes, all at once (a random
    order per visitor, fixed seed) and check every image against the lone visitor's, pixel for pixel.
    Each visitor also keeps its own face on its shelf (seed 1000 + i) and checks its shelf holds exactly
    that face: shelves are private per session. A sampler records the server's RSS and the temp
@@ -168,6 +169,12 @@ def main() -> int:
         print("unloaded:", {k: round(pcts(v)["p50"], 3) for k, v in unloaded.items()})
 
         threading.Thread(target=sampler, daemon=True).start()
+        visitors, errors = [], []
+        for i in range(a.visitors):      # visitors arrive one by one (a Client fetches the app's config and API)
+            try:
+                visitors.append(Client(url, verbose=False))
+            except Exception as e:
+                errors.append(f"visitor {i} could not connect: {type(e).__name__}: {e}")
         long_job, long_client = None, Client(url, verbose=False)
         if a.long_seconds > 0:
             long_job = long_client.submit(face="3", psi=0.7, video=None, sample="short-silent", budget=a.long_seconds,
@@ -180,11 +187,10 @@ def main() -> int:
         deadline = t_load + a.minutes * 60
         loaded = {k: [] for k in KINDS}
         during_long = []            # (kind, latency) of requests that started and ended while the long job ran
-        errors, wrong, shelf_bad, lock = [], [], [], threading.Lock()
+        wrong, shelf_bad, lock = [], [], threading.Lock()
 
-        def visitor(i: int):
+        def visitor(i: int, c):
             rng = random.Random(i)
-            c = Client(url, verbose=False)
             try:
                 c.predict(faces=str(1000 + i), psi=0.7, model="mini", api_name="/shelf_add")
             except Exception as e:
@@ -217,7 +223,7 @@ def main() -> int:
                 with lock:
                     errors.append(f"visitor {i} shelf_list: {e}")
 
-        threads = [threading.Thread(target=visitor, args=(i,)) for i in range(a.visitors)]
+        threads = [threading.Thread(target=visitor, args=(i, c)) for i, c in enumerate(visitors)]
         [t.start() for t in threads]
         [t.join() for t in threads]
         load_s = time.monotonic() - t_load

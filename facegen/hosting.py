@@ -62,9 +62,10 @@ _set_lock = threading.Lock()
 @contextmanager
 def intra_op_threads(n: int) -> Iterator[int]:
     """Run the body with at most `n` torch intra-op threads in this thread (inside another budget: the
-    smaller of the two); the thread's previous count is restored on exit. The lock makes each
-    read-and-set of torch's count one step, so the process default (what a new thread starts with) is
-    always some job's budget, never a torn value."""
+    smaller of the two); the thread's previous count is restored on exit. Other threads keep their own
+    counts; the process default that set_num_threads also changes only matters to a thread's first
+    parallel op, and every job sets its count on entry anyway. The lock keeps each read-and-set pair
+    together when jobs start and end at the same time."""
     outer = getattr(_local, "budget", None)
     n = max(1, int(n))
     if outer is not None:

@@ -199,3 +199,33 @@ def test_animation_video_plays_in_the_browser(page, app_url):
     assert 2.0 < state["duration"] < 3.0 and state["advanced"], state     # 60 frames at 24 fps, playing
     sync_api.expect(page.locator("#anim-gif img")).to_be_visible(timeout=TIMEOUT)
     shot(page, "animation")
+
+
+@pytest.mark.parametrize("width, height, name", [(1280, 900, "tab-bar"), (390, 844, "tab-bar-phone")])
+def test_tab_bar_shows_every_title_once(page, app_url, width, height, name):
+    """All tabs are in the bar -- each title once, inside the window, none folded into a "…" menu -- on a
+    1280 px screen and on a phone."""
+    import app
+    titles = [m.TITLE for m in app.TABS if m.available()]
+    page.set_viewport_size({"width": width, "height": height})
+    page.goto(app_url)
+    sync_api.expect(page.get_by_role("tab", name=titles[-1])).to_be_visible(timeout=TIMEOUT)
+    tabs = page.get_by_role("tab")
+    shown = []
+    for i in range(tabs.count()):
+        t = tabs.nth(i)
+        if t.is_visible():
+            box = t.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= width + 0.5, (t.inner_text(), box)
+            shown.append(t.inner_text().strip())
+    assert sorted(shown) == sorted(titles), shown                # every title, once
+    for title in titles:                                          # and nowhere else on the page
+        assert page.get_by_text(title, exact=True).filter(visible=True).count() == 1, title
+    assert page.locator(".overflow-menu").filter(visible=True).count() == 0
+    if SHOTS:
+        sync_api.expect(page.locator("#banner")).to_contain_text("fingerprint", timeout=TIMEOUT)
+        sync_api.expect(page.locator(".eta-bar, .progress-text").filter(visible=True)).to_have_count(0, timeout=TIMEOUT)
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        bar = page.locator("#tabs").bounding_box()
+        page.screenshot(path=str(Path(SHOTS) / f"{name}.png"),
+                        clip={"x": 0, "y": 0, "width": width, "height": bar["y"] + 140})
