@@ -30,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from facegen.engine.filters import downsample2d, setup_filter, upfirdn2d, upsample2d  # noqa: F401
+
 # ---------------------------------------------------------------------------
 # 1. Low-level maths
 # ---------------------------------------------------------------------------
@@ -61,53 +63,6 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor], act: str = "linear",
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
     """Pixel norm: scale each vector to unit root-mean-square."""
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
-
-
-def setup_filter(f: Sequence[float]) -> torch.Tensor:
-    """Normalised 2-D FIR filter from 1-D taps: outer(f, f) / sum, e.g. [1,3,3,1] -> 4x4 / 64."""
-    f = torch.as_tensor(f, dtype=torch.float32)
-    if f.ndim == 1:
-        f = torch.outer(f, f)
-    return f / f.sum()
-
-
-def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: int = 1, down: int = 1,
-              padding: Sequence[int] = (0, 0, 0, 0), gain: float = 1.0) -> torch.Tensor:
-    """Upsample by zero insertion, pad, convolve with FIR f (true convolution), downsample.
-
-    padding is [x0, x1, y0, y1]; negative values crop.
-    """
-    n, c, h, w = x.shape
-    px0, px1, py0, py1 = padding
-    if f is not None and up == 1 and down == 1 and px0 == px1 == py0 == py1 >= 0:
-        f = (f * (gain ** (f.ndim / 2))).to(x.dtype).flip([0, 1])[None, None].repeat([c, 1, 1, 1])
-        return F.conv2d(x, f, padding=px0, groups=c)
-    if up > 1:
-        x = x.reshape(n, c, h, 1, w, 1)
-        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
-        x = x.reshape(n, c, h * up, w * up)
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
-    if f is not None:
-        f = (f * (gain ** (f.ndim / 2))).to(x.dtype).flip([0, 1])
-        f = f[None, None].repeat([c, 1, 1, 1])
-        x = F.conv2d(x, f, groups=c)
-    if down > 1:
-        x = x[:, :, ::down, ::down]
-    return x
-
-
-def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
-    """2x upsampling with FIR filter f (used for the skip-architecture RGB path)."""
-    fw = f.shape[-1]
-    p = [(fw + up - 1) // 2, (fw - up) // 2] * 2
-    return upfirdn2d(x, f, up=up, padding=p, gain=up * up)
-
-
-def downsample2d(x: torch.Tensor, f: torch.Tensor, down: int = 2) -> torch.Tensor:
-    fw = f.shape[-1]
-    p = [(fw - down + 1) // 2, (fw - down) // 2] * 2
-    return upfirdn2d(x, f, down=down, padding=p)
 
 
 def _conv(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True):

@@ -9,8 +9,8 @@ Reading order:
 1. Filter design. Every resampling filter is a windowed-sinc low-pass (Kaiser window, designed in
    float64, unit DC gain). Separable filters are 1-D and applied along x then y; config R's radially
    symmetric down-filter is a 2-D windowed jinc (the 2-D analogue of the sinc).
-2. ``upfirdn2d``: upsample by zero insertion, pad (negative pads crop), convolve with the FIR filter
-   (a true convolution), keep every ``down``-th sample.
+2. ``upfirdn2d`` (shared with StyleGAN2 in :mod:`facegen.engine.filters`): upsample by zero insertion,
+   pad (negative pads crop), convolve with the FIR filter (a true convolution), keep every ``down``-th.
 3. ``filtered_lrelu``: the alias-free nonlinearity -- bias, upsample to a higher sampling rate, leaky
    ReLU there (where its new high frequencies fit), low-pass and downsample back.
 4. ``modulated_conv2d``: StyleGAN2's modulated convolution with StyleGAN3's batch-wide style
@@ -24,6 +24,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from facegen.engine.filters import upfirdn2d
 
 # ---------------------------------------------------------------------------
 # 1. Filter design
@@ -62,37 +64,8 @@ def lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float, radial:
 
 
 # ---------------------------------------------------------------------------
-# 2. Upsample, FIR filter, downsample
+# 2. Upsample, FIR filter, downsample: ``upfirdn2d`` from facegen.engine.filters (shared with StyleGAN2)
 # ---------------------------------------------------------------------------
-
-
-def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: int = 1, down: int = 1,
-              padding: Sequence[int] = (0, 0, 0, 0), gain: float = 1.0) -> torch.Tensor:
-    """x [N, C, H, W] -> zero-insert ``up``, pad [x0, x1, y0, y1], FIR ``f``, keep every ``down``-th.
-
-    ``f`` is 1-D (separable: one pass along W, then one along H, each with ``f * sqrt(gain)``) or 2-D
-    (one pass with ``f * gain``); None is the identity. The filter is flipped (a true convolution;
-    every StyleGAN3 filter is symmetric, so this only matters for foreign filters).
-    """
-    n, c, h, w = x.shape
-    px0, px1, py0, py1 = (int(p) for p in padding)
-    if up > 1:
-        x = x.reshape(n, c, h, 1, w, 1)
-        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
-        x = x.reshape(n, c, h * up, w * up)
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
-    if f is not None:
-        f = (f * (gain ** (f.ndim / 2))).to(x.dtype).flip(list(range(f.ndim)))
-        f = f[None, None].repeat([c, 1] + [1] * f.ndim)
-        if f.ndim == 4:
-            x = F.conv2d(x, f, groups=c)
-        else:
-            x = F.conv2d(x, f.unsqueeze(2), groups=c)     # along W: kernel [1, taps]
-            x = F.conv2d(x, f.unsqueeze(3), groups=c)     # along H: kernel [taps, 1]
-    if down > 1:
-        x = x[:, :, ::down, ::down]
-    return x
 
 
 # ---------------------------------------------------------------------------
