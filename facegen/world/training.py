@@ -79,6 +79,18 @@ class TrainConfig:
                                            # world labels as the class code (c_dim = their number)
     q_weight: float = 0.0                  # > 0: InfoGAN-style -- D stays unconditional and a Q head on its
                                            # trunk predicts the class code of reals and fakes (BCE)
+    # Levers of the v2 recipe (issue #17); the defaults leave the recipe above unchanged, bit for bit.
+    augment: str = ""                      # DiffAugment ops on D's inputs, e.g. 'translation,cutout,color' (augment.py)
+    augment_p: float = 1.0                 # probability per op and image (the start value when adaptive)
+    ada_target: float = 0.0                # > 0: ADA -- adapt p so that E[sign(D(real))] stays at this (0.6)
+    ada_kimg: float = 100.0                # ... p can move by 1 in this many kimg
+    pl_weight: float = 0.0                 # > 0: lazy path-length regularisation of G (pathlength.py; StyleGAN2: 2)
+    pl_interval: int = 4
+    pl_batch_shrink: int = 2
+    projected: str = ""                    # 'with' (beside the pixel D) | 'only': a projected D on the frozen
+                                           # world-predictor trunk (projected.py)
+    projected_loss: str = "hinge"          # 'hinge' | 'logistic'
+    projected_lr: float = 0.002
 
 
 # ---------------------------------------------------------------------------
@@ -182,6 +194,24 @@ def export_discriminator(checkpoint, folder) -> Path:
     return path
 
 
+def build_levers(cfg: TrainConfig, device):
+    """(DiffAugment, path-length regulariser, projected D, its optimiser) -- each None when its lever is off."""
+    aug = pl = P = opt_P = None
+    if cfg.augment:
+        from facegen.world.augment import DiffAugment
+        aug = DiffAugment(cfg.augment, p=cfg.augment_p, ada_target=cfg.ada_target, ada_kimg=cfg.ada_kimg).to(device)
+    if cfg.pl_weight > 0:
+        from facegen.world.pathlength import PathLengthRegulariser
+        pl = PathLengthRegulariser(cfg.pl_weight, cfg.pl_interval, cfg.pl_batch_shrink).to(device)
+    if cfg.projected:
+        if cfg.projected not in ("with", "only"):
+            raise ValueError(f"--projected {cfg.projected!r}: use 'with' or 'only'")
+        from facegen.world.projected import ProjectedDiscriminator
+        P = ProjectedDiscriminator(cfg.resolution, loss=cfg.projected_loss, seed=cfg.seed).to(device).train()
+        opt_P = torch.optim.Adam(P.heads.parameters(), lr=cfg.projected_lr, betas=(0.0, 0.99), eps=1e-8)
+    return aug, pl, P, opt_P
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, images: Optional[np.ndarray] = None, labels: Optional[np.ndarray] = None):
         self.cfg = cfg
@@ -201,7 +231,9 @@ class Trainer:
             self.Q.to(self.device).train()
             d_params += list(self.Q.parameters())
         c = cfg.r1_interval / (cfg.r1_interval + 1)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(0.0, 0.99), eps=1e-8)
+        self.aug, self.pl, self.P, self.opt_P = build_levers(cfg, self.device)
+        cg = cfg.pl_interval / (cfg.pl_interval + 1) if self.pl is not None else 1.0
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr * cg, betas=(0.0, 0.99 ** cg), eps=1e-8)
         self.opt_D = torch.optim.Adam(d_params, lr=cfg.lr * c, betas=(0.0, 0.99 ** c), eps=1e-8)
         self.images = images
         self.labels = labels
@@ -234,54 +266,93 @@ class Trainer:
             return None
         return c_real[torch.randperm(len(c_real))]
 
+    # Data parallel (facegen.world.distributed): every process draws the global batch and trains on its
+    # rows; in a single process (dp None) both hooks are the plain code.
+    dp = None
+
+    def local(self, t):
+        """This process's rows of a global-batch tensor (all of it in a single process)."""
+        return t if self.dp is None or t is None else self.dp.local(t)
+
+    def synthesize(self, ws):
+        """G.synthesis with random noise, on this process's rows of the global ws."""
+        return self.G.synthesis(ws, noise_mode="random") if self.dp is None else self.dp.synthesize(self.G, ws)
+
     def train_step(self) -> dict:
         cfg, G, D = self.cfg, self.G, self.D
         stats = {}
         # G: non-saturating loss.
         x_real, c_real = self.sample_reals()
-        c_fake = self.fake_labels(c_real)
+        c_fake_all = self.fake_labels(c_real)
+        x_real, c_real, c_fake = self.local(x_real), self.local(c_real), self.local(c_fake_all)
         z = torch.randn(cfg.batch, cfg.z_dim, device=self.device)
         G.requires_grad_(True)
         D.requires_grad_(False)
-        img = G.synthesis(self.mapping_with_mixing(z, c_fake), noise_mode="random")
+        img = self.synthesize(self.mapping_with_mixing(z, c_fake_all))
+        if self.aug is not None:
+            img = self.aug(img)
         if self.Q is not None:          # InfoGAN: G also makes its class code recognisable to Q
             feats = D.features(img)
             loss_q = F.binary_cross_entropy_with_logits(self.Q(feats), c_fake)
             loss_G = F.softplus(-D.out(feats)).mean() + cfg.q_weight * loss_q
             stats["q_fake_G"] = loss_q.item()
+        elif cfg.projected == "only":
+            loss_G = 0.0
         else:
             loss_G = F.softplus(-D(img, c_fake)).mean()
+        if self.P is not None:
+            self.P.requires_grad_(False)
+            loss_G = loss_G + self.P.loss_G(img)
         self.opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
         self.opt_G.step()
         stats["loss_G"] = loss_G.item()
+        if self.pl is not None and self.step % self.pl.interval == 0:
+            z = torch.randn(self.pl.batch_size(cfg.batch), cfg.z_dim, device=self.device)
+            ws = self.mapping_with_mixing(z, None if c_fake_all is None else c_fake_all[:len(z)])
+            loss_pl, lengths = self.pl.loss(G.synthesis(ws, noise_mode="random"), ws)
+            self.opt_G.zero_grad(set_to_none=True)
+            loss_pl.backward()
+            self.opt_G.step()
+            stats["pl"] = lengths.mean().item()
         # D: logistic loss on fakes and reals.
         G.requires_grad_(False)
         D.requires_grad_(True)
         with torch.no_grad():
             z = torch.randn(cfg.batch, cfg.z_dim, device=self.device)
-            img = G.synthesis(self.mapping_with_mixing(z, c_fake), noise_mode="random")
+            img = self.synthesize(self.mapping_with_mixing(z, c_fake_all))
+        x_seen = x_real
+        if self.aug is not None:
+            img, x_seen = self.aug(img), self.aug(x_real)
         if self.Q is not None:
-            f_fake, f_real = D.features(img), D.features(x_real)
+            f_fake, f_real = D.features(img), D.features(x_seen)
             logits_fake, logits_real = D.out(f_fake), D.out(f_real)
             loss_q = (F.binary_cross_entropy_with_logits(self.Q(f_real), c_real)
                       + F.binary_cross_entropy_with_logits(self.Q(f_fake), c_fake)) / 2
             stats["q_D"] = loss_q.item()
-        else:
+        elif cfg.projected != "only":
             logits_fake = D(img, c_fake)
-            logits_real = D(x_real, c_real)
+            logits_real = D(x_seen, c_real)
             loss_q = 0.0
-        loss_D = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean() + cfg.q_weight * loss_q
-        self.opt_D.zero_grad(set_to_none=True)
-        loss_D.backward()
-        self.opt_D.step()
-        stats["loss_D"] = loss_D.item()
-        stats["D_real"] = logits_real.mean().item()
-        stats["D_fake"] = logits_fake.mean().item()
+        if cfg.projected != "only":
+            loss_D = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean() + cfg.q_weight * loss_q
+            self.opt_D.zero_grad(set_to_none=True)
+            loss_D.backward()
+            self.opt_D.step()
+            stats["loss_D"] = loss_D.item()
+            stats["D_real"] = logits_real.mean().item()
+            stats["D_fake"] = logits_fake.mean().item()
+        if self.P is not None:
+            p_stats, p_real = self.P.d_step(img, x_seen, self.opt_P)
+            stats.update(p_stats)
+            logits_real = p_real if cfg.projected == "only" else logits_real
+        if self.aug is not None:
+            self.aug.update(logits_real, cfg.batch)
+            stats["aug_p"] = float(self.aug.p)
         # Lazy R1 on reals.
-        if self.step % cfg.r1_interval == 0:
+        if self.step % cfg.r1_interval == 0 and cfg.projected != "only":
             x = x_real.detach().requires_grad_(True)
-            logits = D(x, c_real)
+            logits = D(self.aug(x) if self.aug is not None else x, c_real)
             (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
             penalty = grad.square().sum(dim=[1, 2, 3]).mean()
             loss_r1 = penalty * (cfg.r1_gamma / 2) * cfg.r1_interval
@@ -310,7 +381,13 @@ class Trainer:
                 "G_ema": self.G_ema.state_dict(), "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
                 "rng_torch": torch.get_rng_state(), "rng_data": self.data_rng.get_state(),
                 "rng_numpy": np.random.get_state()[1].tolist(), "rng_numpy_pos": int(np.random.get_state()[2]),
-                "rng_python": repr(random.getstate()), **({"Q": self.Q.state_dict()} if self.Q is not None else {})}
+                "rng_python": repr(random.getstate()), **({"Q": self.Q.state_dict()} if self.Q is not None else {}),
+                **{k: m.state_dict() for k, m in self.lever_modules().items()}}
+
+    def lever_modules(self) -> dict:
+        """The v2 levers' state holders that are switched on (their state_dicts go in the checkpoint)."""
+        return {k: m for k, m in (("aug", self.aug), ("pl", self.pl), ("P", self.P), ("opt_P", self.opt_P))
+                if m is not None}
 
     def save_checkpoint(self, path: Path):
         tmp = path.with_suffix(".tmp")
@@ -318,7 +395,10 @@ class Trainer:
         os.replace(tmp, path)
 
     def load_checkpoint(self, path: Path):
-        st = torch.load(path, map_location=self.device, weights_only=True)
+        self.load_state(torch.load(path, map_location=self.device, weights_only=True))
+
+    def load_state(self, st: dict):
+        """Everything :meth:`state` saved (facegen.world.resume builds such a dict from a compact file)."""
         self.step, self.images_seen, self.elapsed = st["step"], st["images_seen"], st["elapsed"]
         self.G.load_state_dict(st["G"])
         self.D.load_state_dict(st["D"])
@@ -327,8 +407,10 @@ class Trainer:
         if self.Q is not None:
             self.Q.load_state_dict(st["Q"])
         self.opt_D.load_state_dict(st["opt_D"])
-        torch.set_rng_state(st["rng_torch"])
-        self.data_rng.set_state(st["rng_data"])
+        for k, m in self.lever_modules().items():
+            m.load_state_dict(st[k])
+        torch.set_rng_state(st["rng_torch"].cpu())
+        self.data_rng.set_state(st["rng_data"].cpu())
         np.random.set_state(("MT19937", np.array(st["rng_numpy"], dtype=np.uint32), st["rng_numpy_pos"], 0, 0.0))
         import ast
         state = ast.literal_eval(st["rng_python"])
@@ -352,11 +434,16 @@ def sample_grid(G, path: Path, n: int = 32, seed: int = 0, psi: float = 0.7):
 
 
 def train(cfg: TrainConfig, resume: bool = True, export: Optional[str] = None, log=print,
-          command: Optional[str] = None) -> Trainer:
+          command: Optional[str] = None, resume_from: Optional[str] = None) -> Trainer:
+    from facegen.world import distributed, resume as resuming
+    dp = distributed.DataParallel.from_env(cfg.device)     # torchrun with several processes, else None
+    main = dp is None or dp.rank == 0                       # only the main process writes
+    log = log if main else (lambda s: None)
     out = Path(cfg.outdir)
     (out / "samples").mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    images = load_dataset(cfg.data, cfg.resolution, cache_dir=out / "data")
+    with distributed.main_first(dp):
+        images = load_dataset(cfg.data, cfg.resolution, cache_dir=out / "data")
     log(f"data: {len(images)} images at {cfg.resolution}px ({time.time() - t0:.0f}s)")
     labels = None
     if cfg.c_dim > 0:
@@ -368,21 +455,28 @@ def train(cfg: TrainConfig, resume: bool = True, export: Optional[str] = None, l
         log(f"class code: {cfg.classes} (rates {np.round(labels.mean(0), 3).tolist()})")
     trainer = Trainer(cfg, images, labels)
     ckpt = out / "checkpoint.pt"
-    if resume and ckpt.exists():
-        trainer.load_checkpoint(ckpt)
-        log(f"resumed at step {trainer.step} ({trainer.images_seen / 1000:.1f} kimg)")
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    source = ckpt if resume and ckpt.exists() else resume_from     # the run's own checkpoint wins
+    if source:
+        optimizer_restored = resuming.load_resume(trainer, source)
+        log(f"resumed at step {trainer.step} ({trainer.images_seen / 1000:.1f} kimg) from {source}")
+    if dp is not None:
+        dp.attach(trainer)
+    if main:
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     nparams = sum(p.numel() for p in trainer.G.parameters())
     log(f"G {nparams / 1e6:.2f}M params, D {sum(p.numel() for p in trainer.D.parameters()) / 1e6:.2f}M params")
     start_elapsed, t_start = trainer.elapsed, time.time()
     window = []
     last = {}
-    with open(out / "log.jsonl", "a") as logf:
+    with open(out / "log.jsonl" if main else os.devnull, "a") as logf:
+        if source:
+            logf.write(json.dumps(resuming.resume_event(trainer, source, optimizer_restored, command,
+                                                        dp.world if dp else 1, resuming.source_config(source))) + "\n")
         while trainer.images_seen < cfg.kimg * 1000:
-            if cfg.minutes and trainer.elapsed >= cfg.minutes * 60:
+            if cfg.minutes and distributed.any_process(dp, trainer.elapsed >= cfg.minutes * 60):
                 break
             ts = time.time()
-            stats = trainer.train_step()
+            stats = distributed.after_step(dp, trainer, trainer.train_step())
             window.append(time.time() - ts)
             trainer.elapsed = start_elapsed + (time.time() - t_start)
             if not all(math.isfinite(v) for v in stats.values()):
@@ -394,9 +488,15 @@ def train(cfg: TrainConfig, resume: bool = True, export: Optional[str] = None, l
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
                 log(json.dumps(rec))
-            if trainer.step % cfg.snapshot_steps == 0:
+            if main and trainer.step % cfg.snapshot_steps == 0:
                 trainer.save_checkpoint(ckpt)
                 sample_grid(trainer.G_ema, out / "samples" / f"step{trainer.step:07d}.png")
+        if dp is not None:   # every process must still hold rank 0's weights
+            logf.write(json.dumps({"event": "data_parallel", "step": trainer.step, "world_size": dp.world,
+                                   "max_divergence": dp.max_divergence(trainer)}) + "\n")
+            dp.close()
+    if not main:
+        return trainer
     trainer.save_checkpoint(ckpt)
     sample_grid(trainer.G_ema, out / "samples" / "final.png")
     if export:
@@ -443,7 +543,17 @@ def cli_main(argv) -> int:
                    help="only export the G_ema of CKPT to --export, no training")
     p.add_argument("--export-discriminator", default=None, metavar="CKPT",
                    help="only write the D of CKPT to --export/discriminator.safetensors, no training")
+    p.add_argument("--export-resume", default=None, metavar="CKPT",
+                   help="only write CKPT as a compact resume file --export/resume.safetensors, no training")
+    p.add_argument("--with-optimizer", action="store_true", help="--export-resume: keep the Adam state too")
+    p.add_argument("--resume-from", default=None, metavar="PATH",
+                   help="start this run directory from a resume file / folder / checkpoint.pt (facegen.world.resume)")
     args = vars(p.parse_args(argv))
+    r_ckpt, with_optimizer, resume_from = args.pop("export_resume"), args.pop("with_optimizer"), args.pop("resume_from")
+    if r_ckpt:
+        from facegen.world.resume import export_resume
+        print(export_resume(r_ckpt, args["export"] or "exported", with_optimizer=with_optimizer))
+        return 0
     d_ckpt = args.pop("export_discriminator")
     if d_ckpt:
         print(export_discriminator(d_ckpt, args["export"] or "exported"))
@@ -460,8 +570,10 @@ def cli_main(argv) -> int:
     if isinstance(args.get("xflip"), str):
         args["xflip"] = args["xflip"].lower() in ("1", "true", "yes")
     cfg = TrainConfig(**args)
-    command = "python -m facegen train " + " ".join(argv)
-    train(cfg, resume=resume, export=export, log=lambda s: print(s, flush=True), command=command)
+    from facegen.world.distributed import launcher
+    command = launcher() + " -m facegen train " + " ".join(argv)
+    train(cfg, resume=resume, export=export, log=lambda s: print(s, flush=True), command=command,
+          resume_from=resume_from)
     return 0
 
 

@@ -1,0 +1,146 @@
+"""Resuming a training run on another machine or day: the compact resume file and the resume log.
+
+* ``python -m facegen train --export-resume runs/X/checkpoint.pt --export DIR [--with-optimizer]`` writes
+  ``DIR/resume.safetensors`` (+ ``DIR/resume.json``, the same facts readable): G, G_ema, D (and a Q head or a
+  lever's state when the run has them), the step, images seen, wall time, the config and every RNG state, in
+  float32 as trained. The Adam moments are left out unless ``--with-optimizer`` (they triple the size); with
+  them the file resumes bit for bit like the run's own checkpoint. No pickle: safetensors + JSON metadata.
+* ``python -m facegen train --outdir runs/Y --resume-from DIR_OR_FILE ...`` starts a run directory from such
+  a file (or from another run's checkpoint.pt). Once the directory has its own checkpoint.pt, that one wins,
+  so rerunning the same command after an interruption continues where it stopped.
+* Every resume appends an event line to ``log.jsonl``: ``{"event": "resume", step, kimg, elapsed_s,
+  time_utc, host, world_size, device, torch, command, optimizer_restored, from, config_changes}``, where
+  config_changes lists the options whose values differ from the run that wrote the file.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from facegen.engine.errors import InputError, ModelNotFoundError
+
+RESUME_NAME = "resume.safetensors"
+OPTIMISERS = ("opt_G", "opt_D", "opt_P")
+# Options that shape the networks: a resume file fits only a run with the same values.
+NETWORK_FIELDS = ("resolution", "z_dim", "w_dim", "mapping_layers", "g_channel_base", "g_channel_max",
+                  "g_architecture", "g_chroma_res", "d_channel_base", "d_channel_max", "c_dim")
+
+
+def _is_state_dict(v) -> bool:
+    return isinstance(v, dict) and bool(v) and all(isinstance(t, torch.Tensor) for t in v.values())
+
+
+def export_resume(checkpoint, folder, with_optimizer: bool = False) -> Path:
+    """A run's checkpoint.pt -> ``folder/resume.safetensors`` (compact: no optimiser state unless asked)."""
+    from safetensors.torch import save_file
+    st = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    tensors, meta = {}, {"format": "facegen-resume-1", "source": str(checkpoint)}
+    for name, value in st.items():
+        if name in OPTIMISERS:
+            if with_optimizer:
+                for idx, slots in value["state"].items():
+                    for slot, t in slots.items():
+                        tensors[f"{name}/state/{idx}/{slot}"] = t.contiguous()
+                meta[name + "_param_groups"] = json.dumps(value["param_groups"])
+        elif _is_state_dict(value):
+            tensors.update({f"{name}/{k}": t.contiguous() for k, t in value.items()})
+    tensors["rng/torch"] = st["rng_torch"]
+    tensors["rng/data"] = st["rng_data"]
+    tensors["rng/numpy"] = torch.tensor(st["rng_numpy"], dtype=torch.int64)
+    facts = {"step": st["step"], "images_seen": st["images_seen"], "elapsed": st["elapsed"],
+             "rng_numpy_pos": st["rng_numpy_pos"], "optimizer": bool(with_optimizer), "cfg": st["cfg"]}
+    meta.update({k: json.dumps(v) for k, v in facts.items()}, rng_python=st["rng_python"])
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / RESUME_NAME
+    save_file(tensors, str(path), metadata=meta)
+    readable = {**facts, "kimg": round(st["images_seen"] / 1000, 3), "source": str(checkpoint),
+                "size_mb": round(path.stat().st_size / 2 ** 20, 2),
+                "resume": f"python -m facegen train --resume-from {folder} ..."}
+    (folder / "resume.json").write_text(json.dumps(readable, indent=1) + "\n")
+    return path
+
+
+def read_resume(path) -> dict:
+    """A resume file (or a folder holding one, or a full checkpoint.pt) -> a checkpoint-like dict."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESUME_NAME
+    if not path.is_file():
+        raise ModelNotFoundError(f"no resume file at {path}: write one with `python -m facegen train "
+                                 f"--export-resume runs/X/checkpoint.pt --export FOLDER`.")
+    if path.suffix != ".safetensors":
+        return torch.load(path, map_location="cpu", weights_only=True)
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if meta.get("format") != "facegen-resume-1":
+        raise InputError(f"{path} is not a facegen resume file (format {meta.get('format')!r}).")
+    st = {k: json.loads(meta[k]) for k in ("step", "images_seen", "elapsed", "rng_numpy_pos", "cfg")}
+    st.update(rng_torch=tensors.pop("rng/torch"), rng_data=tensors.pop("rng/data"),
+              rng_numpy=tensors.pop("rng/numpy").tolist(), rng_python=meta["rng_python"])
+    for key, t in tensors.items():
+        name, rest = key.split("/", 1)
+        if name in OPTIMISERS:
+            _, idx, slot = rest.split("/")
+            opt = st.setdefault(name, {"state": {}, "param_groups": json.loads(meta[name + "_param_groups"])})
+            opt["state"].setdefault(int(idx), {})[slot] = t
+        else:
+            st.setdefault(name, {})[rest] = t
+    return st
+
+
+def load_resume(trainer, path) -> bool:
+    """Load a resume file into a fresh Trainer; True when it carried the optimiser state.
+
+    What the file lacks (the optimisers of a compact file, the state of a lever switched on only now)
+    stays as the Trainer built it."""
+    st = read_resume(path)
+    own = trainer.cfg
+    bad = {k: (st["cfg"][k], getattr(own, k)) for k in NETWORK_FIELDS
+           if k in st["cfg"] and st["cfg"][k] != getattr(own, k)}
+    if bad:
+        raise InputError(f"{path} was trained with other network options than this run: "
+                         + ", ".join(f"--{k.replace('_', '-')} {a} (this run: {b})" for k, (a, b) in bad.items())
+                         + ". Pass the options the file was trained with.")
+    restored = all(k in st for k in OPTIMISERS if getattr(trainer, k, None) is not None)
+    try:
+        trainer.load_state({**trainer.state(), **st})
+    except (RuntimeError, KeyError) as e:
+        raise InputError(f"{path} does not fit this run's networks ({e}). Pass the options it was trained with.")
+    return restored
+
+
+def source_config(path) -> Optional[dict]:
+    """The config of the run that wrote a checkpoint or resume file (None when unreadable)."""
+    try:
+        return read_resume(path).get("cfg")
+    except (OSError, InputError, ModelNotFoundError, RuntimeError):
+        return None
+
+
+def resume_event(trainer, source, optimizer_restored: bool, command: Optional[str], world_size: int = 1,
+                 source_cfg: Optional[dict] = None) -> dict:
+    """The log.jsonl line that records a resume (see the module docstring)."""
+    from dataclasses import asdict
+    cfg = asdict(trainer.cfg)
+    changes = {k: [v, cfg[k]] for k, v in (source_cfg or {}).items() if k in cfg and cfg[k] != v}
+    return {"event": "resume", "step": trainer.step, "kimg": trainer.images_seen / 1000,
+            "elapsed_s": round(trainer.elapsed, 1), "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "host": socket.gethostname(), "world_size": world_size, "device": str(trainer.cfg.device),
+            "torch": torch.__version__, "command": command, "optimizer_restored": bool(optimizer_restored),
+            "from": str(source), "config_changes": changes}
+
+
+def read_log(path) -> tuple:
+    """log.jsonl -> (loss records, event records)."""
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return [r for r in rows if "event" not in r], [r for r in rows if "event" in r]
+
