@@ -5,7 +5,7 @@
     world sample --n 64 --size 128 --outdir DIR                 face-world renders + labels
     train ...                    train a StyleGAN2 (facegen.world.training)
     predictor train ...          train the face world's attribute predictor (facegen.world.predictor)
-    directions fit ...           fit attribute directions (facegen.packs.directions)
+    directions fit ...           fit attribute directions (facegen.packs.direction_fitting)
     label --labeller photo IMAGE...     one JSON line per face (photo) or per image (world, module:factory)
 """
 
@@ -83,7 +83,7 @@ def cmd_label(args) -> int:
 
 # Commands implemented by a facegen module's own cli_main(argv).
 SUBMODULE_COMMANDS = {"world": "facegen.world.render", "train": "facegen.world.training",
-                      "predictor": "facegen.world.predictor", "directions": "facegen.packs.directions",
+                      "predictor": "facegen.world.predictor", "directions": "facegen.packs.direction_fitting",
                       "encoder": "facegen.world.encoder_training", "bank": "facegen.world.characters",
                       "customize": "facegen.world.class_training", "faceswap": "facegen.features.faceswap.cli",
                       "faceswap-world": "facegen.world.videos",

@@ -129,3 +129,28 @@ def ada_app_url(tmp_path_factory):
 def ada_client(ada_app_url):
     from gradio_client import Client
     return Client(ada_app_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def mini():
+    """The embedded generator, loaded in the test process (one thread: the suite shares two cores)."""
+    if not (ROOT / "assets" / "mini" / "config.json").is_file():
+        pytest.skip("assets/mini is absent (built by `python -m facegen train ... --export assets/mini`)")
+    import torch
+    from facegen.engine.loaders import load_generator
+    torch.set_num_threads(1)
+    return load_generator("mini").eval()
+
+
+@pytest.fixture
+def offline_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache in tmp_path with the Hub offline: tests place Hub-shaped repos in it."""
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    import huggingface_hub.constants as c      # read at import time: point the live values at the tmp cache
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
+    monkeypatch.delenv("FACEGEN_REGISTRY", raising=False)
+    return cache

@@ -15,8 +15,8 @@ from scipy.stats import spearmanr
 from facegen.features import editing
 from facegen.features import animate as video
 from facegen.engine import latents as L
-from facegen.packs.directions import MAX_STEP, cli_main, default_attributes, find_directions, fit_directions, \
-    load_directions
+from facegen.packs.direction_fitting import cli_main, default_attributes, fit_directions
+from facegen.packs.directions import MAX_STEP, find_directions, load_directions
 from facegen.packs.pack import find_pack
 from facegen.engine.errors import FingerprintMismatchWarning, InputError, LatentError
 from facegen.world.predictor import DEFAULT_PREDICTOR_DIR, Labeller
@@ -286,15 +286,6 @@ def test_cli_fit_and_show(G, tmp_path, capsys):
 # ---------------------------------------------------------------------------
 # The shipped directions for mini
 # ---------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def mini():
-    if not (MINI / "config.json").is_file():
-        pytest.skip("assets/mini is absent (the embedded generator is built by `python -m facegen train ... "
-                    "--export assets/mini`)")
-    from facegen import load_generator
-    return load_generator("mini").eval()
-
 
 @pytest.fixture(scope="module")
 def shipped(mini):

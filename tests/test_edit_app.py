@@ -21,7 +21,8 @@ from facegen import studio
 from facegen.features import editing
 from facegen.features import animate as video  # noqa: E402
 from facegen.engine import latents as L  # noqa: E402
-from facegen.packs.directions import fit_directions, find_directions  # noqa: E402
+from facegen.packs.direction_fitting import fit_directions  # noqa: E402
+from facegen.packs.directions import find_directions  # noqa: E402
 from facegen.features.generate import generate_seeds  # noqa: E402
 
 torch.set_num_threads(1)

@@ -317,12 +317,6 @@ needs_assets = pytest.mark.skipif(not (MINI / "config.json").is_file() or not (M
                                          "(python -m facegen encoder train --model mini --out assets/packs/mini/encoder)")
 
 
-@pytest.fixture(scope="module")
-def mini():
-    import facegen
-    return facegen.load_generator("mini")
-
-
 @needs_assets
 def test_shipped_encoder_matches_mini_and_refinement_helps(mini):
     from facegen.packs.pack import find_pack

@@ -3,7 +3,6 @@
 import json
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 import types
@@ -291,18 +290,6 @@ def _hub_cache(root: Path, repo_id: str, files: dict, revision="main") -> str:
         else:
             dst.write_bytes(src)
     return commit
-
-
-@pytest.fixture
-def offline_cache(tmp_path, monkeypatch):
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    import huggingface_hub.constants as c
-    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
-    return cache
 
 
 def test_hub_native_repo_loads_from_cache_offline(tmp_path, offline_cache):

@@ -18,13 +18,6 @@ ADA = ROOT.parent / "shared" / "fixtures" / "stylegan2-ada-tiny" / "G_ema.pkl"
 
 
 @pytest.fixture(scope="module")
-def mini():
-    from facegen.engine.loaders import load_generator
-    torch.set_num_threads(1)
-    return load_generator("mini")
-
-
-@pytest.fixture(scope="module")
 def pack(mini):
     from facegen.packs.pack import find_pack
     return find_pack(mini)

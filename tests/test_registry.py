@@ -50,19 +50,6 @@ def hub_cache(root: Path, repo_id: str, commit: str, files: dict, ref: str = "ma
     return snap
 
 
-@pytest.fixture
-def offline_cache(tmp_path, monkeypatch):
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    import huggingface_hub.constants as c      # read at import time: point the live values at the tmp cache
-    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
-    monkeypatch.delenv("FACEGEN_REGISTRY", raising=False)
-    return cache
-
-
 def use_registry(tmp_path, monkeypatch, models=(), assets=(), name="extra.json") -> Path:
     path = tmp_path / name
     path.write_text(json.dumps({"models": list(models), "assets": list(assets)}))

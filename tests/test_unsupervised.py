@@ -18,7 +18,7 @@ from facegen.features import editing
 from facegen.packs import unsupervised as U
 from facegen.packs.directions import load_directions
 
-from conftest import ADA_FIXTURE, ROOT, _random_generator
+from conftest import ADA_FIXTURE, _random_generator
 from test_directions import Brightness
 
 torch.set_num_threads(1)
@@ -36,14 +36,6 @@ def ada():
         pytest.skip(f"the StyleGAN2-ADA golden fixture is absent ({ADA_FIXTURE}): it lives in ../shared/fixtures")
     from facegen.engine.loaders import load_generator
     return load_generator(str(ADA_FIXTURE)).eval()
-
-
-@pytest.fixture(scope="module")
-def mini():
-    if not (ROOT / "assets" / "mini" / "config.json").is_file():
-        pytest.skip("assets/mini is absent (built by `python -m facegen train ... --export assets/mini`)")
-    from facegen.engine.loaders import load_generator
-    return load_generator("mini").eval()
 
 
 def fresh_w(G, n=10000, seed=12345):

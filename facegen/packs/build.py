@@ -5,7 +5,7 @@ Pipeline (:func:`build_pack`), each step logged as it starts and ends, timed int
 1. **The folder.** ``out`` may be empty, new, or a pack of *the same* generator (rebuilt in place:
    components not rebuilt are kept); a pack of another generator is refused with
    :class:`~facegen.packs.pack.PackMismatchError` before any work starts.
-2. **Directions** (``directions/directions.npz`` + its README): :func:`facegen.packs.directions.fit_directions`
+2. **Directions** (``directions/directions.npz`` + its README): :func:`facegen.packs.direction_fitting.fit_directions`
    with the labeller on every continuous and bool attribute it predicts (attributes that do not split
    on this generator's samples are skipped and listed). Under ``torchrun`` the rendering and labelling is
    split over the processes (see :func:`init_distributed`); every rank fits from the gathered labels,
@@ -176,7 +176,7 @@ def default_perceptual(labeller, G) -> str:
 
 
 def step_directions(G, labeller, pack: Pack, n: int, rank: int, log, command: str, **fit_kwargs) -> dict:
-    from facegen.packs.directions import _readme, fit_directions
+    from facegen.packs.direction_fitting import _readme, fit_directions
     attrs = fit_kwargs.pop("attributes", None) or labeller_attributes(labeller)
     ds = fit_directions(G, labeller, attributes=attrs, n=n, log=log, **fit_kwargs)
     ds.meta["command"] = command
@@ -235,7 +235,7 @@ def build_pack(G, labeller, out, name: str, n: int = 3000, steps: Sequence[str] 
                log: Optional[Callable] = print, **fit_kwargs) -> Optional[Pack]:
     """Build (or rebuild) G's pack in `out` (module docstring). `labeller`: a Labeller instance (its
     ``name`` goes into the manifest). Returns the Pack on rank 0, None on the other ranks of a torchrun."""
-    from facegen.packs.directions import _dist_world
+    from facegen.packs.direction_fitting import _dist_world
     bad = [s for s in steps if s not in STEPS]
     if bad:
         raise InputError(f"Unknown build steps {bad}: use {', '.join(STEPS)}.")
