@@ -8,13 +8,14 @@ Method (Projected GAN, Sauer et al. 2021, "Projected GANs Converge Faster"), sca
    32 px (32 channels), 16 px (64), 8 px (128), 4 px (128) for its 64 px input. Images in [-1, 1]
    go straight in (the predictor maps [0, 1] to [-1, 1] itself); other sizes are resized to 64 px.
 2. **Fixed random projections**: cross-channel mixing (CCM), a random 1x1 convolution per scale
-   (to twice the channels, at most 256), and cross-scale mixing (CSM), a top-down pass that adds each
-   coarser mixed map, upsampled x2, to the next finer one through a random 3x3 convolution. Both are
-   drawn once from ``seed`` and never trained (buffers): they spread the features over more channels
-   and scales so D cannot focus on a few.
-3. **Per-scale heads** (trained): spectral-normalised 4x4 stride-2 convolutions + BatchNorm + leaky ReLU
-   down to 8x8 (4x4 stays), then a 4x4 convolution to a map of logits; all scales' logits are
-   concatenated.
+   (same number of channels), and cross-scale mixing (CSM), a top-down pass that adds each coarser
+   mixed map, upsampled x2, to the next finer one through a random 1x1 convolution (the paper's
+   feature-fusion blocks). Both are drawn once from ``seed`` and never trained (buffers): they spread
+   the features over channels and scales so D cannot focus on a few.
+3. **Per-scale heads** (trained): spectral-normalised 4x4 stride-2 convolutions (channels doubling, at
+   most 128) + BatchNorm + leaky ReLU down to 8x8 (4x4 stays), then a 4x4 convolution to a map of
+   logits; all scales' logits are concatenated. Sized for a CPU: the heads and mixing cost about as
+   much as the frozen trunk (~30 M multiply-adds per 64 px image each).
 4. **Loss**: hinge (D: relu(1 - D(x)) + relu(1 + D(G(z))); G: -D(G(z))) as in the paper, or the
    non-saturating logistic loss of StyleGAN2. The paper uses no R1 with it.
 
@@ -59,13 +60,13 @@ class FrozenFeatures(nn.Module):
         g = torch.Generator().manual_seed(seed)
         self.out_channels, self.sides = [], []
         for k, (_, c, side) in enumerate(self.taps):
-            co = min(2 * c, 256)
+            co = c
             self.register_buffer(f"ccm{k}", torch.randn(co, c, 1, 1, generator=g) / math.sqrt(c))
             self.out_channels.append(co)
             self.sides.append(side)
         for k in range(len(self.taps) - 1):     # CSM: coarser k+1 -> finer k
             ci, co = self.out_channels[k + 1], self.out_channels[k]
-            self.register_buffer(f"csm{k}", torch.randn(co, ci, 3, 3, generator=g) / math.sqrt(ci * 9))
+            self.register_buffer(f"csm{k}", torch.randn(co, ci, 1, 1, generator=g) / math.sqrt(ci))
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -86,14 +87,14 @@ class FrozenFeatures(nn.Module):
         out[-1] = mixed[-1]
         for k in range(len(mixed) - 2, -1, -1):
             up = F.interpolate(out[k + 1], size=mixed[k].shape[-2:], mode="bilinear", align_corners=False)
-            out[k] = mixed[k] + F.conv2d(up, getattr(self, f"csm{k}"), padding=1)
+            out[k] = mixed[k] + F.conv2d(up, getattr(self, f"csm{k}"))
         return out
 
 
 class Head(nn.Module):
     """One scale's discriminator: SN conv 4x4/2 + BN + lrelu blocks down to 8 px, then SN conv 4x4 -> logits."""
 
-    def __init__(self, channels: int, side: int, width: int = 256):
+    def __init__(self, channels: int, side: int, width: int = 128):
         super().__init__()
         layers, c = [], channels
         while side > 8:
