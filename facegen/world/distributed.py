@@ -159,7 +159,7 @@ class DataParallel:
 
     def mean_stats(self, stats: dict) -> dict:
         """The step's logged scalars averaged over the processes (each a mean over equally many rows)."""
-        keys = sorted(stats)
+        keys = list(stats)                 # the same order on every process (the same code ran)
         t = torch.tensor([float(stats[k]) for k in keys], dtype=torch.float64, device=self.comm_device)
         dist.all_reduce(t)
         return {k: v / self.world for k, v in zip(keys, t.tolist())}
