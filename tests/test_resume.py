@@ -1,0 +1,120 @@
+"""Resuming runs (facegen.world.resume): the run's own checkpoint and a compact resume file with the Adam
+state continue bit for bit; a compact file without it starts fresh optimisers; every resume is an event in
+log.jsonl with where, when, how and whether the optimiser state came back."""
+
+import json
+import socket
+
+import numpy as np
+import pytest
+import torch
+
+from facegen.engine.errors import InputError
+from facegen.world.resume import RESUME_NAME, export_resume, load_resume, read_log
+from facegen.world.training import Trainer, TrainConfig, cli_main
+
+TINY = ["--resolution", "16", "--batch", "4", "--z-dim", "16", "--w-dim", "16", "--mapping-layers", "2",
+        "--g-channel-base", "128", "--g-channel-max", "16", "--d-channel-base", "128", "--d-channel-max", "16",
+        "--r1-interval", "2", "--ema-kimg", "0.01", "--log-steps", "1", "--threads", "1"]
+KIMG = {3: "0.012", 6: "0.024"}                  # batch 4
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A folder of 16 px images, a straight 6-step run, and a 3-step run (its checkpoint is the resume point)."""
+    from PIL import Image
+    from facegen.world.render import render_batch
+    root = tmp_path_factory.mktemp("resume")
+    folder = root / "imgs"
+    folder.mkdir()
+    imgs, _ = render_batch(range(16), size=64)
+    for i, im in enumerate(imgs.reshape(16, 16, 4, 16, 4, 3).mean(axis=(2, 4)).astype(np.uint8)):
+        Image.fromarray(im).save(folder / f"{i}.png")
+    train(root / "straight", folder, 6)
+    train(root / "half", folder, 3)
+    return root, folder
+
+
+def train(outdir, folder, steps, *extra):
+    assert cli_main(["--outdir", str(outdir), "--data", str(folder), "--kimg", KIMG[steps], *TINY, *extra]) == 0
+
+
+def weights(outdir) -> dict:
+    st = torch.load(outdir / "checkpoint.pt", weights_only=True)
+    return {f"{part}.{k}": v for part in ("G", "G_ema", "D") for k, v in st[part].items()}
+
+
+def assert_bit_for_bit(a, b):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def test_rerunning_the_command_continues_bit_for_bit_and_is_logged(runs, tmp_path):
+    root, folder = runs
+    import shutil
+    shutil.copytree(root / "half", tmp_path / "run")
+    train(tmp_path / "run", folder, 6)
+    assert_bit_for_bit(root / "straight", tmp_path / "run")
+    losses, events = read_log(tmp_path / "run" / "log.jsonl")
+    assert [r["step"] for r in losses] == [1, 2, 3, 4, 5, 6]
+    assert len(events) == 1
+    e = events[0]
+    assert (e["event"], e["step"], e["kimg"], e["world_size"], e["optimizer_restored"]) == ("resume", 3, 0.012, 1, True)
+    assert e["host"] == socket.gethostname() and e["torch"] == torch.__version__ and e["device"] == "cpu"
+    assert e["command"].startswith("python -m facegen train") and "--kimg 0.024" in e["command"]
+    assert e["from"].endswith("checkpoint.pt") and e["config_changes"] == {
+        "kimg": [0.012, 0.024], "outdir": [str(root / "half"), str(tmp_path / "run")]}     # the copy moved
+    assert e["elapsed_s"] > 0 and e["time_utc"].endswith("Z")
+
+
+def test_compact_file_with_optimizer_continues_bit_for_bit(runs, tmp_path):
+    root, folder = runs
+    assert cli_main(["--export-resume", str(root / "half" / "checkpoint.pt"), "--export", str(tmp_path / "c"),
+                     "--with-optimizer"]) == 0
+    train(tmp_path / "run", folder, 6, "--resume-from", str(tmp_path / "c"))
+    assert_bit_for_bit(root / "straight", tmp_path / "run")
+    _, events = read_log(tmp_path / "run" / "log.jsonl")
+    assert [(e["step"], e["optimizer_restored"]) for e in events] == [(3, True)]
+    assert events[0]["from"] == str(tmp_path / "c")
+
+
+def test_compact_file_without_optimizer_resumes_with_fresh_adam_and_says_so(runs, tmp_path):
+    root, folder = runs
+    path = export_resume(root / "half" / "checkpoint.pt", tmp_path / "c")
+    full = (root / "half" / "checkpoint.pt").stat().st_size
+    assert path.name == RESUME_NAME and path.stat().st_size < 0.6 * full       # no Adam moments
+    meta = json.loads((tmp_path / "c" / "resume.json").read_text())
+    assert meta["step"] == 3 and meta["optimizer"] is False
+    # Loaded into a fresh trainer: the networks, counters and RNG of step 3, empty optimisers.
+    cfg = TrainConfig(**torch.load(root / "half" / "checkpoint.pt", weights_only=True)["cfg"])
+    tr = Trainer(cfg, np.zeros((4, 16, 16, 3), np.uint8))
+    assert load_resume(tr, tmp_path / "c") is False
+    assert tr.step == 3 and tr.images_seen == 12 and not tr.opt_G.state and not tr.opt_D.state
+    ref = weights(root / "half")
+    for part, net in (("G", tr.G), ("G_ema", tr.G_ema), ("D", tr.D)):
+        for k, v in net.state_dict().items():
+            assert torch.equal(v, ref[f"{part}.{k}"]), (part, k)
+    assert torch.equal(torch.get_rng_state(), torch.load(root / "half" / "checkpoint.pt", weights_only=True)["rng_torch"])
+    # Through the command line: it trains on from step 3 and the log says the optimiser was not restored.
+    train(tmp_path / "run", folder, 6, "--resume-from", str(path))
+    losses, events = read_log(tmp_path / "run" / "log.jsonl")
+    assert [r["step"] for r in losses] == [4, 5, 6] and all(np.isfinite(r["loss_G"]) for r in losses)
+    assert [(e["step"], e["optimizer_restored"]) for e in events] == [(3, False)]
+    # Once the directory has its own checkpoint, rerunning the same command resumes from that (with Adam).
+    train(tmp_path / "run", folder, 6, "--resume-from", str(path), "--kimg", "0.032")
+    _, events = read_log(tmp_path / "run" / "log.jsonl")
+    assert [(e["step"], e["optimizer_restored"], e["from"].endswith("checkpoint.pt")) for e in events] == \
+        [(3, False, False), (6, True, True)]
+
+
+def test_a_file_of_other_networks_is_refused_with_the_options(runs, tmp_path):
+    root, folder = runs
+    export_resume(root / "half" / "checkpoint.pt", tmp_path / "c")
+    cfg = TrainConfig(resolution=16, z_dim=32, w_dim=16, mapping_layers=2, g_channel_base=128, g_channel_max=16,
+                      d_channel_base=128, d_channel_max=16)
+    with pytest.raises(InputError, match=r"--z-dim 16 \(this run: 32\)"):
+        load_resume(Trainer(cfg, np.zeros((4, 16, 16, 3), np.uint8)), tmp_path / "c")
+    with pytest.raises(Exception, match="no resume file"):
+        load_resume(Trainer(cfg, np.zeros((4, 16, 16, 3), np.uint8)), tmp_path / "missing")
