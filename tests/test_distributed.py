@@ -73,7 +73,9 @@ def test_two_processes_follow_one_process(tmp_path, image_folder):
     two_processes(tmp_path / "two", image_folder, 12)
     assert_same_run(tmp_path / "one", tmp_path / "two")
     _, events = read_log(tmp_path / "two" / "log.jsonl")
-    assert events == [{"event": "data_parallel", "step": 12, "world_size": 2, "max_divergence": 0.0}]
+    assert [(e["event"], e["world_size"]) for e in events] == [("start", 2), ("data_parallel", 2)]
+    assert events[0]["command"].startswith("torchrun --nproc_per_node 2 -m facegen train")
+    assert events[1] == {"event": "data_parallel", "step": 12, "world_size": 2, "max_divergence": 0.0}
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
 
 
@@ -84,8 +86,9 @@ def test_a_run_resumed_on_two_processes_continues_the_one_process_curve(tmp_path
     two_processes(tmp_path / "mixed", image_folder, 12)
     assert_same_run(tmp_path / "one", tmp_path / "mixed")
     _, events = read_log(tmp_path / "mixed" / "log.jsonl")
+    assert [(e["event"], e["step"], e["world_size"]) for e in events] == [
+        ("start", 0, 1), ("resume", 6, 2), ("data_parallel", 12, 2)]
     resume = [e for e in events if e["event"] == "resume"]
-    assert len(resume) == 1 and resume[0]["step"] == 6 and resume[0]["world_size"] == 2
     assert resume[0]["command"].startswith("torchrun --nproc_per_node 2 -m facegen train")
     assert resume[0]["optimizer_restored"] is True and resume[0]["config_changes"] == {"kimg": [0.096, 0.192]}
 

@@ -55,18 +55,21 @@ def test_rerunning_the_command_continues_bit_for_bit_and_is_logged(runs, tmp_pat
     root, folder = runs
     import shutil
     shutil.copytree(root / "half", tmp_path / "run")
-    train(tmp_path / "run", folder, 6)
+    train(tmp_path / "run", folder, 6, "--export", str(tmp_path / "model"))
     assert_bit_for_bit(root / "straight", tmp_path / "run")
     losses, events = read_log(tmp_path / "run" / "log.jsonl")
     assert [r["step"] for r in losses] == [1, 2, 3, 4, 5, 6]
-    assert len(events) == 1
-    e = events[0]
+    assert [(e["event"], e["step"], e["from"]) for e in events] == [("start", 0, None),
+                                                                   ("resume", 3, str(tmp_path / "run" / "checkpoint.pt"))]
+    e = events[1]
     assert (e["event"], e["step"], e["kimg"], e["world_size"], e["optimizer_restored"]) == ("resume", 3, 0.012, 1, True)
     assert e["host"] == socket.gethostname() and e["torch"] == torch.__version__ and e["device"] == "cpu"
     assert e["command"].startswith("python -m facegen train") and "--kimg 0.024" in e["command"]
     assert e["from"].endswith("checkpoint.pt") and e["config_changes"] == {
         "kimg": [0.012, 0.024], "outdir": [str(root / "half"), str(tmp_path / "run")]}     # the copy moved
     assert e["elapsed_s"] > 0 and e["time_utc"].endswith("Z")
+    # The exported model's metrics.json carries the command history.
+    assert json.loads((tmp_path / "model" / "metrics.json").read_text())["history"] == events
 
 
 def test_compact_file_with_optimizer_continues_bit_for_bit(runs, tmp_path):
@@ -76,8 +79,8 @@ def test_compact_file_with_optimizer_continues_bit_for_bit(runs, tmp_path):
     train(tmp_path / "run", folder, 6, "--resume-from", str(tmp_path / "c"))
     assert_bit_for_bit(root / "straight", tmp_path / "run")
     _, events = read_log(tmp_path / "run" / "log.jsonl")
-    assert [(e["step"], e["optimizer_restored"]) for e in events] == [(3, True)]
-    assert events[0]["from"] == str(tmp_path / "c")
+    assert [(e["event"], e["step"], e["optimizer_restored"], e["from"]) for e in events] == [
+        ("resume", 3, True, str(tmp_path / "c"))]
 
 
 def test_compact_file_without_optimizer_resumes_with_fresh_adam_and_says_so(runs, tmp_path):

@@ -10,7 +10,8 @@
   so rerunning the same command after an interruption continues where it stopped.
 * Every resume appends an event line to ``log.jsonl``: ``{"event": "resume", step, kimg, elapsed_s,
   time_utc, host, world_size, device, torch, command, optimizer_restored, from, config_changes}``, where
-  config_changes lists the options whose values differ from the run that wrote the file.
+  config_changes lists the options whose values differ from the run that wrote the file; a fresh run writes
+  the same line as ``"event": "start"``. An export copies these lines to metrics.json's ``history``.
 """
 
 from __future__ import annotations
@@ -126,17 +127,25 @@ def source_config(path) -> Optional[dict]:
         return None
 
 
-def resume_event(trainer, source, optimizer_restored: bool, command: Optional[str], world_size: int = 1,
-                 source_cfg: Optional[dict] = None) -> dict:
-    """The log.jsonl line that records a resume (see the module docstring)."""
+def run_event(trainer, command: Optional[str], world_size: int = 1, source=None,
+              optimizer_restored: Optional[bool] = None) -> dict:
+    """The log.jsonl line of one invocation: "start" for a fresh run, "resume" when it continued from
+    ``source`` (see the module docstring); together they are the run's command history."""
     from dataclasses import asdict
     cfg = asdict(trainer.cfg)
+    source_cfg = source_config(source) if source else None
     changes = {k: [v, cfg[k]] for k, v in (source_cfg or {}).items() if k in cfg and cfg[k] != v}
-    return {"event": "resume", "step": trainer.step, "kimg": trainer.images_seen / 1000,
+    return {"event": "resume" if source else "start", "step": trainer.step, "kimg": trainer.images_seen / 1000,
             "elapsed_s": round(trainer.elapsed, 1), "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "host": socket.gethostname(), "world_size": world_size, "device": str(trainer.cfg.device),
-            "torch": torch.__version__, "command": command, "optimizer_restored": bool(optimizer_restored),
-            "from": str(source), "config_changes": changes}
+            "torch": torch.__version__, "command": command,
+            "optimizer_restored": None if source is None else bool(optimizer_restored),
+            "from": None if source is None else str(source), "config_changes": changes}
+
+
+def history(log_path) -> list:
+    """The start and resume events of a run's log.jsonl, in order (its command history)."""
+    return [e for e in read_log(log_path)[1] if e["event"] in ("start", "resume")]
 
 
 def read_log(path) -> tuple:

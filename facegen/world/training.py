@@ -456,8 +456,8 @@ def train(cfg: TrainConfig, resume: bool = True, export: Optional[str] = None, l
     trainer = Trainer(cfg, images, labels)
     ckpt = out / "checkpoint.pt"
     source = ckpt if resume and ckpt.exists() else resume_from     # the run's own checkpoint wins
+    optimizer_restored = resuming.load_resume(trainer, source) if source else None
     if source:
-        optimizer_restored = resuming.load_resume(trainer, source)
         log(f"resumed at step {trainer.step} ({trainer.images_seen / 1000:.1f} kimg) from {source}")
     if dp is not None:
         dp.attach(trainer)
@@ -469,9 +469,8 @@ def train(cfg: TrainConfig, resume: bool = True, export: Optional[str] = None, l
     window = []
     last = {}
     with open(out / "log.jsonl" if main else os.devnull, "a") as logf:
-        if source:
-            logf.write(json.dumps(resuming.resume_event(trainer, source, optimizer_restored, command,
-                                                        dp.world if dp else 1, resuming.source_config(source))) + "\n")
+        logf.write(json.dumps(resuming.run_event(trainer, command, dp.world if dp else 1, source,
+                                                 optimizer_restored)) + "\n")     # start / resume: the history
         while trainer.images_seen < cfg.kimg * 1000:
             if cfg.minutes and distributed.any_process(dp, trainer.elapsed >= cfg.minutes * 60):
                 break
@@ -511,7 +510,8 @@ def train(cfg: TrainConfig, resume: bool = True, export: Optional[str] = None, l
                    "params_G": sum(p.numel() for p in G.parameters()),
                    "params_D": sum(p.numel() for p in trainer.D.parameters()),
                    "weights_mb": round((Path(export) / "model.safetensors").stat().st_size / 2 ** 20, 2),
-                   "last_log": last, "torch": torch.__version__, "threads": torch.get_num_threads()}
+                   "last_log": last, "history": resuming.history(out / "log.jsonl"),
+                   "torch": torch.__version__, "threads": torch.get_num_threads()}
         mpath = Path(export) / "metrics.json"
         old = json.loads(mpath.read_text()) if mpath.exists() else {}
         mpath.write_text(json.dumps({**old, **metrics}, indent=1) + "\n")
