@@ -29,9 +29,12 @@ Method:
 * **Only rank 0 writes** log.jsonl, samples, checkpoints and exports; every process resumes from the same
   checkpoint. Rank 0 renders / caches the data first, the others then read the cache.
 
-Exactness: with the default recipe (and conditional / Q-head runs) the processes reproduce the single
-process's draws exactly; results differ only by float rounding (batched kernels, sums of halves).
-DiffAugment (``--augment``) draws per row on each process's rows, so its numbers differ from one process's.
+Exactness: with the default recipe and with class-conditional / Q-head runs the processes reproduce the
+single process's draws exactly (its RNG states at the end are equal) and the results differ by float
+rounding only (batched kernels, sums of halves); tests/test_distributed.py checks both against one process.
+DiffAugment (``--augment``) draws per row on each process's rows, so its numbers differ from one process's;
+path-length regularisation runs on the whole batch in every process (same result, no speed-up).
+The process count may change when a run resumes: the draws do not depend on it.
 """
 
 from __future__ import annotations
