@@ -16,11 +16,17 @@ Method (StyleGAN2, Karras et al. 2020, with the StyleGAN2-ADA defaults scaled do
   horizontal flips.
 * **Checkpoints** hold G, D, G_ema, both optimisers, the step and every RNG state: a resumed
   run continues bit for bit. ``log.jsonl`` has losses and speed; ``samples/`` has grids.
+* **Several sessions / processes**: compact resume files to carry a run to another machine, and a
+  start / resume event in ``log.jsonl`` per invocation (:mod:`facegen.world.resume`); under ``torchrun``
+  the global batch is split over the processes with one process's draws (:mod:`facegen.world.distributed`).
 
 CLI::
 
     python -m facegen train --outdir runs/mini --data world:24000 --resolution 64 \\
         --minutes 90 --export assets/mini
+    torchrun --standalone --nproc_per_node 2 -m facegen train --outdir runs/X --batch 16 --threads 1 ...
+    python -m facegen train --export-resume runs/X/checkpoint.pt --export assets/X-resume [--with-optimizer]
+    python -m facegen train --outdir runs/X --resume-from assets/X-resume ...
 """
 
 from __future__ import annotations
