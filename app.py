@@ -8,7 +8,9 @@ works offline).
 Hosting (a Space that stays up for everyone): short and long work have separate queues
 (``demos/common.py``: SHORT_EVENT, LONG_EVENT, long_job); uploads over FACEGEN_MAX_UPLOAD are refused
 while they arrive; request folders and Gradio's cache are swept after FACEGEN_TEMP_MAX_AGE seconds;
-the documented endpoints are MCP tools (``demos/tools.py``; FACEGEN_MCP=0 turns the MCP server off).
+the documented endpoints are MCP tools (``demos/tools.py``; FACEGEN_MCP=0 turns the MCP server off);
+memory stays flat under load: at most FACEGEN_MALLOC_ARENAS malloc arenas and a heap trim every
+FACEGEN_HEAP_TRIM_EVERY s (``facegen/memwatch.py``), closed sessions dropped (``demos/sessions.py``).
 """
 
 from __future__ import annotations
@@ -23,10 +25,15 @@ try:  # ZeroGPU needs `spaces` imported before anything touches CUDA.
 except ImportError:  # pragma: no cover
     spaces = None
 
+from facegen import memwatch  # noqa: E402  (before any server thread: the malloc arena limit applies to new ones)
+
+memwatch.limit_arenas(int(os.environ.get("FACEGEN_MALLOC_ARENAS", "2")))   # RSS stays flat under load (README)
+HEAP_TRIM = memwatch.HeapTrimmer(float(os.environ.get("FACEGEN_HEAP_TRIM_EVERY", "10"))).start()
+
 import gradio as gr  # noqa: E402
 
 from demos import animate, customize, edit, encode, faceswap, fusion, generate, mixing, shelf  # noqa: E402
-from demos import tools  # noqa: E402
+from demos import sessions, tools  # noqa: E402
 from demos.common import (TEMP_MAX_AGE, TEMP_SWEEP_EVERY, Ctx, banner_text, load_model, long_jobs_status,  # noqa: E402
                           stop_long_job, ui_errors)
 from facegen import hosting, studio  # noqa: E402
@@ -151,10 +158,27 @@ def build_demo() -> gr.Blocks:
 
 
 def launch_kwargs() -> dict:
-    return dict(theme=THEME, css=CSS, show_error=True, max_file_size=MAX_UPLOAD, mcp_server=MCP_SERVER)
+    return dict(theme=THEME, css=CSS, show_error=True, max_file_size=MAX_UPLOAD, mcp_server=MCP_SERVER,
+                state_session_capacity=sessions.MAX_SESSIONS)
 
 
 demo = build_demo()
+SESSIONS = sessions.SessionReaper(demo).start()   # closed sessions dropped after FACEGEN_SESSION_GRACE s
+
+
+def _gradio_counters() -> dict:
+    """Per-session bookkeeping Gradio keeps (for FACEGEN_MEMWATCH): live session states, pending messages."""
+    holder, queue = getattr(demo, "state_holder", None), getattr(demo, "_queue", None)
+    return {"sessions": len(holder.session_data) if holder is not None else None,
+            "state_values": sum(len(s.state_data) for s in holder.session_data.values()) if holder else None,
+            "pending_sessions": len(getattr(queue, "pending_event_ids_session", {}) or {}),
+            "events": len(getattr(queue, "event_ids_to_events", {}) or {})}
+
+
+# FACEGEN_MEMWATCH=path.jsonl: a line about the server's memory every FACEGEN_MEMWATCH_EVERY s (a diagnosis)
+MEMWATCH = memwatch.MemWatch.from_env({"gradio": _gradio_counters, "heap_trim": HEAP_TRIM.stats})
+if MEMWATCH is not None:
+    MEMWATCH.start()
 
 if __name__ == "__main__":
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),

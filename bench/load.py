@@ -1,7 +1,7 @@
 """Soak / load test of the studio as a hosted Space (issue #16): many visitors while one long job runs.
 
     .venv/bin/python bench/load.py [--visitors 20] [--minutes 1] [--long-seconds 120] [--long-threads N]
-                                   [--out bench/results/load.json]
+                                   [--warmup 60] [--env KEY=VALUE ...] [--out bench/results/load.json]
 
 1. Starts ``python app.py`` (mini) in its own process with a private temp folder (TMPDIR) and a short
    temp age (--temp-max-age, default 20 s; sweep every 5 s) so the sweep shows within a short run.
@@ -17,10 +17,14 @@
    folder's size every 2 s.
 4. Prints and writes JSON: requests, errors, wrong results, per-kind p50 / p95 unloaded and loaded and
    their ratio, RSS and temp size at start / end / max, the long job's outcome; and, when the long job
-   is a faceswap, the worst one-face /generate while it ran next to the issue's 5 s bound.
+   is a faceswap, the worst one-face /generate while it ran next to the issue's 5 s bound; and the RSS
+   trend (``rss_trend``): least-squares slopes in MB/min over the load after --warmup seconds, over the
+   whole window and each half (a soak: ``--minutes 5``; flat means both halves near 0).
 
---long-threads sets FACEGEN_LONG_THREADS (default: the app's own budget, the cores but one); run once
-with the default and once with the number of cores to see what the thread budget buys short jobs.
+--env passes settings to the app, e.g. FACEGEN_MEMWATCH=mem.jsonl (facegen/memwatch.py: a line about the
+server's memory every FACEGEN_MEMWATCH_EVERY s) or FACEGEN_MALLOC_ARENAS=0 FACEGEN_HEAP_TRIM_EVERY=0 (glibc's
+defaults, no heap trim: how RSS grew before). --long-threads sets FACEGEN_LONG_THREADS (default: the app's
+own budget, the cores but one); bench/thread_budget.py compares the two budgets A/B interleaved.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -122,6 +127,26 @@ def pcts(xs) -> dict:
             "max": float(a.max())} if a.size else {"n": 0}
 
 
+def slope_mb_per_min(points) -> Optional[float]:
+    """Least-squares slope of (t s, rss MB) points in MB per minute (None under 3 points)."""
+    if len(points) < 3:
+        return None
+    t, y = np.asarray(points, float).T
+    return float(np.polyfit(t / 60.0, y, 1)[0])
+
+
+def rss_trend(samples, start: float, end: float) -> dict:
+    """RSS from `start` (after the warm-up) to `end` (the load's end), in the sampler's seconds: the
+    least-squares slope over the whole window and over each half, and the RSS at its ends."""
+    pts = [(s["t"], s["rss_mb"]) for s in samples if start <= s["t"] <= end]
+    mid = (start + end) / 2
+    first, second = [p for p in pts if p[0] < mid], [p for p in pts if p[0] >= mid]
+    return {"window_s": [round(start, 1), round(end, 1)], "samples": len(pts),
+            "rss_mb_at_window": [pts[0][1], pts[-1][1]] if pts else None,
+            "slope_mb_per_min": {"all": slope_mb_per_min(pts), "first_half": slope_mb_per_min(first),
+                                 "second_half": slope_mb_per_min(second)}}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--visitors", type=int, default=20)
@@ -130,6 +155,9 @@ def main() -> int:
     ap.add_argument("--long-threads", type=int, default=0, help="FACEGEN_LONG_THREADS for the app (0: its default)")
     ap.add_argument("--baseline", type=int, default=8, help="unloaded calls per kind")
     ap.add_argument("--temp-max-age", type=float, default=20.0)
+    ap.add_argument("--warmup", type=float, default=60.0, help="s of load before the RSS slopes are fitted")
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra environment for the app (e.g. FACEGEN_MEMWATCH=/tmp/mem.jsonl); repeatable")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "load.json"))
     a = ap.parse_args()
     from gradio_client import Client
@@ -143,13 +171,16 @@ def main() -> int:
     env = {"FACEGEN_TEMP_MAX_AGE": str(a.temp_max_age), "FACEGEN_TEMP_SWEEP_EVERY": "5"}
     if a.long_threads:
         env["FACEGEN_LONG_THREADS"] = str(a.long_threads)
+    env.update(kv.split("=", 1) for kv in a.env)
     t_start = time.monotonic()
     proc, url = launch(tmp, env)
     print(f"app up in {time.monotonic() - t_start:.1f} s at {url} (temp folder {tmp})")
     req = Requests(photo)
     samples, stop_sampling = [], threading.Event()
+    t0 = time.monotonic()              # the samples' clock (reset when sampling starts)
 
     def sampler():
+        nonlocal t0
         t0 = time.monotonic()
         while not stop_sampling.is_set():
             samples.append({"t": round(time.monotonic() - t0, 1), "rss_mb": round(rss_mb(proc.pid), 1),
@@ -184,6 +215,7 @@ def main() -> int:
                     break
                 time.sleep(0.2)
         t_load = time.monotonic()
+        load_window = [t_load - t0, None]
         deadline = t_load + a.minutes * 60
         loaded = {k: [] for k in KINDS}
         during_long = []            # (kind, latency) of requests that started and ended while the long job ran
@@ -227,6 +259,7 @@ def main() -> int:
         [t.start() for t in threads]
         [t.join() for t in threads]
         load_s = time.monotonic() - t_load
+        load_window[1] = time.monotonic() - t0
         long_out = None
         if long_job is not None:
             try:
@@ -260,6 +293,7 @@ def main() -> int:
                    "max": max(s["rss_mb"] for s in samples)},
         "temp_mb": {"start": samples[0]["temp_mb"], "end": samples[-1]["temp_mb"],
                     "max": max(s["temp_mb"] for s in samples), "max_age_s": a.temp_max_age},
+        "rss_trend": rss_trend(samples, load_window[0] + a.warmup, load_window[1]),
         "samples": samples,
     }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
