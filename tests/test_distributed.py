@@ -108,6 +108,59 @@ def test_class_conditional_q_head_run_follows_one_process(tmp_path):
     assert "q_D" in read_log(tmp_path / "two" / "log.jsonl")[0][0]
 
 
+def test_processes_stay_identical_with_the_v2_levers(tmp_path, image_folder):
+    """DiffAugment with ADA (its p follows D's sign statistic, which each process measures on its own rows)
+    and path-length regularisation: after 6 steps (ADA's sign sums half-way to its next update) every process
+    still holds rank 0's weights and buffers."""
+    two_processes(tmp_path / "two", image_folder, 6, [*TINY, "--augment", "translation,cutout", "--augment-p",
+                                                       "0.5", "--ada-target", "0.6", "--ada-kimg", "0.5",
+                                                       "--pl-weight", "2"])
+    losses, events = read_log(tmp_path / "two" / "log.jsonl")
+    assert len({r["aug_p"] for r in losses}) > 1                    # ADA moved p
+    assert events[-1] == {"event": "data_parallel", "step": 6, "world_size": 2, "max_divergence": 0.0}
+
+
+def _after_step_worker(rank, port, out):
+    """One of 2 processes (the same init path as torchrun's): different gradients, stats and ADA buffers per
+    rank go through the hooks; what each process ends with is saved for the test to compare."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from facegen.world import distributed
+    from facegen.world.training import Trainer
+    cfg = TrainConfig(resolution=16, batch=8, z_dim=16, w_dim=16, mapping_layers=2, g_channel_base=128,
+                      g_channel_max=16, d_channel_base=128, d_channel_max=16, augment="translation",
+                      augment_p=0.5, ada_target=0.6)
+    dp = distributed.DataParallel.from_env("cpu")
+    tr = Trainer(cfg, np.zeros((8, 16, 16, 3), np.uint8))
+    dp.attach(tr)
+    with torch.no_grad():
+        tr.aug.p.fill_(0.25 + 0.5 * rank)                                 # rank 0: 0.25, rank 1: 0.75
+        tr.aug.acc.copy_(torch.tensor([3.0 - 4 * rank, 8.0], dtype=torch.float64))
+    for p in tr.G.parameters():
+        p.grad = torch.full_like(p, float(rank + 1))                     # rank 0: 1, rank 1: 2
+    tr.opt_G.step()                                                       # the pre-hook averages: 1.5
+    stats = distributed.after_step(dp, tr, {"loss_G": 1.0 + rank, "r1": 10.0 * rank})
+    torch.save({"grad": next(tr.G.parameters()).grad.clone(), "p": tr.aug.p.clone(), "acc": tr.aug.acc.clone(),
+                "stats": stats, "divergence": dp.max_divergence(tr)}, out / f"rank{rank}.pt")
+    dp.close()
+
+
+def test_hooks_average_gradients_stats_and_ada_buffers(tmp_path):
+    import socket
+    import torch.multiprocessing as mp
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_after_step_worker, args=(port, tmp_path), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
+    for r in (r0, r1):
+        assert torch.all(r["grad"] == 1.5)
+        assert r["stats"] == {"loss_G": 1.5, "r1": 5.0}
+        assert float(r["p"]) == 0.5 and r["acc"].tolist() == [1.0, 8.0]
+        assert r["divergence"] == 0.0
+
+
 def test_rows_keep_the_minibatch_std_groups():
     """D's minibatch std over a process's rows gives exactly the global batch's values for those rows."""
     x = torch.randn(16, 5, 4, 4)
