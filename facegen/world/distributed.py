@@ -33,7 +33,9 @@ Exactness: with the default recipe and with class-conditional / Q-head runs the 
 single process's draws exactly (its RNG states at the end are equal) and the results differ by float
 rounding only (batched kernels, sums of halves); tests/test_distributed.py checks both against one process.
 DiffAugment (``--augment``) draws per row on each process's rows, so its numbers differ from one process's;
-path-length regularisation runs on the whole batch in every process (same result, no speed-up).
+path-length regularisation runs on the whole batch in every process (the same gradient everywhere, no
+speed-up). With both levers on, the processes stay identical (tested), but only the default recipe and the
+conditional / Q-head runs are checked against one process.
 The process count may change when a run resumes: the draws do not depend on it.
 """
 
