@@ -14,6 +14,9 @@ with the world's attribute predictor (:mod:`facegen.world.predictor`) as the jud
 4. **Style-mixing locality**: copy coarse (or fine) layers from template faces into source
    faces and check which attributes follow the template: in StyleGAN, coarse layers carry
    pose and face shape, fine layers carry colour.
+
+Issue 17's goals are measured by a second network that no training code uses, the independent judge
+(:mod:`facegen.world.judge`), in :mod:`facegen.world.quality_goals`; both share :func:`held_out_renders`.
 """
 
 from __future__ import annotations
@@ -132,13 +135,20 @@ def mixing_by_layers(G, labeller, groups=None, n: int = 128, seed: int = 1000, p
     return out
 
 
-def evaluate_generator(G, labeller, n: int = 500, psi: float = 0.7, seed: int = 0) -> dict:
+def held_out_renders(n: int, size: int) -> tuple:
+    """The two disjoint sets of held-out renders the quality measures compare with: ((images, labels)
+    of seeds TEST_SEED_BASE + [0, n)), ((images, labels) of TEST_SEED_BASE + [n, 2n))."""
     from facegen.world.render import render_batch
-    size = G.img_resolution
+    return (render_batch(range(TEST_SEED_BASE, TEST_SEED_BASE + n), size=size),
+            render_batch(range(TEST_SEED_BASE + n, TEST_SEED_BASE + 2 * n), size=size))
+
+
+def evaluate_generator(G, labeller, n: int = 500, psi: float = 0.7, seed: int = 0, renders=None) -> dict:
+    """The predictor-judged measures (module docstring, 1-4). ``renders``: :func:`held_out_renders`
+    (n, G.img_resolution), when the caller shares them with another evaluation."""
     gen = synthesize(G, L.seeds_to_ws(G, list(range(seed, seed + n)), psi=psi))
     gen1 = synthesize(G, L.seeds_to_ws(G, list(range(seed, seed + n)), psi=1.0))
-    ref, _ = render_batch(range(TEST_SEED_BASE, TEST_SEED_BASE + n), size=size)
-    ref2, _ = render_batch(range(TEST_SEED_BASE + n, TEST_SEED_BASE + 2 * n), size=size)
+    (ref, _), (ref2, _) = renders if renders is not None else held_out_renders(n, G.img_resolution)
     p_gen, f_gen, v_gen = labeller.predict_all(gen)
     p_gen1, f_gen1, v_gen1 = labeller.predict_all(gen1)
     p_ref, f_ref, v_ref = labeller.predict_all(ref)
