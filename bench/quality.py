@@ -1,11 +1,20 @@
-"""Quality of a face-world generator (default: the embedded `mini`), judged by the world predictor.
+"""Quality of a face-world generator (default: the embedded `mini`), judged by the world predictor and
+by the independent judge.
 
-Prints and writes into <model>/metrics.json (key "quality"): Fréchet distance in predictor feature
-space (with the render-vs-render floor as the baseline), per-attribute distribution match, valid-face
-rate, and style-mixing locality. Also writes <model>/samples.png (64 faces, psi 0.7) and
-<model>/style_mixing.png (sources x templates for coarse, middle and fine layers).
+Prints and writes into <model>/metrics.json (key "quality"):
 
-    python bench/quality.py [--model assets/mini] [--n 500]
+* judged by the world predictor (facegen.world.quality): Fréchet distance in predictor feature space
+  (with the render-vs-render floor), per-attribute distribution match, valid-face rate, style-mixing
+  locality;
+* issue 17's goals, judged by the independent judge (facegen.world.quality_goals, assets/judge):
+  `fd_judge`, `fd_judge_v1` (the `--baseline` model, same run), `fd_judge_floor`, `attribute_rates`,
+  `w_linear_accuracy`, `hf_energy_ratio` (+ `spectrum`), `detector` (MediaPipe FaceLandmarker), and
+  `goals` (each goal with pass / fail, printed too).
+
+Also writes <model>/samples.png (64 faces, psi 0.7) and <model>/style_mixing.png (sources x templates
+for coarse, middle and fine layers).
+
+    nice -n 5 python bench/quality.py --model assets/mini --n 1000 [--baseline assets/mini] [--no-detector]
     python bench/quality.py --model DIR --layer-pairs     # only: what copying layers 0-1, 2-3 ... carries
 """
 
@@ -16,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -23,7 +33,9 @@ import facegen  # noqa: E402
 from facegen.engine import latents as L  # noqa: E402
 from facegen.engine.synthesis import synthesize  # noqa: E402
 from facegen.world.predictor import load_world_predictor  # noqa: E402
-from facegen.world.quality import evaluate_generator, mixing_by_layers  # noqa: E402
+from facegen.world.judge import DEFAULT_JUDGE_DIR, load_judge  # noqa: E402
+from facegen.world.quality import evaluate_generator, held_out_renders, mixing_by_layers  # noqa: E402
+from facegen.world.quality_goals import goal_report, measure_goals  # noqa: E402
 from facegen.world.render import make_grid  # noqa: E402
 
 
@@ -54,9 +66,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="assets/mini")
     ap.add_argument("--n", type=int, default=500)
+    ap.add_argument("--baseline", default="assets/mini", help="the model fd_judge_v1 measures (v1)")
+    ap.add_argument("--judge", default=str(DEFAULT_JUDGE_DIR), help="the independent judge's folder")
+    ap.add_argument("--no-detector", action="store_true", help="skip the MediaPipe detector goal")
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--layer-pairs", action="store_true", help="only print what copying two w+ layers at a time "
                     "from a template carries (facegen.world.quality.mixing_by_layers); writes nothing")
     a = ap.parse_args()
+    torch.set_num_threads(max(1, a.threads))
     t0 = time.time()
     G = facegen.load_generator(a.model)
     pred = load_world_predictor()
@@ -66,7 +83,14 @@ def main():
         for layers, r in mixing_by_layers(G, pred).items():
             print(f"  layers {layers}: " + "  ".join(f"{k} {v:.2f}" for k, v in r.items()))
         return
-    q = evaluate_generator(G, pred, n=a.n)
+    renders = held_out_renders(a.n, G.img_resolution)
+    q = evaluate_generator(G, pred, n=a.n, renders=renders)
+    print(f"predictor measures done ({time.time() - t0:.0f}s); the judge's goals ...")
+    baseline = facegen.load_generator(a.baseline)
+    q.update(measure_goals(G, load_judge(a.judge), baseline=baseline, n=a.n, renders=renders,
+                           detector=not a.no_detector))
+    q["baseline"] = a.baseline
+    q["goals"] = goal_report(q)
     q["eval_seconds"] = round(time.time() - t0, 1)
     model_dir = Path(a.model)
     if model_dir.is_dir():
@@ -91,6 +115,10 @@ def main():
             f"{k}: tpl {v['corr_with_template']:+.2f} / src {v['corr_with_source']:+.2f}" if "corr_with_template" in v
             else f"{k}: agrees tpl {v['agree_with_template']:.0%} / src {v['agree_with_source']:.0%}"
             for k, v in r["follows"].items()))
+    print(f"issue 17 goals (independent judge, n={a.n}, baseline {a.baseline}):")
+    for row in q["goals"]:
+        mark = {True: "PASS", False: "FAIL", None: "----"}[row["pass"]]
+        print(f"  {mark}  {row['goal']}: {row['value']}")
 
 
 if __name__ == "__main__":
