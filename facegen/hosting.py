@@ -16,7 +16,9 @@ No Gradio in here (``demos/common.py`` wires it to the app's events); everything
   thread starting its first parallel op inherits. So each job sets its own count on entry and puts the
   previous one back on exit; nested budgets take the smaller count. Long jobs get
   :attr:`ThreadBudgets.long` (default: every core but one, shared by the slots), short jobs
-  :attr:`ThreadBudgets.short` (the app's choice for its model), so short jobs keep a core.
+  :attr:`ThreadBudgets.short` (the app's choice for its model), so short jobs keep a core. Measured on
+  2 shared cores (``bench/thread_budget.py``, A/B interleaved): no latency benefit to short jobs beyond
+  the run-to-run spread; kept as a safety bound (a long job never takes every core).
 * :class:`TempSweeper` -- deletes the per-request folders under the app's output folder once nothing
   was written in them for ``max_age`` seconds (checked at most every ``every`` seconds, from the
   request that makes a new folder; folders a running job has pinned are kept), so the temp folder
