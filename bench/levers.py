@@ -12,7 +12,7 @@ Measures per run:
 * **fd_judge** (+ floor), **hf_energy_ratio**, **w_linear_accuracy**: from the independent judge
   (:func:`facegen.world.quality_goals.measure_goals`, no detector) when ``assets/judge`` exists;
 * **glasses / beard rates** of the samples (predictor, psi 1) next to the held-out renders' and the
-  world's ground truth (``facegen.world.classes.world_labels``);
+  world's ground truth on the training seeds 0..23999 (``facegen.world.classes.world_labels``);
 * **speed**: seconds per kimg from ``log.jsonl`` (mean ``s_per_step`` up to ``--kimg``, wall-clock of a
   nice-10 process on a shared 2-core machine: noisy), and with ``--speed`` the CPU time per step of
   every run's config measured here in one process, configs interleaved, as a ratio to the first run.
@@ -126,25 +126,65 @@ def markdown(res: dict) -> str:
     head = ["run", "levers", "FD pred. (floor %.1f)" % res["fd_predictor_floor"]]
     if judge:
         head += ["FD judge (floor %.1f)" % next(r["fd_judge_floor"] for r in res["runs"].values() if "fd_judge" in r),
-                 "HF ratio"]
+                 "HF ratio", "w-linear acc. (mean of 5)"]
     head += ["glasses %", "beard %", "valid %", "s/kimg (log)", "CPU ratio"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in res["runs"].items():
         cells = [name, r["levers"], f"{r['fd_predictor']:.1f}"]
         if judge:
             cells += [f"{r['fd_judge']:.2f}" if "fd_judge" in r else "-",
-                      f"{r['hf_energy_ratio']:.2f}" if "hf_energy_ratio" in r else "-"]
+                      f"{r['hf_energy_ratio']:.2g}" if "hf_energy_ratio" in r else "-",
+                      f"{np.mean(list(r['w_linear_accuracy'].values())):.2f}" if "w_linear_accuracy" in r else "-"]
         cells += [f"{100 * r['glasses_rate']:.0f}", f"{100 * r['beard_rate']:.0f}", f"{100 * r['valid_face_rate']:.0f}",
                   f"{r['s_per_kimg_log']:.0f}", str(r.get("cpu_ratio", "-"))]
         rows.append("| " + " | ".join(cells) + " |")
     rows.append("")
-    rows.append(f"At {res['kimg']} kimg, n = {res['n']} samples at psi 1. World ground truth: glasses "
+    rows.append(f"At {res['kimg']} kimg, n = {res['n']} samples at psi 1. World ground truth (training seeds): glasses "
                 f"{100 * world['glasses']:.0f} %, beard {100 * world['beard']:.0f} % (held-out renders as the "
                 f"predictor reads them: {100 * res['renders_rates']['glasses']:.0f} % / "
                 f"{100 * res['renders_rates']['beard']:.0f} %). s/kimg from log.jsonl is wall-clock under "
                 "contention (noisy); the CPU ratio is CPU time per step measured in one process, configs "
                 "interleaved (bench/levers.py --speed).")
     return "\n".join(rows) + "\n"
+
+
+def summary(files: list, json_out: str, md_out: str) -> dict:
+    """Merge per-kimg results (``levers-<K>kimg.json``) into one table: each run's FD (judge and predictor)
+    at every kimg it was measured, its glasses / beard rates at each, and the CPU ratio."""
+    tables = sorted((json.loads(Path(f).read_text()) for f in files), key=lambda t: t["kimg"])
+    names = list(dict.fromkeys(n for t in tables for n in t["runs"]))
+    merged = {"files": [str(f) for f in files], "world_rates": tables[0]["world_rates"], "runs": {}}
+    for n in names:
+        per = {str(t["kimg"]): {k: t["runs"][n].get(k) for k in ("fd_judge", "fd_predictor", "glasses_rate",
+                                                                   "beard_rate", "valid_face_rate", "hf_energy_ratio",
+                                                                   "w_linear_accuracy", "s_per_kimg_log", "step")}
+               for t in tables if n in t["runs"]}
+        first = next(t["runs"][n] for t in tables if n in t["runs"])
+        cpu = next((t["runs"][n]["cpu_ratio"] for t in tables if n in t["runs"] and "cpu_ratio" in t["runs"][n]), None)
+        merged["runs"][n] = {"levers": first["levers"], "command": first["command"], "cpu_ratio": cpu, "at_kimg": per}
+    merged["floors"] = {"fd_judge": next((r.get("fd_judge_floor") for t in tables for r in t["runs"].values()), None),
+                        "fd_predictor": tables[0]["fd_predictor_floor"]}
+    Path(json_out).write_text(json.dumps(merged, indent=1) + "\n")
+    ks = [str(t["kimg"]) for t in tables]
+    head = ["run", "levers"] + [f"FD judge @{float(k):g}" for k in ks] + [f"FD pred. @{float(k):g}" for k in ks] + \
+           [f"glasses / beard % @{float(k):g}" for k in ks] + ["CPU s/step ratio"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    fmt = lambda v, f: "-" if v is None else format(v, f)
+    for n, r in merged["runs"].items():
+        a = r["at_kimg"]
+        cells = [n, r["levers"]] + [fmt(a.get(k, {}).get("fd_judge"), ".1f") for k in ks] + \
+                [fmt(a.get(k, {}).get("fd_predictor"), ".0f") for k in ks] + \
+                [(f"{100 * a[k]['glasses_rate']:.0f} / {100 * a[k]['beard_rate']:.0f}" if k in a else "-") for k in ks] + \
+                [fmt(r["cpu_ratio"], ".2f")]
+        rows.append("| " + " | ".join(cells) + " |")
+    w = merged["world_rates"]
+    rows += ["", f"Fréchet distances at psi 1, n = {tables[0]['n']} (floors, renders vs renders: judge "
+             f"{fmt(merged['floors']['fd_judge'], '.1f')}, predictor {merged['floors']['fd_predictor']:.1f}). World "
+             f"ground truth: glasses {100 * w['glasses']:.0f} %, beard {100 * w['beard']:.0f} %. CPU ratio: CPU time "
+             "per training step of the run's config against base, measured in one process, configs interleaved "
+             "(--speed). Commands: bench/levers_runs.json. Made by: python bench/levers.py --summary " + " ".join(files)]
+    Path(md_out).write_text("\n".join(rows) + "\n")
+    return merged
 
 
 def main(argv=None) -> int:
@@ -157,7 +197,11 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=str(REPO / "bench" / "results" / "levers.json"))
     ap.add_argument("--md", default=str(REPO / "bench" / "results" / "levers.md"))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--summary", nargs="*", help="only merge these per-kimg result files into --json / --md")
     args = ap.parse_args(argv)
+    if args.summary:
+        print(Path(args.md).read_text() if summary(args.summary, args.json, args.md) else "")
+        return 0
     torch.set_num_threads(args.threads)
     runs = [r for r in json.loads(Path(args.runs).read_text())["runs"] if not args.only or r["name"] in args.only]
     res = {"kimg": args.kimg, "n": args.n, "psi": 1.0, "runs": {}, "skipped": {}}
@@ -165,8 +209,7 @@ def main(argv=None) -> int:
     if old.get("kimg") == args.kimg and old.get("n") == args.n:
         res["runs"] = old.get("runs", {})          # keep runs evaluated before (--only adds / refreshes)
     from facegen.world.classes import world_labels
-    from facegen.world.quality import TEST_SEED_BASE
-    truth = world_labels(range(TEST_SEED_BASE, TEST_SEED_BASE + args.n))
+    truth = world_labels(range(24000))              # the training set: world seeds 0..23999
     res["world_rates"] = {k: float(np.mean([t[k] for t in truth])) for k in ("glasses", "beard")}
     shared = renders(args.n, 64)
     for r in runs:
