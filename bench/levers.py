@@ -153,14 +153,15 @@ def summary(files: list, json_out: str, md_out: str) -> dict:
     at every kimg it was measured, its glasses / beard rates at each, and the CPU ratio."""
     tables = sorted((json.loads(Path(f).read_text()) for f in files), key=lambda t: t["kimg"])
     names = list(dict.fromkeys(n for t in tables for n in t["runs"]))
-    merged = {"files": [str(f) for f in files], "world_rates": tables[0]["world_rates"], "runs": {}}
+    merged = {"files": [str(f) for f in files], "world_rates": tables[0]["world_rates"], "runs": {},
+              "cpu_speed": next((t["cpu_speed"] for t in tables if "cpu_speed" in t), None)}
     for n in names:
         per = {str(t["kimg"]): {k: t["runs"][n].get(k) for k in ("fd_judge", "fd_predictor", "glasses_rate",
                                                                    "beard_rate", "valid_face_rate", "hf_energy_ratio",
                                                                    "w_linear_accuracy", "s_per_kimg_log", "step")}
                for t in tables if n in t["runs"]}
         first = next(t["runs"][n] for t in tables if n in t["runs"])
-        cpu = next((t["runs"][n]["cpu_ratio"] for t in tables if n in t["runs"] and "cpu_ratio" in t["runs"][n]), None)
+        cpu = next((t["cpu_speed"][n]["ratio_to_first"] for t in tables if n in t.get("cpu_speed", {})), None)
         merged["runs"][n] = {"levers": first["levers"], "command": first["command"], "cpu_ratio": cpu, "at_kimg": per}
     merged["floors"] = {"fd_judge": next((r.get("fd_judge_floor") for t in tables for r in t["runs"].values()), None),
                         "fd_predictor": tables[0]["fd_predictor_floor"]}
@@ -193,7 +194,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="*", help="names of runs to evaluate (default: all)")
     ap.add_argument("--kimg", type=float, default=30.0)
     ap.add_argument("--n", type=int, default=500)
-    ap.add_argument("--speed", action="store_true")
+    ap.add_argument("--speed", action="store_true", help="also time every run's config (all runs, the first as 1)")
+    ap.add_argument("--no-eval", action="store_true", help="evaluate nothing (e.g. with --speed)")
     ap.add_argument("--json", default=str(REPO / "bench" / "results" / "levers.json"))
     ap.add_argument("--md", default=str(REPO / "bench" / "results" / "levers.md"))
     ap.add_argument("--threads", type=int, default=1)
@@ -203,7 +205,8 @@ def main(argv=None) -> int:
         print(Path(args.md).read_text() if summary(args.summary, args.json, args.md) else "")
         return 0
     torch.set_num_threads(args.threads)
-    runs = [r for r in json.loads(Path(args.runs).read_text())["runs"] if not args.only or r["name"] in args.only]
+    all_runs = json.loads(Path(args.runs).read_text())["runs"]
+    runs = [] if args.no_eval else [r for r in all_runs if not args.only or r["name"] in args.only]
     res = {"kimg": args.kimg, "n": args.n, "psi": 1.0, "runs": {}, "skipped": {}}
     old = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
     if old.get("kimg") == args.kimg and old.get("n") == args.n:
@@ -232,8 +235,8 @@ def main(argv=None) -> int:
     res["fd_predictor_floor"] = any_run["fd_predictor_floor"] if any_run else None
     res["renders_rates"] = {k: any_run[f"{k}_rate_renders"] for k in ("glasses", "beard")} if any_run else {}
     if args.speed:
-        imgs = np.load(REPO / runs[0]["outdir"] / "data" / "world_24000_64.npy", mmap_mode="r")[:512]
-        sp = cpu_speed([r for r in runs if (REPO / r["outdir"] / "config.json").exists()], np.ascontiguousarray(imgs))
+        imgs = np.load(REPO / all_runs[0]["outdir"] / "data" / "world_24000_64.npy", mmap_mode="r")[:512]
+        sp = cpu_speed([r for r in all_runs if (REPO / r["outdir"] / "config.json").exists()], np.ascontiguousarray(imgs))
         res["cpu_speed"] = sp
         for k, v in sp.items():
             if k in res["runs"]:
