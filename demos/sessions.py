@@ -21,36 +21,30 @@ from __future__ import annotations
 
 import datetime
 import os
-import threading
 from typing import Optional
+
+from facegen.memwatch import Periodic
 
 MAX_SESSIONS = int(os.environ.get("FACEGEN_MAX_SESSIONS", "1000"))
 GRACE_S = float(os.environ.get("FACEGEN_SESSION_GRACE", "600"))
 EVERY_S = float(os.environ.get("FACEGEN_SESSION_SWEEP_EVERY", "60"))
 
 
-class SessionReaper:
+class SessionReaper(Periodic):
     """Drops `demo`'s closed sessions once they are `grace` seconds past their last use (see the module)."""
 
+    name = "facegen-session-reaper"
+
     def __init__(self, demo, grace: float = GRACE_S, every: float = EVERY_S):
-        self.demo, self.grace, self.every = demo, float(grace), float(every)
+        super().__init__(every)
+        self.demo, self.grace = demo, float(grace)
         self.dropped = 0
-        self._stop = threading.Event()
 
-    def start(self) -> "SessionReaper":
-        if self.every > 0:
-            threading.Thread(target=self._loop, name="facegen-session-reaper", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                self.sweep()
-            except Exception:          # Gradio's bookkeeping changed under us: try again next time
-                pass
+    def tick(self) -> None:
+        try:
+            self.sweep()
+        except Exception:          # Gradio's bookkeeping changed under us: try again next time
+            pass
 
     def sweep(self, now: Optional[datetime.datetime] = None) -> list:
         """Drop the closed sessions last used more than `grace` s before `now` -> their session hashes."""

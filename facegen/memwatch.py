@@ -101,20 +101,21 @@ def limit_arenas(n: int) -> bool:
     return bool(libc.mallopt(M_ARENA_MAX, int(n)))
 
 
-class HeapTrimmer:
-    """A daemon thread that calls :func:`trim_heap` every `every` seconds; `trims`, `released` (bytes
-    RSS dropped by, in all) and `max_ms` (the longest trim) say what it did."""
+class Periodic:
+    """A daemon thread that calls ``tick()`` every ``every`` seconds until ``stop()`` (every <= 0: never)."""
 
-    def __init__(self, every: float = 10.0):
-        self.every, self.trims, self.released, self.max_ms = float(every), 0, 0, 0.0
+    name = "facegen-periodic"
+
+    def __init__(self, every: float):
+        self.every = float(every)
         self._stop = threading.Event()
 
-    def stats(self) -> dict:
-        return {"trims": self.trims, "released_mb": round(self.released / 2**20, 1), "max_ms": round(self.max_ms, 1)}
+    def enabled(self) -> bool:
+        return self.every > 0
 
-    def start(self) -> "HeapTrimmer":
-        if self.every > 0 and _libc():
-            threading.Thread(target=self._loop, name="facegen-heap-trim", daemon=True).start()
+    def start(self):
+        if self.enabled():
+            threading.Thread(target=self._loop, name=self.name, daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -122,24 +123,49 @@ class HeapTrimmer:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
-            t = time.perf_counter()
-            self.released += trim_heap()
-            self.max_ms = max(self.max_ms, (time.perf_counter() - t) * 1000)
-            self.trims += 1
+            self.tick()
+
+    def tick(self) -> None:
+        raise NotImplementedError
+
+
+class HeapTrimmer(Periodic):
+    """Calls :func:`trim_heap` every `every` seconds; `trims`, `released` (bytes RSS dropped by, in all)
+    and `max_ms` (the longest trim) say what it did."""
+
+    name = "facegen-heap-trim"
+
+    def __init__(self, every: float = 10.0):
+        super().__init__(every)
+        self.trims, self.released, self.max_ms = 0, 0, 0.0
+
+    def stats(self) -> dict:
+        return {"trims": self.trims, "released_mb": round(self.released / 2**20, 1), "max_ms": round(self.max_ms, 1)}
+
+    def enabled(self) -> bool:
+        return self.every > 0 and bool(_libc())
+
+    def tick(self) -> None:
+        t = time.perf_counter()
+        self.released += trim_heap()
+        self.max_ms = max(self.max_ms, (time.perf_counter() - t) * 1000)
+        self.trims += 1
 
 
 def _type_counts(top: int = 25) -> Counter:
     return Counter(type(o).__qualname__ for o in gc.get_objects()).most_common(top)
 
 
-class MemWatch:
+class MemWatch(Periodic):
     """Appends a JSON line about this process's memory to `path` every `every` seconds (see the module)."""
+
+    name = "facegen-memwatch"
 
     def __init__(self, path, every: float = 10.0, frames: int = 1, warmup: float = 60.0,
                  extra: Optional[Dict[str, Callable[[], object]]] = None):
-        self.path, self.every, self.frames, self.warmup = Path(path), float(every), int(frames), float(warmup)
+        super().__init__(every)
+        self.path, self.frames, self.warmup = Path(path), int(frames), float(warmup)
         self.extra = dict(extra or {})
-        self._stop = threading.Event()
         self._t0 = time.monotonic()
         self._baseline = None
         self._types0: Optional[dict] = None
@@ -157,20 +183,15 @@ class MemWatch:
         if self.frames > 0:
             import tracemalloc
             tracemalloc.start(self.frames)
-        threading.Thread(target=self._loop, name="facegen-memwatch", daemon=True).start()
-        return self
+        return super().start()
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                line = self.sample()
-            except Exception as e:          # a diagnosis tool must never take the server down
-                line = {"error": f"{type(e).__name__}: {e}"}
-            with open(self.path, "a") as f:
-                f.write(json.dumps(line) + "\n")
+    def tick(self) -> None:
+        try:
+            line = self.sample()
+        except Exception as e:          # a diagnosis tool must never take the server down
+            line = {"error": f"{type(e).__name__}: {e}"}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(line) + "\n")
 
     def sample(self) -> dict:
         t = time.monotonic() - self._t0

@@ -10,7 +10,9 @@ import torch
 from facegen.world.augment import DiffAugment, color, cutout, parse_policy, translation
 from facegen.world.pathlength import PathLengthRegulariser, path_lengths
 from facegen.world.projected import ProjectedDiscriminator, d_loss, g_loss
-from facegen.world.training import TrainConfig, Trainer
+from facegen.world.training import Trainer
+
+from test_training import tiny_cfg, tiny_images  # noqa: F401  (the same tiny 16 px setup; a fixture)
 
 
 # ---------------------------------------------------------------------------
@@ -179,18 +181,6 @@ def test_projected_gradient_reaches_the_image_and_losses_are_hinge(predictor):
 # ---------------------------------------------------------------------------
 # In the training loop
 # ---------------------------------------------------------------------------
-
-def tiny_cfg(tmp_path, **kw):
-    return TrainConfig(outdir=str(tmp_path), resolution=16, batch=4, z_dim=16, w_dim=16, mapping_layers=2,
-                       g_channel_base=128, g_channel_max=16, d_channel_base=128, d_channel_max=16,
-                       r1_interval=2, ema_kimg=0.01, **kw)
-
-
-@pytest.fixture(scope="module")
-def tiny_images():
-    from facegen.world.render import render_batch
-    imgs, _ = render_batch(range(16), size=64)
-    return imgs.reshape(16, 16, 4, 16, 4, 3).mean(axis=(2, 4)).astype(np.uint8)
 
 
 ALL_ON = dict(augment="translation,cutout,color", augment_p=0.2, ada_target=0.6, ada_kimg=0.002,
