@@ -28,6 +28,7 @@ import facegen  # noqa: E402
 from facegen.labels.base import load_labeller  # noqa: E402
 from facegen.labels.classes import classes_for, label_classes  # noqa: E402
 from facegen.packs.classes import ClassSampler, build_class_sampler, generate_from_z  # noqa: E402
+from results_io import write_json  # noqa: E402
 
 CLASSES = ("glasses", "hair:red", "smiling", "bald", "beard", "old", "young", "skin:dark")
 SPREADS = (0.0, 0.15, 0.2, 0.3)
@@ -83,9 +84,7 @@ def main(argv=None) -> int:
            "model": a.model, "fingerprint": G.fingerprint, "labeller": a.labeller, "n": a.n, "psi": 0.7,
            "per_class": a.per_class, "classes": rows, "mean": mean}
     if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
-        print(f"wrote {a.out}")
+        write_json(a.out, res)
     return 0
 
 

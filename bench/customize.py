@@ -53,6 +53,7 @@ from facegen.packs.classifier import load_classifier, load_zcodes  # noqa: E402
 from facegen.packs.pack import find_pack, require  # noqa: E402
 from facegen.world.classes import WORLD_CLASSES, label_bank  # noqa: E402
 from facegen.world.predictor import load_world_predictor  # noqa: E402
+from results_io import write_json  # noqa: E402
 
 SEED = 900_000
 RARE = 0.15
@@ -241,9 +242,7 @@ def main(argv=None) -> int:
         Image.fromarray(make_grid(np.concatenate(grid), cols=8)).save(a.grid)
         print(f"wrote {a.grid} (rows: {', '.join(names)})")
     if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(result, indent=1, default=float) + "\n")
-        print(f"wrote {a.out}")
+        write_json(a.out, result, default=float)
     return 0
 
 

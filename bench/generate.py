@@ -44,6 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from facegen.engine.networks import Generator  # noqa: E402
+from results_io import write_json  # noqa: E402
 
 # synthesis kwargs of each path: the baseline is the reference arrangement (whole batch, fused).
 PATHS = {"baseline-fused-fp32": dict(fused_modconv=True, micro_batch=0), "facegen-auto": dict()}
@@ -161,9 +162,7 @@ def compare_with_reference(folder: str, res: int, batches, iters: int, json_path
                    kwargs=kw, noise_mode="const", truncation_psi=0.7, torch=torch.__version__,
                    cpu_count=os.cpu_count(), all_threads=all_threads,
                    speed_ratio="reference time / facegen time (> 1: facegen faster)", results=rows)
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(doc, indent=1) + "\n")
-        print(f"wrote {json_path}")
+        write_json(json_path, doc)
     assert not any(plugins.values()), "the reference code initialised a CUDA plugin on a CPU run"
     assert worst <= 1e-4, f"facegen and the reference disagree: max abs diff {worst}"
 

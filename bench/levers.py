@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from facegen.world.training import TrainConfig, Trainer, build_networks  # noqa: E402
+from results_io import write_json  # noqa: E402
 
 
 def checkpoint_at(outdir: Path, kimg: float) -> Path:
@@ -242,8 +243,7 @@ def main(argv=None) -> int:
             if k in res["runs"]:
                 res["runs"][k]["cpu_ratio"] = v["ratio_to_first"]
     res["command"] = "python bench/levers.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
+    write_json(args.json, res)
     if res["runs"]:
         Path(args.md).write_text(markdown(res))
         print(markdown(res))

@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from facegen.hosting import folder_bytes  # noqa: E402
+from results_io import write_json  # noqa: E402
 
 KINDS = ["generate", "mix", "edit", "encode"]
 
@@ -296,8 +297,7 @@ def main() -> int:
         "rss_trend": rss_trend(samples, load_window[0] + a.warmup, load_window[1]),
         "samples": samples,
     }
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(a.out, result)
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=1))
     return 0 if not errors and not wrong and not shelf_bad else 1
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import importlib.metadata as md
 import importlib.util
-import json
 import os
 import sys
 import time
@@ -41,6 +40,7 @@ import numpy as np  # noqa: E402
 from facegen.labels.align import load_image  # noqa: E402
 from facegen.labels.photo import load_photo_labeller  # noqa: E402
 from facegen.world.render import render_batch  # noqa: E402
+from results_io import write_json  # noqa: E402
 
 # photo attribute -> world attribute it is compared with
 PAIRS = [("yaw", "yaw"), ("smile", "smile"), ("mouth_open", "smile"), ("age", "age"), ("male", "gender")]
@@ -136,10 +136,7 @@ def main(argv=None) -> int:
     print(f"  {res['ms_per_image_label']:.0f} ms/image labelling, {res['ms_per_image_render']:.0f} ms/image rendering")
     for name, faces in res["real_photos"].items():
         print(f"  {name}: {faces}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1) + "\n")
-    print(f"wrote {out}")
+    write_json(args.out, res)
     return 0
 
 

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 import facegen  # noqa: E402
 from facegen.engine.synthesis import synthesize  # noqa: E402
 from facegen.features import encode as enc  # noqa: E402
+from results_io import write_json  # noqa: E402
 
 ADA = ROOT.parent / "shared" / "fixtures" / "stylegan2-ada-tiny" / "G_ema.pkl"
 
@@ -79,9 +80,7 @@ def main(argv=None) -> int:
            "threads": torch.get_num_threads(), "targets": rows, "summary": summary}
     print(json.dumps(summary, indent=1))
     if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
-        print(f"wrote {a.out}")
+        write_json(a.out, res)
     return 0
 
 

@@ -34,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load import ROOT, launch, pixels  # noqa: E402
+from results_io import write_json  # noqa: E402
 
 GEN = dict(seeds="0", count=1, psi=0.7, cutoff=0, noise_mode="const", model="mini", api_name="/generate")
 SWAP = dict(face="3", psi=0.7, video=None, sample="short-silent", views=50, detector="auto", model="mini",
@@ -131,8 +132,7 @@ def main() -> int:
               "arms": summary,
               "during_ratio_A_over_B": spread([r["during_ratio_A_over_B"] for r in rounds]),
               "loadavg_end": os.getloadavg(), "rounds": rounds}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(a.out, result)
     print(json.dumps({k: v for k, v in result.items() if k != "rounds"}, indent=1))
     return 0
 

@@ -17,7 +17,6 @@ median of `--repeat` runs, on one CPU thread:
 """
 
 import argparse
-import json
 import statistics
 import struct
 import sys
@@ -34,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 import facegen  # noqa: E402
 from facegen.engine.errors import InputError  # noqa: E402
 from facegen.engine.synthesis import synthesize  # noqa: E402
+from results_io import write_json  # noqa: E402
 
 ADA = ROOT.parent / "shared" / "fixtures" / "stylegan2-ada-tiny" / "G_ema.pkl"
 
@@ -155,9 +155,7 @@ def main(argv=None) -> int:
     res.update(bench_faceswap(a.repeat))
     res.update(bench_ganspace(models, a.repeat))
     if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
-        print(f"wrote {a.out}")
+        write_json(a.out, res)
     return 0
 
 

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from results_io import write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -86,8 +87,7 @@ def main(argv=None) -> int:
            "torch": torch.__version__, "summary": summary, "runs": rows}
     print(json.dumps(summary, indent=1))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+        write_json(args.json, out)
     return 0
 
 
