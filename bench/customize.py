@@ -1,6 +1,7 @@
 """Benchmark of customisation by class (facegen.features.customize): hit rate, diversity, time per face.
 
     python bench/customize.py [--n 64] [--psi 0.7] [--classes glasses,beard] [--out assets/customize/bench.json]
+                              [--model mini] [--pack PACK] [--no-finetuned]
 
 For every class and method, `--n` faces at truncation `--psi`, on one CPU thread:
 
@@ -50,7 +51,7 @@ from facegen import load_generator  # noqa: E402
 from facegen.engine import registry  # noqa: E402
 from facegen.labels.classes import label_table  # noqa: E402
 from facegen.packs.classifier import load_classifier, load_zcodes  # noqa: E402
-from facegen.packs.pack import find_pack, require  # noqa: E402
+from facegen.packs.pack import find_pack, load_pack, require  # noqa: E402
 from facegen.world.classes import WORLD_CLASSES, label_bank  # noqa: E402
 from facegen.world.predictor import load_world_predictor  # noqa: E402
 from results_io import write_json  # noqa: E402
@@ -83,6 +84,9 @@ def timed(fn):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="mini")
+    ap.add_argument("--pack", default=None, help="the model's pack folder (default: found by fingerprint)")
+    ap.add_argument("--no-finetuned", action="store_true", help="skip the pack's fine-tuned generators (and do not "
+                    "write their metrics.json)")
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--n-ref", type=int, default=512, help="unconditional faces for base rates and diversity")
     ap.add_argument("--n-ceiling", type=int, default=8192, help="unconditional faces the judge picks class members "
@@ -98,7 +102,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     G = load_generator(a.model).eval()
-    pack = find_pack(G, hub=False)
+    pack = load_pack(a.pack, G) if a.pack else find_pack(G, hub=False)
     P, C = load_world_predictor(), load_classifier(require(pack, "classifier", "bench/customize.py"))
     bank = load_zcodes(a.zcodes or require(pack, "zcodes", "bench/customize.py"), G=G)
     names = [n.strip() for n in a.classes.split(",") if n.strip()] or bank.classes
@@ -130,7 +134,7 @@ def main(argv=None) -> int:
                   f"their diversity {div if div is not None else float('nan'):.2f}", flush=True)
 
     finetuned = {}
-    for name, reg in (pack.get("finetuned") or {}).items():
+    for name, reg in ({} if a.no_finetuned else pack.get("finetuned") or {}).items():
         if name in names:
             finetuned[name] = (reg, load_generator(reg).eval())
 
@@ -223,7 +227,8 @@ def main(argv=None) -> int:
               f"-> {g['speedup']}x {'(met)' if g['met'] else '(NOT met)'}")
     result = {"command": "python bench/customize.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "model": a.model, "fingerprint": G.fingerprint, "psi": a.psi, "n": a.n, "n_ref": a.n_ref,
-              "judge": "world predictor (assets/predictor)", "trained_against": "assets/packs/mini/classifier",
+              "judge": "world predictor (assets/predictor)", "trained_against": os.path.relpath(pack.path("classifier"), ROOT),
+              "pack": os.path.relpath(pack.root, ROOT),
               "ref_mean_pairwise": ref_div, "rows": rows, "goals": goals, "threads": torch.get_num_threads()}
     for name, (reg, Gf) in finetuned.items():     # the fine-tuned generator's own metrics.json gets its row
         entry = registry.get(reg)

@@ -1,6 +1,7 @@
 """Benchmark of attribute editing and animation (facegen.packs.directions / editing / video).
 
-    python bench/edit.py [--model mini] [--directions assets/packs/mini/directions] [--faces 50] [--write-metrics]
+    python bench/edit.py [--model mini] [--pack PACK] [--directions assets/packs/mini/directions] [--faces 50]
+                         [--write-metrics] [--json FILE]
 
 For every direction, on `--faces` held-out faces (seeds 900000+, psi 0.7), sweep the step from
 -amount to +amount (default layers 0-7) and label every frame with the world's predictor:
@@ -47,7 +48,8 @@ from facegen.engine import latents as L  # noqa: E402
 from facegen import load_generator
 from facegen.features import animate as video  # noqa: E402
 from facegen.packs.directions import find_directions, load_directions  # noqa: E402
-from facegen.packs.pack import find_pack  # noqa: E402
+from facegen.packs.pack import find_pack, load_pack  # noqa: E402
+from results_io import write_json  # noqa: E402
 from facegen.features.editing import guide_for, guided_sweep_ws, sweep_ws  # noqa: E402
 from facegen.engine.synthesis import synthesize  # noqa: E402
 from facegen.world.predictor import load_world_predictor  # noqa: E402
@@ -215,17 +217,20 @@ skin:dark probabilities): {b['conditional_less_leakage_independent']} and {b['gu
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="mini")
-    p.add_argument("--directions", default=None, help="directions .npz or folder (default: the model's pack)")
+    p.add_argument("--pack", default=None, help="the model's pack folder (default: found by fingerprint)")
+    p.add_argument("--directions", default=None, help="directions .npz or folder (default: the pack's)")
     p.add_argument("--faces", type=int, default=50)
     p.add_argument("--steps", type=int, default=9, help="points per sweep")
     p.add_argument("--amount", type=float, default=2.5, help="sweep from -amount to +amount SD")
     p.add_argument("--attributes", default=None, help="comma-separated subset (default: all in the file)")
     p.add_argument("--write-metrics", action="store_true", help="store the results in the directions' metrics.json")
     p.add_argument("--no-speed", action="store_true")
+    p.add_argument("--json", default=None, help="also write the results (and the command) to this JSON file")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     G = load_generator(args.model).eval()
-    ds = load_directions(args.directions, G) if args.directions else find_directions(G)
+    pack = load_pack(args.pack, G) if args.pack else find_pack(G)
+    ds = load_directions(args.directions, G) if args.directions else find_directions(G, pack) if pack else None
     if ds is None:
         print(f"no directions for {args.model} ({G.fingerprint}) in its pack; fit them with "
               f"`python -m facegen directions fit --model {args.model} --out assets/packs/mini/directions`", file=sys.stderr)
@@ -239,7 +244,7 @@ def main(argv=None) -> int:
           f"psi 0.7), sweep {values[0]:+g}..{values[-1]:+g} SD in {args.steps} steps on layers "
           f"{layers[0]}-{layers[-1]}")
     from facegen.packs.classifier import load_classifier
-    C = load_classifier(find_pack(G).path("classifier"))
+    C = load_classifier(pack.path("classifier"))
     t0 = time.perf_counter()
     runs = {m: run_sweeps(G, ds, P, names, seeds, values, layers, m, C) for m in MODES}
     t_sweeps = time.perf_counter() - t0
@@ -267,7 +272,7 @@ def main(argv=None) -> int:
            "steps": args.steps, "layers": layers, **runs,
            "conditional_less_leakage": f"{less['conditional']}/{len(names)}",
            "guided_less_leakage": f"{less['guided']}/{len(names)}",
-           "independent_judge": "assets/packs/mini/classifier (ClassClassifier)",
+           "independent_judge": f"{os.path.relpath(pack.path('classifier'), ROOT)} (ClassClassifier)",
            "conditional_less_leakage_independent": f"{less_indep['conditional']}/{len(names)}",
            "guided_less_leakage_independent": f"{less_indep['guided']}/{len(names)}",
            "sweeps_time_s": round(t_sweeps, 1)}
@@ -278,11 +283,15 @@ def main(argv=None) -> int:
               f"the same 60 frames: {sp['plain_synthesis_s']:.2f} s; with guided 'keep other attributes': "
               f"{sp['animation_guided_s']:.2f} s")
         res["speed"] = sp
+    command = "python bench/edit.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.json:
+        write_json(args.json, {"command": command, "model": args.model, "fingerprint": G.fingerprint,
+                               "pack": os.path.relpath(pack.root, ROOT), **res}, default=float)
     if args.write_metrics:
-        folder = Path(args.directions) if args.directions else find_pack(G).path("directions").parent
+        folder = Path(args.directions) if args.directions else pack.path("directions").parent
         mp = (folder if folder.is_dir() else folder.parent) / "metrics.json"
         m = json.loads(mp.read_text()) if mp.is_file() else {}
-        m["bench"] = {"command": "python bench/edit.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        m["bench"] = {"command": command,
                       "fingerprint": G.fingerprint, **res}
         mp.write_text(json.dumps(m, indent=1))
         readme = mp.parent / "README.md"

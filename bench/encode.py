@@ -6,8 +6,8 @@ render's ground-truth attributes, and vs the predictor on the render itself), th
 and the refined/encoder ratios. Goals on CPU at 64 px: encoder <= 0.1 s per image, refinement
 <= 10 s per image and clearly better than the encoder alone.
 
-    python bench/encode.py [--model mini] [--encoder assets/packs/mini/encoder] [--n 64] [--refine-n 16]
-                           [--steps 200] [--budget 8] [--threads 1] [--write]
+    python bench/encode.py [--model mini] [--pack PACK] [--encoder assets/packs/mini/encoder] [--n 64] [--refine-n 16]
+                           [--steps 200] [--budget 8] [--threads 1] [--write] [--json FILE]
 
 --write stores the result under "bench" in the encoder's metrics.json and writes
 <encoder>/reconstructions.png (rows: render, encoder, refined).
@@ -27,11 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import facegen  # noqa: E402
 from facegen.features import encode as enc  # noqa: E402
 from facegen.packs.encoder import load_encoder  # noqa: E402
-from facegen.packs.pack import find_pack  # noqa: E402
+from facegen.packs.pack import find_pack, load_pack  # noqa: E402
 from facegen.world import encoder_training as wet  # noqa: E402
 from facegen.engine.device import configure_cpu_threads  # noqa: E402
 from facegen.engine.synthesis import synthesize  # noqa: E402
 from facegen.world.render import make_grid, render_batch  # noqa: E402
+from results_io import write_json  # noqa: E402
 
 GOAL_ENCODER_S = 0.1
 GOAL_REFINE_S = 10.0
@@ -71,7 +72,8 @@ def _section(marker, res, command, a) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="mini")
-    p.add_argument("--encoder", default=None)
+    p.add_argument("--pack", default=None, help="the model's pack folder (default: found by fingerprint)")
+    p.add_argument("--encoder", default=None, help="encoder folder (default: the pack's)")
     p.add_argument("--n", type=int, default=64, help="renders for the encoder-only numbers")
     p.add_argument("--refine-n", type=int, default=16, help="of those, how many to refine")
     p.add_argument("--steps", type=int, default=200)
@@ -79,11 +81,12 @@ def main(argv=None) -> int:
     p.add_argument("--start", type=int, default=wet.EVAL_SEED_START)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--write", action="store_true")
+    p.add_argument("--json", default=None, help="also write the results (and the command) to this JSON file")
     a = p.parse_args(argv)
     assert a.start >= 20_000_000, "bench seeds must be >= 20_000_000 (never used in training)"
     configure_cpu_threads(a.threads)
     G = facegen.load_generator(a.model).eval()
-    pack = find_pack(G)        # the refinement's perceptual loss is the pack's (mini: the world labeller)
+    pack = load_pack(a.pack, G) if a.pack else find_pack(G)   # the refinement's perceptual loss is the pack's
     folder = Path(a.encoder) if a.encoder else pack.path("encoder") if pack is not None and pack.has("encoder") else None
     if folder is None:
         print(f"no encoder for generator {G.fingerprint}; train one: python -m facegen encoder train", file=sys.stderr)
@@ -127,6 +130,10 @@ def main(argv=None) -> int:
                      refine_better=bool(r["mse"] < es["mse"] and r["feature_dist"] < es["feature_dist"]))
     res["goals"] = goals
     print("goals: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in goals.items()))
+    command = "python bench/encode.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if a.json:
+        write_json(a.json, {"command": command, "pack": str(pack.root) if pack is not None else None, **res},
+                   default=float)
     if a.write:
         imgs, _ = render_batch(range(a.start, a.start + 8), size=G.img_resolution)
         ws_e = enc.encode(E, imgs)
@@ -137,7 +144,7 @@ def main(argv=None) -> int:
         mpath = folder / "metrics.json"
         m = json.loads(mpath.read_text()) if mpath.exists() else {}
         m["bench"] = {k: v for k, v in res.items()}
-        m["bench"]["command"] = "python bench/encode.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        m["bench"]["command"] = command
         mpath.write_text(json.dumps(m, indent=1, default=float) + "\n")
         readme = folder / "README.md"
         if readme.exists():

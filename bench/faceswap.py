@@ -2,6 +2,7 @@
 world's attribute predictor.
 
     python bench/faceswap.py [--video assets/videos/sample-lena.mp4] [--face "@Imani Brooks"] [--seconds 300]
+                             [--model mini] [--pack PACK]
 
 1. End to end (identity set + tracking + training for the budget + conversion + mp4 with audio), timed,
    with the app's thread setting (studio.cpu_threads: FACEGEN_THREADS, else 1 for 64 px models).
@@ -60,6 +61,8 @@ def main(argv=None) -> int:
     ap.add_argument("--color", default="none")
     ap.add_argument("--region", default="head")
     ap.add_argument("--model", default="mini")
+    ap.add_argument("--pack", default=None, help="the model's pack folder (default: found by fingerprint); it is "
+                    "put first in FACEGEN_PACKS, so the studio's own lookup (banks, localiser, alignment) finds it")
     ap.add_argument("--width", type=int, default=16, help="autoencoder channels (FaceswapAE ch)")
     ap.add_argument("--input-region", default=None, choices=("face", "head"),
                     help="the encoder sees only this region of each face (default: the whole crop)")
@@ -76,8 +79,16 @@ def main(argv=None) -> int:
     from facegen.world.videos import sample_frames
 
     t_start = time.time()
+    if a.pack:
+        import os
+        os.environ["FACEGEN_PACKS"] = os.pathsep.join(filter(None, [a.pack, os.environ.get("FACEGEN_PACKS")]))
     G = studio.models().get(a.model)
     pack = studio.models().pack(G)
+    if a.pack:
+        from facegen.packs.pack import load_pack
+        load_pack(a.pack, G)                       # refuses a pack of another generator
+        if pack is None or pack.root.resolve() != Path(a.pack).resolve():
+            raise SystemExit(f"--pack {a.pack}: the studio found {pack.root if pack else 'no pack'} for {a.model}")
     threads = studio.cpu_threads(G)
     ws, _ = studio.resolve_faces(G, studio.parse_faces(a.face, 1, "face"), 0.7)
     out = Path(a.out)
@@ -175,7 +186,9 @@ def main(argv=None) -> int:
                          "mean_swapped_to_A": float(np.mean([x[5] for x in v[0]])), "pearson": v[1],
                          "seconds": round(v[2], 1), "likeness": round(v[3], 4)} for k, v in variants.items()},
         "likeness_A_views": round(float(np.linalg.norm(feats_a - mean_a, axis=1).mean()) / dist_t, 4),
-        "faces_found": [int(f.sum()), int(len(f))], "frames": len(p.frames)}, indent=1) + "\n"
+        "faces_found": [int(f.sum()), int(len(f))], "frames": len(p.frames),
+        "model": a.model, "fingerprint": G.fingerprint, "pack": str(pack.root) if pack is not None else None},
+        indent=1) + "\n"
     (out / "results.json").write_text(results)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@
     train ...                    train a StyleGAN2 (facegen.world.training)
     predictor train ...          train the face world's attribute predictor (facegen.world.predictor)
     directions fit ...           fit attribute directions (facegen.packs.direction_fitting)
+    world-pack build --model M --out DIR [--budget quick|full]   a face-world generator's full pack
     label --labeller photo IMAGE...     one JSON line per face (photo) or per image (world, module:factory)
 """
 
@@ -87,7 +88,7 @@ SUBMODULE_COMMANDS = {"world": "facegen.world.render", "train": "facegen.world.t
                       "encoder": "facegen.world.encoder_training", "bank": "facegen.world.characters",
                       "customize": "facegen.world.class_training", "faceswap": "facegen.features.faceswap.cli",
                       "faceswap-world": "facegen.world.videos",
-                      "pack": "facegen.packs.cli"}
+                      "pack": "facegen.packs.cli", "world-pack": "facegen.world.pack_build"}
 
 
 def main(argv=None) -> int:

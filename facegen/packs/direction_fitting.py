@@ -53,6 +53,7 @@ import json
 import shlex
 import sys
 import time
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -381,9 +382,18 @@ def cli_main(argv: list) -> int:
     ds = fit_directions(G, labeller, attributes, n=args.n, psi=args.psi,
                         seed_start=args.seed_start, C=args.C, min_validity=args.min_validity,
                         mixed=not args.no_bands, model=args.model, log=lambda s: print(s, flush=True))
+    out = save_fitted(ds, args.out, command)
+    print(json.dumps({"out": str(out), "fingerprint": ds.fingerprint, "fit_time_s": ds.meta["fit_time_s"],
+                      "accuracy": {n: round(float(a), 3) for n, a in zip(ds.names, ds.accuracy)}}, indent=1))
+    return 0
+
+
+def save_fitted(ds: DirectionSet, out, command: str) -> Path:
+    """Save fitted directions at `out` (a folder or .npz) with their metrics.json ("fit") and README.md, both
+    naming `command`; bench numbers in an old metrics.json survive only when they were for the same generator."""
     ds.meta["command"] = command
     ds.meta["torch"] = torch.__version__
-    out = ds.save(args.out)
+    out = ds.save(out)
     folder = out.parent
     metrics_p = folder / "metrics.json"
     metrics = json.loads(metrics_p.read_text()) if metrics_p.is_file() else {}
@@ -396,9 +406,7 @@ def cli_main(argv: list) -> int:
                       "attributes": ds.summary()}
     metrics_p.write_text(json.dumps(metrics, indent=1))
     (folder / "README.md").write_text(_readme(ds, command, out.name))
-    print(json.dumps({"out": str(out), "fingerprint": ds.fingerprint, "fit_time_s": ds.meta["fit_time_s"],
-                      "accuracy": {n: round(float(a), 3) for n, a in zip(ds.names, ds.accuracy)}}, indent=1))
-    return 0
+    return out
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -53,7 +53,8 @@ from facegen.packs.classifier import ClassClassifier, ZCodeBank, ZCodeNet, load_
     save_zcodes
 from facegen.world.classes import WORLD_CLASSES, world_labels, world_table
 
-__all__ = ["train_classifier", "evaluate_classifier", "train_zcode", "prior_loss", "load_discriminator",
+__all__ = ["train_classifier", "evaluate_classifier", "train_zcode", "train_zcode_bank", "prior_loss",
+           "load_discriminator",
            "select_for_finetune", "cli_main", "TEST_SEED_START"]
 
 #: Seeds of the classifier's held-out test renders (GAN training uses 0..23,999, the predictor 10M+/20M+).
@@ -174,6 +175,39 @@ def train_zcode(G, C: ClassClassifier, name: str, steps: int = 200, batch: int =
     return net.eval().requires_grad_(False), hist
 
 
+def train_zcode_bank(G, C: ClassClassifier, names: Sequence[str], out, D=None, command: str = "", model: str = "",
+                     discriminator: str = "", log=print, **kw) -> dict:
+    """One z-code net per class in `names` (:func:`train_zcode` with `kw`), saved to `out` as a
+    :class:`ZCodeBank` after every class (usable part-way), with metrics.json (the training history per
+    class, `command`) -> those metrics. ``python -m facegen customize zcode`` and the face-world pack
+    builder both end here."""
+    steps, hidden = kw.get("steps", 200), kw.get("hidden", 128)
+    bank = ZCodeBank(list(names), G.z_dim, hidden, G.fingerprint)      # exclusive classes are fine: one net each
+    hist = {}
+    t0 = time.time()
+    for name in names:
+        net, h = train_zcode(G, C, name, D=D, log=log, **kw)
+        bank.nets[bank.key(name)].load_state_dict(net.state_dict())
+        hist[name] = h
+        save_zcodes(bank, out, model=model, steps=steps, done=list(hist))   # usable after every class
+    metrics = {"command": command, "generator": G.fingerprint, "model": model, "steps": steps,
+               **{k: kw.get(k, v) for k, v in _ZCODE_DEFAULTS.items()},
+               "discriminator": discriminator, "train_seconds": round(time.time() - t0, 1),
+               "threads": torch.get_num_threads(),
+               "params_per_class": sum(p.numel() for p in bank.net(names[0]).parameters()),
+               "final": {n: h[-1] for n, h in hist.items()}, "history": hist}
+    save_zcodes(bank, out, model=model, steps=steps)
+    mpath = Path(out) / "metrics.json"
+    old = json.loads(mpath.read_text()) if mpath.exists() else {}
+    mpath.write_text(json.dumps({**old, **metrics}, indent=1) + "\n")
+    return metrics
+
+
+#: The loss settings :func:`train_zcode_bank` records (train_zcode's defaults).
+_ZCODE_DEFAULTS = {"batch": 24, "lambda_prior": 1.0, "lambda_move": 1.0, "lambda_div": 0.0, "lambda_feat": 0.0,
+                   "lambda_real": 1.0, "margin": 2.0}
+
+
 def load_discriminator(G, path) -> torch.nn.Module:
     """G's training discriminator (``discriminator.safetensors``, training defaults at G's resolution), frozen."""
     from safetensors.torch import load_file
@@ -264,28 +298,10 @@ def cmd_zcode(a) -> int:
     C = load_classifier(a.classifier or require(pack, "classifier", "Training z-codes"))
     D = load_discriminator(G, a.discriminator) if a.lambda_real else None
     names = WORLD_CLASSES.parse_list(a.classes) if a.classes else C.classes
-    bank = ZCodeBank(names, G.z_dim, a.hidden, G.fingerprint)      # exclusive classes are fine: one net each
-    hist = {}
-    t0 = time.time()
-    for name in names:
-        net, h = train_zcode(G, C, name, steps=a.steps, batch=a.batch, lambda_prior=a.lambda_prior,
-                             lambda_move=a.lambda_move, lambda_div=a.lambda_div, margin=a.margin, seed=a.seed,
-                             lambda_real=a.lambda_real, D=D, lambda_feat=a.lambda_feat,
-                             hidden=a.hidden, log=lambda s: print(s, flush=True))
-        bank.nets[bank.key(name)].load_state_dict(net.state_dict())
-        hist[name] = h
-        save_zcodes(bank, a.out, model=a.model, steps=a.steps, done=list(hist))   # usable after every class
-    metrics = {"command": _command(a), "generator": G.fingerprint, "model": a.model, "steps": a.steps,
-               "batch": a.batch, "lambda_prior": a.lambda_prior, "lambda_move": a.lambda_move,
-               "lambda_div": a.lambda_div, "lambda_feat": a.lambda_feat, "lambda_real": a.lambda_real,
-               "discriminator": a.discriminator, "margin": a.margin, "train_seconds": round(time.time() - t0, 1),
-               "threads": torch.get_num_threads(),
-               "params_per_class": sum(p.numel() for p in bank.net(names[0]).parameters()),
-               "final": {n: h[-1] for n, h in hist.items()}, "history": hist}
-    save_zcodes(bank, a.out, model=a.model, steps=a.steps)
-    mpath = Path(a.out) / "metrics.json"
-    old = json.loads(mpath.read_text()) if mpath.exists() else {}
-    mpath.write_text(json.dumps({**old, **metrics}, indent=1) + "\n")
+    train_zcode_bank(G, C, names, a.out, D=D, command=_command(a), model=a.model, discriminator=a.discriminator,
+                     steps=a.steps, batch=a.batch, lambda_prior=a.lambda_prior, lambda_move=a.lambda_move,
+                     lambda_div=a.lambda_div, margin=a.margin, seed=a.seed, lambda_real=a.lambda_real,
+                     lambda_feat=a.lambda_feat, hidden=a.hidden, log=lambda s: print(s, flush=True))
     return 0
 
 

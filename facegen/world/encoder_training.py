@@ -203,6 +203,31 @@ def _readme(record: dict) -> str:
     return "\n".join(lines)
 
 
+def train_and_save(G, cfg: TrainConfig, out, perceptual, command: str, model: str = "", eval_n: int = 64,
+                   log=print) -> dict:
+    """Train an encoder for G (``cfg``; face-world render pool of ``cfg.real_pool`` images), save it to `out`
+    with metrics.json (held-out :func:`evaluate`, `command`; an old "bench" entry is dropped) and README.md
+    -> the record written. The ``encoder train`` command and the face-world pack builder both end here."""
+    pool = render_pool(cfg.real_pool, G.img_resolution, log=log) if cfg.real_pool else None
+    E, stats = train_encoder(G, cfg, perceptual=perceptual, real_pool=pool, log=log)
+    E.meta.update(generator_fingerprint=G.fingerprint, generator=model, generator_resolution=G.img_resolution)
+    out = Path(out)
+    E.save_pretrained(out, generator_fingerprint=G.fingerprint)
+    metrics = evaluate(G, E, n=eval_n, log=log)
+    fields = TrainConfig.__dataclass_fields__
+    record = {"command": command, "generator": model, "generator_fingerprint": G.fingerprint,
+              "config": {k: getattr(cfg, k) for k in fields}, "train": stats,
+              "params": sum(p.numel() for p in E.parameters()),
+              "weights_mb": round((out / WEIGHTS_NAME).stat().st_size / 2 ** 20, 2),
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "metrics": metrics}
+    mpath = out / "metrics.json"
+    old = json.loads(mpath.read_text()) if mpath.exists() else {}
+    old.pop("bench", None)
+    mpath.write_text(json.dumps({**old, **record}, indent=1) + "\n")
+    (out / "README.md").write_text(_readme(record))
+    return record
+
+
 # ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
@@ -242,22 +267,9 @@ def cli_main(argv) -> int:
     command = "python -m facegen encoder " + " ".join(shlex.quote(a) for a in argv)
     dev = G.mapping.w_avg.device
     perc = perceptual_for(G, pack, args.perceptual, dev) if cfg.feature_weight > 0 else None
-    pool = render_pool(cfg.real_pool, G.img_resolution) if cfg.real_pool else None
-    E, stats = train_encoder(G, cfg, perceptual=perc, real_pool=pool, log=lambda m: print(m, flush=True))
-    E.meta.update(generator_fingerprint=G.fingerprint, generator=args.model, generator_resolution=G.img_resolution)
-    out = Path(args.out)
-    E.save_pretrained(out, generator_fingerprint=G.fingerprint)
-    metrics = evaluate(G, E, n=args.eval_n)
-    record = {"command": command, "generator": args.model, "generator_fingerprint": G.fingerprint,
-              "config": {k: getattr(cfg, k) for k in fields}, "train": stats,
-              "params": sum(p.numel() for p in E.parameters()),
-              "weights_mb": round((out / WEIGHTS_NAME).stat().st_size / 2 ** 20, 2),
-              "threads": torch.get_num_threads(), "torch": torch.__version__, "metrics": metrics}
-    mpath = out / "metrics.json"
-    old = json.loads(mpath.read_text()) if mpath.exists() else {}
-    old.pop("bench", None)
-    mpath.write_text(json.dumps({**old, **record}, indent=1) + "\n")
-    (out / "README.md").write_text(_readme(record))
+    record = train_and_save(G, cfg, args.out, perc, command, model=args.model, eval_n=args.eval_n,
+                            log=lambda m: print(m, flush=True))
+    metrics, out = record["metrics"], Path(args.out)
     print(json.dumps({"out": str(out), "fingerprint": G.fingerprint, "psnr": metrics["encoder"]["psnr"],
                       "attr_continuous_mae": metrics["encoder"]["attr_vs_truth"]["continuous_mae_mean"]}))
     return 0
