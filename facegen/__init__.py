@@ -15,7 +15,8 @@ from facegen.engine import latents  # noqa: E402
 from facegen.engine.errors import (FacegenError, FingerprintMismatchWarning, InputError, LatentError,  # noqa: E402
                      ModelNotFoundError, OfflineError, UnsafePickleError, UnsupportedModelError)
 from facegen.engine.loaders import load_generator  # noqa: E402
-from facegen.engine.networks import Discriminator, Generator  # noqa: E402
+from facegen.engine.discriminator import Discriminator  # noqa: E402
+from facegen.engine.networks import Generator  # noqa: E402
 
 __all__ = ["load_generator", "Generator", "Discriminator", "latents", "errors", "FacegenError",
            "ModelNotFoundError", "OfflineError", "UnsupportedModelError", "UnsafePickleError", "LatentError",

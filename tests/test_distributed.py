@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from facegen.engine.networks import MinibatchStdLayer
+from facegen.engine.discriminator import MinibatchStdLayer
 from facegen.world.distributed import DataParallel, shard_rows
 from facegen.world.resume import read_log
 from facegen.world.training import TrainConfig, build_networks, cli_main

@@ -478,7 +478,7 @@ def test_generate_cli(tmp_path):
 
 def test_cpu_micro_batching_matches_the_whole_batch():
     G = small_generator(res=128)
-    from facegen.engine.networks import choose_micro_batch
+    from facegen.engine.stylegan2_ops import choose_micro_batch
     assert choose_micro_batch(torch.device("cpu"), 128, needs_grad=False) == 1
     assert choose_micro_batch(torch.device("cpu"), 64, needs_grad=False) == 0
     assert choose_micro_batch(torch.device("cpu"), 128, needs_grad=True) == 0

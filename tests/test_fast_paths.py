@@ -11,8 +11,10 @@ import math
 import pytest
 import torch
 
-from facegen.engine.networks import (Generator, bias_act, choose_fused_modconv, modulated_1x1, modulated_conv2d,
-                                     modulated_conv2d_fused_act, setup_filter)
+from facegen.engine.filters import setup_filter
+from facegen.engine.networks import Generator
+from facegen.engine.stylegan2_ops import (bias_act, choose_fused_modconv, modulated_1x1, modulated_conv2d,
+                                          modulated_conv2d_fused_act)
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 

@@ -37,7 +37,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facegen.engine.networks import FullyConnectedLayer, MappingNetwork, PretrainedGenerator
+from facegen.engine.layers import FullyConnectedLayer
+from facegen.engine.mapping import MappingNetwork
+from facegen.engine.networks import PretrainedGenerator
 from facegen.engine.stylegan3_ops import filtered_lrelu, lowpass_filter, modulated_conv2d
 
 # ---------------------------------------------------------------------------

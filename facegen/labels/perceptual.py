@@ -227,9 +227,9 @@ class LabellerLoss(Perceptual):
 
 def discriminator_from_state(state: dict, resolution: int, conv_clamp=None, mbstd_group_size: int = 4, c_dim: int = 0,
                              where: str = "state dict") -> torch.nn.Module:
-    """A :class:`facegen.engine.networks.Discriminator` holding `state` (facegen's layout); the channel plan
+    """A :class:`facegen.engine.discriminator.Discriminator` holding `state` (facegen's layout); the channel plan
     (``min(channel_base // res, channel_max)``) is read back from the weight shapes."""
-    from facegen.engine.networks import Discriminator
+    from facegen.engine.discriminator import Discriminator
     R = int(resolution)
     blocks = [2 ** i for i in range(int(math.log2(R)), 2, -1)]
     try:
