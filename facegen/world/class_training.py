@@ -66,7 +66,7 @@ TEST_SEED_START = 30_000_000
 # ---------------------------------------------------------------------------
 
 def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    from facegen.world.predictor import augment
+    from facegen.world.predictor_images import augment
     flip = torch.rand(len(x), generator=g) < 0.5        # the world's classes are all mirror-symmetric
     return augment(torch.where(flip[:, None, None, None], x.flip(3), x), g)
 
