@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     import torch
-    from facegen.world.training import load_dataset
+    from facegen.world.train_data import load_dataset
     work = Path(tempfile.mkdtemp(prefix="train-parallel-"))
     try:
         load_dataset(args.data, 64, cache_dir=work / "cache")

@@ -127,7 +127,7 @@ def _after_step_worker(rank, port, out):
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
     from facegen.world import distributed
-    from facegen.world.training import Trainer
+    from facegen.world.trainer import Trainer
     cfg = TrainConfig(resolution=16, batch=8, z_dim=16, w_dim=16, mapping_layers=2, g_channel_base=128,
                       g_channel_max=16, d_channel_base=128, d_channel_max=16, augment="translation",
                       augment_p=0.5, ada_target=0.6)

@@ -49,7 +49,7 @@ def test_no_training_module_imports_the_judge():
     judge through any chain of imports; no facegen module imports it at all; the bench scripts that read
     it (bench/quality.py, others measuring runs) train nothing themselves."""
     g, train = graph(), training_modules() - {JUDGE}
-    assert {"facegen.world.training", "facegen.world.predictor_training", "facegen.packs.encoder"} <= train, train
+    assert {"facegen.world.trainer", "facegen.world.predictor_training", "facegen.packs.encoder"} <= train, train
     bad = {m: reaches(g, m, JUDGE) for m in sorted(train)}
     assert not {m: p for m, p in bad.items() if p}, f"training code reaches the judge: {bad}"
     from facegen.labels.base import LABELLERS             # not selectable by name (packs, directions, guidance)

@@ -10,7 +10,7 @@ import torch
 from facegen.world.augment import DiffAugment, color, cutout, parse_policy, translation
 from facegen.world.pathlength import PathLengthRegulariser, path_lengths
 from facegen.world.projected import ProjectedDiscriminator, d_loss, g_loss
-from facegen.world.training import Trainer
+from facegen.world.trainer import Trainer
 
 from test_training import tiny_cfg, tiny_images  # noqa: F401  (the same tiny 16 px setup; a fixture)
 

@@ -211,7 +211,7 @@ _ZCODE_DEFAULTS = {"batch": 24, "lambda_prior": 1.0, "lambda_move": 1.0, "lambda
 def load_discriminator(G, path) -> torch.nn.Module:
     """G's training discriminator (``discriminator.safetensors``, training defaults at G's resolution), frozen."""
     from safetensors.torch import load_file
-    from facegen.world.training import TrainConfig, build_networks
+    from facegen.world.train_config import TrainConfig, build_networks
     if not Path(path).is_file():
         raise ModelNotFoundError(f"No discriminator at {path} (export it with `python -m facegen train "
                                  "--export-discriminator CKPT --export FOLDER`).")
@@ -270,7 +270,7 @@ def _model_and_pack(name: str):
 
 
 def cmd_classifier(a) -> int:
-    from facegen.world.training import load_dataset
+    from facegen.world.train_data import load_dataset
     from facegen.world.render import render_batch
     t0 = time.time()
     images = load_dataset(f"world:{a.n_train}", 64, cache_dir=Path(a.cache_dir))
