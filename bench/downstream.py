@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -59,18 +60,19 @@ def rel(p) -> str:
     return os.path.relpath(Path(p).resolve(), Path.cwd())
 
 
-def resolve_pack(model: str, pack: str | None) -> str:
-    """The pack folder to give the benches: `pack`, else the one found for the model by fingerprint."""
+def resolve_pack(model: str, pack: str | None) -> dict:
+    """The model's fingerprint, the pack folder to give the benches (`pack`, else the one found for the model
+    by fingerprint) and how that pack was built (a world-pack budget, or its components' own commands)."""
     from facegen.engine.loaders import load_generator
     from facegen.packs.pack import find_pack, load_pack
     G = load_generator(model)
-    if pack:
-        return rel(load_pack(pack, G).root)          # refuses a pack of another generator
-    found = find_pack(G, hub=False)
+    found = load_pack(pack, G) if pack else find_pack(G, hub=False)      # a pack of another G is refused
     if found is None:
         raise SystemExit(f"No pack for {model} ({G.fingerprint}); build one: python -m facegen world-pack build "
                          f"--model {model} --out assets/packs/{Path(model).name}")
-    return rel(found.root)
+    budget = (found.metrics().get("budget") or {}).get("name")
+    return {"fingerprint": G.fingerprint, "pack": rel(found.root),
+            "pack_built_by": f"world-pack build --budget {budget}" if budget else "its components' own commands"}
 
 
 def bench_command(bench: str, model: str, pack: str, raw: Path, tag: str, budget: str) -> list:
@@ -203,8 +205,8 @@ def markdown(result: dict) -> str:
     if result.get("note"):
         lines += [f"**{result['note']}**", ""]
     lines += [f"`{result['command']}` ({result['budget']} settings; {result['seconds']:.0f} s). "
-              f"A = `{a['model']}` ({a['fingerprint']}, pack `{a['pack']}`), "
-              f"B = `{b['model']}` ({b['fingerprint']}, pack `{b['pack']}`).", "",
+              f"A = `{a['model']}` ({a['fingerprint']}, pack `{a['pack']}`, built by {a['pack_built_by']}), "
+              f"B = `{b['model']}` ({b['fingerprint']}, pack `{b['pack']}`, built by {b['pack_built_by']}).", "",
               f"| measure | {a['label']} | {b['label']} | goal |", "|---|---|---|---|"]
     for name, get, goal in table_rows(s):
         lines.append(f"| {name} | {get(s['a'])} | {get(s['b'])} | {goal} |")
@@ -233,17 +235,14 @@ def main(argv=None) -> int:
     budget = "quick" if a.quick else "full"
     raw = Path(rel(a.raw or ROOT / "runs" / "downstream" / Path(a.out).name))     # relative: no absolute path in
     raw.mkdir(parents=True, exist_ok=True)                                           # the written commands
-    from facegen.engine.loaders import load_generator
-    models = {}
-    for tag, model, pack, label in (("a", a.a, a.pack_a, a.label_a), ("b", a.b, a.pack_b, a.label_b)):
-        models[tag] = {"label": label, "model": model, "fingerprint": load_generator(model).fingerprint,
-                       "pack": resolve_pack(model, pack)}
+    models = {tag: {"label": label, "model": model, **resolve_pack(model, pack)}
+              for tag, model, pack, label in (("a", a.a, a.pack_a, a.label_a), ("b", a.b, a.pack_b, a.label_b))}
     t0 = time.perf_counter()
     runs, summary = [], {"a": {}, "b": {}}
     for bench in benches:
         for tag, m in models.items():
             cmd = bench_command(bench, m["model"], m["pack"], raw, tag, budget)
-            shown = "python " + " ".join(cmd[1:])
+            shown = "python " + shlex.join(cmd[1:])
             print(f"[downstream] {m['label']}: {shown}", flush=True)
             secs = run_bench(cmd, raw / f"{bench}-{tag}.log")
             r = json.loads((raw / f"{bench}-{tag}.json").read_text())
@@ -251,7 +250,7 @@ def main(argv=None) -> int:
             runs.append({"model": tag, "bench": bench, "command": shown, "seconds": round(secs, 1)})
             print(f"[downstream] {m['label']} {bench}: {secs:.0f} s {json.dumps(summary[tag][bench])[:300]}",
                   flush=True)
-    result = {"command": "python bench/downstream.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    result = {"command": "python bench/downstream.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
               "budget": budget, "note": a.note, "a": models["a"], "b": models["b"], "raw": rel(raw),
               "seconds": round(time.perf_counter() - t0, 1), "runs": runs, "summary": summary, "goals": GOALS}
     write_json(f"{a.out}.json", result, default=float)

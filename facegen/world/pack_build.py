@@ -230,11 +230,12 @@ def step_banks(G, pack: Pack, budget: Budget, characters: Optional[Path], log) -
 
 def build_world_pack(model: str, out, budget: Budget = FULL, source_pack=SOURCE_PACK, characters=CHARACTERS,
                      steps: Sequence[str] = tuple(STEPS), force: bool = False, name: Optional[str] = None,
-                     command: str = COMMAND, log: Callable = print) -> Pack:
+                     command: str = COMMAND, log: Optional[Callable] = print) -> Pack:
     """Build (or resume) the face-world pack of generator `model` in `out` (module docstring) -> the Pack."""
     bad = [s for s in steps if s not in STEPS]
     if bad:
         raise InputError(f"Unknown steps {bad}: use {', '.join(STEPS)}.")
+    log = log or (lambda *_: None)
     G, d_path = load_world_generator(model)
     name = name or Path(out).name
     if not G.meta.get("name"):
