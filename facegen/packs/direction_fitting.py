@@ -20,6 +20,11 @@ Method (InterFaceGAN / the seeprettyface "latent directions")
 5. Step units: one step is one standard deviation of ``w . d`` over the samples, so "+2 age" means
    the same for every generator. Steps are limited to +-:data:`MAX_STEP`.
 
+``method="whitened"`` (CLI ``--method whitened``) replaces step 3: the regression is fitted on whitened
+``w' = Sigma^-1/2 (w - mu)`` and the edit direction is its normal mapped back, ``Sigma^1/2 n'``
+(steps 4 and 5 likewise); the maths and the reasons are in :mod:`facegen.packs.whitening`. The
+default, ``"plain"``, is the recipe above.
+
 The result is a :class:`facegen.packs.directions.DirectionSet` (file format, conditioning and step
 units are described there).
 
@@ -62,8 +67,9 @@ import torch
 from facegen.engine import latents as L
 from facegen.engine.errors import InputError
 from facegen.packs.directions import MAX_STEP, DirectionSet, band_layers, default_edit_layers, load_directions
+from facegen.packs.whitening import METHODS, check_method, fit_whitening
 
-__all__ = ["fit_directions", "default_attributes", "cli_main"]
+__all__ = ["fit_directions", "fit_direction", "default_attributes", "cli_main"]
 
 #: Seeds of the fitting samples start here (mixed samples use FIT_SEED_START + n + i).
 FIT_SEED_START = 0
@@ -153,6 +159,23 @@ def _fit_logistic(X: np.ndarray, y: np.ndarray, C: float, rng: np.random.Generat
     return d / np.linalg.norm(d), acc
 
 
+def fit_direction(X: np.ndarray, y: np.ndarray, method: str = "plain", C: float = 1.0, seed: int = 1,
+                  whitening=None) -> tuple:
+    """Centred samples X [N, D] and binary labels y -> (unit edit direction d, unit boundary normal a in W,
+    held-out accuracy). ``plain``: d = a, the logistic regression's normal on X. ``whitened``: the
+    regression on X Sigma^-1/2 (`whitening`, default fitted on X) gives n'; a ~ Sigma^-1/2 n' and
+    d ~ Sigma^1/2 n' (:mod:`facegen.packs.whitening`)."""
+    method = check_method(method)
+    rng = np.random.default_rng(seed)
+    if method == "plain":
+        d, acc = _fit_logistic(X, y, C, rng)
+        return d, d, acc
+    whitening = whitening or fit_whitening(X)
+    n_white, acc = _fit_logistic(whitening.whiten(X), y, C, rng)
+    a = whitening.inv_sqrt @ n_white
+    return whitening.direction(n_white), a / np.linalg.norm(a), acc
+
+
 def _dist_world() -> tuple:
     """(rank, world size) of an initialised torch.distributed group (torchrun), else (0, 1)."""
     import torch.distributed as dist
@@ -195,17 +218,19 @@ def _render_and_label(G, labeller, ws: torch.Tensor, batch: int, noise_mode: str
 def fit_directions(G, labeller=None, attributes: Optional[Sequence[str]] = None, n: int = 3000,
                    psi: float = 1.0, seed_start: int = FIT_SEED_START, C: float = 1.0, min_validity: float = 0.5,
                    batch: int = 100, noise_mode: str = "const", mixed: bool = True, model: str = "",
-                   log: Optional[Callable] = print) -> DirectionSet:
+                   method: str = "plain", log: Optional[Callable] = print) -> DirectionSet:
     """Sample `n` latents (seeds seed_start..), render, label, fit one direction per attribute.
 
     `labeller`: a :class:`facegen.labels.base.Labeller` or a labeller name (default: ``"world"``, the face
     world's predictor; ``"photo"`` for real-face generators).
     `attributes`: default :func:`default_attributes` (the labeller's continuous and boolean attributes).
     `mixed`: also fit per-band directions on `n` style-mixed samples (doubles the rendering time).
+    `method`: ``"plain"`` (the boundary normal in W) or ``"whitened"`` (:mod:`facegen.packs.whitening`).
     """
     from facegen.labels.base import load_labeller
     labeller = load_labeller(labeller or "world")
     n = int(n)
+    method = check_method(method)
     if n < 100:
         raise InputError(f"Fitting needs at least 100 samples (got {n}).")
     attrs = check_attributes(labeller, default_attributes(labeller) if attributes is None else attributes)
@@ -220,6 +245,12 @@ def fit_directions(G, labeller=None, attributes: Optional[Sequence[str]] = None,
     pred, valid = _render_and_label(G, labeller, ws, batch, noise_mode, log, "W samples")
     keep = valid >= min_validity
     mean_w = w.mean(0)
+    whitening = fit_whitening(w[keep]) if method == "whitened" else None
+
+    def fit(X, y, seed):
+        d, _, acc = fit_direction(X, y, method, C, seed, whitening)
+        return d, acc
+
     bands = band_layers(G.num_ws)
     rng = np.random.default_rng(0)
     mix_data = None
@@ -243,7 +274,7 @@ def fit_directions(G, labeller=None, attributes: Optional[Sequence[str]] = None,
             log(f"  skip {a}: {skipped[a]}")
             continue
         X = w[keep] - mean_w
-        d, acc = _fit_logistic(X, yk, C, np.random.default_rng(1))
+        d, acc = fit(X, yk, 1)
         proj = X @ d
         b_d, b_acc = [], []
         for bi, (b, layers) in enumerate(bands):
@@ -256,7 +287,7 @@ def fit_directions(G, labeller=None, attributes: Optional[Sequence[str]] = None,
             if min(int(my[mkeep].sum()), int((~my[mkeep]).sum())) < MIN_CLASS:
                 b_d.append(np.zeros_like(d)), b_acc.append(0.5)
                 continue
-            db, ab = _fit_logistic(Xb, my[mkeep], C, np.random.default_rng(2 + bi))
+            db, ab = fit(Xb, my[mkeep], 2 + bi)
             b_d.append(db), b_acc.append(ab)
         kind = kinds[a][0]
         details[a] = {"kind": kind, "split": "median" if kind == "continuous" else "p > 0.5",
@@ -275,7 +306,9 @@ def fit_directions(G, labeller=None, attributes: Optional[Sequence[str]] = None,
         "n_samples": n, "n_used": int(keep.sum()),
         "n_mixed_used": int(mix_data[2].sum()) if mix_data else 0, "seeds": [seeds[0], seeds[-1]], "psi": psi,
         "min_validity": min_validity, "C": C, "test_fraction": 0.2, "classifier": "sklearn LogisticRegression "
-        "(class_weight=balanced, L2), centred w; accuracy = balanced held-out accuracy",
+        "(class_weight=balanced, L2), " + ("centred w" if whitening is None else "whitened w' = Sigma^-1/2 (w - mu)")
+        + "; accuracy = balanced held-out accuracy", "method": method,
+        **({} if whitening is None else {"whitening": {**whitening.summary(), "direction": "Sigma^1/2 n' / |.|"}}),
         "bands": [{"name": b, "layers": layers} for b, layers in bands],
         "default_layers": default_edit_layers(G.num_ws), "step_unit": "one standard deviation of w . d",
         "max_step": MAX_STEP, "attributes": details, "skipped": skipped, "noise_mode": noise_mode,
@@ -287,7 +320,8 @@ def fit_directions(G, labeller=None, attributes: Optional[Sequence[str]] = None,
     meta["facegen_version"] = __version__
     return DirectionSet(names, np.stack(vecs).astype(np.float32), np.asarray(scales, np.float32),
                         np.asarray(accs, np.float32), np.stack(bvecs).astype(np.float32),
-                        np.asarray(baccs, np.float32), mean_w.astype(np.float32), meta)
+                        np.asarray(baccs, np.float32), mean_w.astype(np.float32), meta,
+                        None if whitening is None else whitening.covariance)
 
 
 # ---------------------------------------------------------------------------
@@ -310,13 +344,23 @@ def _readme(ds: DirectionSet, command: str, file_name: str) -> str:
                     " | ".join(f"{r['band_accuracy'][b]:.3f}" for b, _ in ds.bands) +
                     f" | {r['conditional_cosine']:.3f} | {r['step_size']:.3f} |")
     m = ds.meta
+    wm = m.get("whitening") or {}
+    method = ("plain: the unit normal of a logistic regression on centred w (InterFaceGAN)"
+              if m.get("method", "plain") == "plain" else
+              "whitened: a logistic regression on w' = Sigma^-1/2 (w - mu), Sigma the samples' Ledoit-Wolf "
+              f"covariance (shrinkage {wm.get('shrinkage', float('nan')):.4f}, condition number "
+              f"{wm.get('condition_number', float('nan')):.0f}); the direction is its normal n' mapped back, "
+              "Sigma^1/2 n' (see `facegen.packs.whitening`); conditional directions and their cosines use the "
+              "inner product x^T Sigma^-1 y")
     skipped = "".join(f"\n* skipped {k}: {v}" for k, v in m.get("skipped", {}).items())
     return f"""# Attribute directions for `{m.get('model') or 'the generator'}` (generator {ds.fingerprint})
 
 `{file_name}`: unit directions in W for {', '.join(ds.names)} (plus per-band directions in w+),
-fitted with `facegen.packs.directions` (InterFaceGAN-style logistic regression on labelled samples) and
+fitted with `facegen.packs.direction_fitting` (InterFaceGAN-style logistic regression on labelled samples) and
 read with `facegen.packs.directions.load_directions` (plain `.npz`, no pickles). They only fit the
 generator with fingerprint `{ds.fingerprint}`; loading them for another generator is an error.
+
+Method: **{method}**.
 
 ## Rebuild
 
@@ -361,6 +405,9 @@ def cli_main(argv: list) -> int:
     f.add_argument("--C", type=float, default=1.0, help="inverse L2 regularisation strength")
     f.add_argument("--min-validity", type=float, default=0.5)
     f.add_argument("--no-bands", action="store_true", help="skip the per-band (w+) fits")
+    f.add_argument("--method", default="plain", choices=METHODS,
+                   help="plain: the boundary normal in W; whitened: fit on whitened w, edit along Sigma^1/2 n' "
+                   "(facegen.packs.whitening)")
     f.add_argument("--threads", type=int, default=1)
     f.add_argument("--out", required=True, help="folder (gets directions.npz) or a .npz path, e.g. "
                    "assets/packs/mini/directions")
@@ -381,7 +428,8 @@ def cli_main(argv: list) -> int:
     attributes = [a for a in args.attributes.split(",") if a.strip()] or None
     ds = fit_directions(G, labeller, attributes, n=args.n, psi=args.psi,
                         seed_start=args.seed_start, C=args.C, min_validity=args.min_validity,
-                        mixed=not args.no_bands, model=args.model, log=lambda s: print(s, flush=True))
+                        mixed=not args.no_bands, model=args.model, method=args.method,
+                        log=lambda s: print(s, flush=True))
     out = save_fitted(ds, args.out, command)
     print(json.dumps({"out": str(out), "fingerprint": ds.fingerprint, "fit_time_s": ds.meta["fit_time_s"],
                       "accuracy": {n: round(float(a), 3) for n, a in zip(ds.names, ds.accuracy)}}, indent=1))
@@ -400,7 +448,7 @@ def save_fitted(ds: DirectionSet, out, command: str) -> Path:
     if metrics.get("fit", {}).get("fingerprint") != ds.fingerprint:
         metrics = {}          # bench numbers of another generator no longer apply
     metrics["fit"] = {"command": command, "file": out.name, "fingerprint": ds.fingerprint,
-                      **{k: ds.meta[k] for k in ("model", "labeller", "n_samples", "n_used", "n_mixed_used", "seeds",
+                      **{k: ds.meta[k] for k in ("model", "method", "labeller", "n_samples", "n_used", "n_mixed_used", "seeds",
                                                  "psi", "default_layers", "bands", "fit_time_s", "render_time_s",
                                                  "skipped", "created")},
                       "attributes": ds.summary()}

@@ -11,11 +11,16 @@ attributes' directions (least-squares projection, equivalent to Gram-Schmidt aga
 so moving along ``d_cond`` leaves every other attribute's linear score unchanged: "older" no longer
 also means "turned" or "male". To keep a step's effect on the target attribute the same, the
 conditional vector is scaled by ``1 / (d . d_cond_unit)`` (capped at :data:`MAX_GAIN`).
+Whitened sets (:mod:`facegen.packs.whitening`) store the covariance ``Sigma`` of W and do the same
+projection and gain in the inner product ``<x, y> = x^T Sigma^-1 y``, which keeps the other
+attributes' *classifier* scores fixed for directions that are not the classifiers' normals in W.
 
 Files (``.npz``, read with ``allow_pickle=False``): arrays ``names``, ``vectors`` [A, w_dim],
 ``scales`` [A], ``accuracy`` [A], ``band_vectors`` [A, B, w_dim], ``band_accuracy`` [A, B], ``mean_w``
 [w_dim] and ``meta`` (JSON: generator fingerprint, labeller, sample counts, seeds, layer bands,
-default edit layers, per-attribute details, the command). Loading against another generator
+default edit layers, per-attribute details, the fitting ``method``, the command); whitened sets add
+``covariance`` [w_dim, w_dim] and are format version 2 (older readers refuse them rather than
+condition them in the wrong geometry). Loading against another generator
 raises :class:`~facegen.engine.errors.LatentError` (directions do not transfer between generators).
 
 Where the app finds directions: in the generator's feature pack (:func:`find_directions` ->
@@ -43,7 +48,7 @@ __all__ = ["DirectionSet", "load_directions", "find_directions", "default_edit_l
 
 FILE_NAME = "directions.npz"
 FORMAT = "facegen-directions"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # 2: optional `covariance` (whitened sets); plain sets are still written as 1
 #: Largest step allowed, in standard deviations of the attribute's latent score.
 MAX_STEP = 5.0
 #: Largest amplification of a conditional direction (see the module docstring).
@@ -84,6 +89,7 @@ class DirectionSet:
     band_accuracy: np.ndarray             # [A, B]
     mean_w: np.ndarray                    # [w_dim] mean w of the samples
     meta: dict = field(default_factory=dict)
+    covariance: Optional[np.ndarray] = None   # [w_dim, w_dim] Sigma of a whitened set, else None (Euclidean)
 
     # -- basics ---------------------------------------------------------------------------------
     @property
@@ -130,9 +136,16 @@ class DirectionSet:
             warnings.warn(msg, FingerprintMismatchWarning, stacklevel=2)
 
     # -- conditional directions -----------------------------------------------------------------
+    def metric(self, x: np.ndarray) -> np.ndarray:
+        """M x for the inner product <x, y> = x^T M y of this set: M = Sigma^-1 (whitened), else I."""
+        x = np.asarray(x, np.float64)
+        return x if self.covariance is None else np.linalg.solve(self.covariance.astype(np.float64), x)
+
     def conditional(self, name: str, condition_on: Optional[Sequence[str]] = None) -> tuple:
-        """(unit vector orthogonal to the other attributes' directions, gain, cosine with the plain
-        direction). ``condition_on``: the attributes to hold fixed (default: every other one)."""
+        """(unit vector that keeps the other attributes' scores fixed, gain, cosine with the plain
+        direction). ``condition_on``: the attributes to hold fixed (default: every other one).
+        Plain sets: orthogonal to the other directions; whitened sets: orthogonal in <x, y> = x^T Sigma^-1 y
+        (the cosine is measured in that inner product too)."""
         i = self.index(name)
         others = [n for n in (self.names if condition_on is None else condition_on) if n != name]
         for n in others:
@@ -141,15 +154,17 @@ class DirectionSet:
         if not others:
             return d.astype(np.float32), 1.0, 1.0
         P = np.stack([self.vectors[self.index(n)] for n in others]).astype(np.float64)   # [k, w_dim]
-        coef, *_ = np.linalg.lstsq(P.T, d, rcond=None)
+        MP, Md = self.metric(P.T), self.metric(d)                                       # [w_dim, k], [w_dim]
+        coef = np.linalg.lstsq(P @ MP, MP.T @ d, rcond=None)[0]
         dc = d - P.T @ coef
         norm = np.linalg.norm(dc)
-        if norm < 1e-6:
+        if norm < 1e-6 * np.linalg.norm(d):
             raise InputError(f"'{name}' cannot be edited while keeping {', '.join(others)} fixed: its direction "
                              "lies in their span.")
         u = dc / norm
-        cos = float(d @ u)
-        gain = float(min(MAX_GAIN, 1.0 / max(cos, 1e-6)))
+        dMd, dMu = float(d @ Md), float(Md @ u)
+        cos = dMu / np.sqrt(dMd * float(u @ self.metric(u)))
+        gain = float(min(MAX_GAIN, dMd / max(dMu, 1e-12)))
         return u.astype(np.float32), gain, cos
 
     def step_vector(self, name: str, step: float, conditional: bool = False,
@@ -205,12 +220,14 @@ class DirectionSet:
         return path
 
     def _write(self, f):
-        meta = {"format": FORMAT, "version": FORMAT_VERSION, **self.meta}
+        meta = {"format": FORMAT, "version": 1 if self.covariance is None else 2,
+                **{k: v for k, v in self.meta.items() if k not in ("format", "version")}}
+        extra = {} if self.covariance is None else {"covariance": self.covariance.astype(np.float64)}
         np.savez(f, names=np.asarray(self.names, dtype=str), vectors=self.vectors.astype(np.float32),
                  scales=self.scales.astype(np.float32), accuracy=self.accuracy.astype(np.float32),
                  band_vectors=self.band_vectors.astype(np.float32),
                  band_accuracy=self.band_accuracy.astype(np.float32), mean_w=self.mean_w.astype(np.float32),
-                 meta=np.array(json.dumps(meta)))
+                 meta=np.array(json.dumps(meta)), **extra)
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "DirectionSet":
@@ -236,6 +253,7 @@ class DirectionSet:
                 raise LatentError(f"{name} is {kind} (missing {', '.join(missing)}).")
             try:
                 arrs = {k: data[k] for k in need}
+                cov = data["covariance"] if "covariance" in data.files else None
                 meta = json.loads(str(arrs.pop("meta")))
             except ValueError as e:
                 raise LatentError(f"{name} holds object arrays or bad metadata, which facegen refuses ({e}).") from None
@@ -262,9 +280,16 @@ class DirectionSet:
             # accuracies are NaN for unsupervised sets (facegen.packs.unsupervised: nothing was fitted)
             if a.dtype.kind != "f" or not np.all(np.isfinite(a) | (np.isnan(a) if "accuracy" in k else False)):
                 raise LatentError(f"{name}: array '{k}' must hold finite floats.")
+        if cov is not None:
+            D = v.shape[1]
+            if (cov.shape != (D, D) or cov.dtype.kind != "f" or not np.all(np.isfinite(cov))
+                    or not np.allclose(cov, cov.T, atol=1e-8 * max(1.0, float(np.abs(cov).max())))
+                    or np.linalg.eigvalsh(cov.astype(np.float64))[0] <= 0):
+                raise LatentError(f"{name}: 'covariance' must be a symmetric positive definite [{D}, {D}] matrix.")
+            cov = cov.astype(np.float64)
         return cls(names, v.astype(np.float32), arrs["scales"].astype(np.float32),
                    arrs["accuracy"].astype(np.float32), bv.astype(np.float32),
-                   arrs["band_accuracy"].astype(np.float32), arrs["mean_w"].astype(np.float32), meta)
+                   arrs["band_accuracy"].astype(np.float32), arrs["mean_w"].astype(np.float32), meta, cov)
 
 
 def check_step(name: str, step) -> float:

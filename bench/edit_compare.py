@@ -1,0 +1,150 @@
+"""Two direction sets of one generator side by side on bench/edit.py's numbers, and the adoption rule.
+
+    python bench/edit_compare.py --a runs/plain-shipped-mini --b runs/whitened-mini \\
+        --out bench/results/edit-whitened-mini
+
+Each folder holds a ``directions.npz`` and the ``metrics.json`` that
+``python bench/edit.py --directions FOLDER --faces 50 --write-metrics`` wrote (section ``bench``). Per
+direction and editing mode (plain steps, conditional "keep other attributes"), from those files:
+
+* monotone: median Spearman rho of step vs the predicted target (bench/edit.py); the goal of issue #17 is
+  median rho >= 0.95 for every direction;
+* leakage: mean change of the *other* attributes between the ends of the sweep, by the world predictor and
+  by the independent judge, and per unit of the target's own change (``others / target``, both judges'
+  others over the world predictor's target, which is the only judge of all directions). The two sets'
+  steps differ in length (one SD of ``w . d`` along different d), so the ratio is the like-for-like
+  number;
+* adoption rule (B replaces A): B is monotone for every direction in both modes, and B's leakage ratio is
+  no higher than A's for every direction, mode and judge.
+
+Writes OUT.json (every number, the commands) and OUT.md (the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.results_io import write_json  # noqa: E402
+from facegen.packs.directions import load_directions  # noqa: E402
+
+MODES = ("plain", "conditional")
+RHO_GOAL = 0.95
+
+
+def load_set(folder: Path) -> dict:
+    ds = load_directions(folder)
+    b = json.loads((folder / "metrics.json").read_text())["bench"]
+    m = ds.meta
+    return {"folder": str(folder), "method": m.get("method", "plain"), "fit_command": m.get("command"),
+            "bench_command": b["command"], "fingerprint": ds.fingerprint, "whitening": m.get("whitening"),
+            "step_size": {n: round(float(s), 4) for n, s in zip(ds.names, ds.scales)},
+            "heldout_accuracy": {n: round(float(a), 4) for n, a in zip(ds.names, ds.accuracy)},
+            "conditional_cosine": {r["attribute"]: r["conditional_cosine"] for r in ds.summary()},
+            "vectors": ds.vectors, "names": list(ds.names), "bench": b}
+
+
+def per_direction(s: dict, name: str, mode: str) -> dict:
+    r = s["bench"][mode][name]
+    target = r["target_change"]
+    return {"rho_median": round(r["rho_median"], 4), "share_rho_ge_0.95": r["share_rho_ge_0.95"],
+            "target_change": round(target, 4), "others_change": round(r["others_change_mean"], 4),
+            "others_change_independent": round(r["independent_judge"]["others_change_mean"], 4),
+            "leakage_ratio": round(r["others_change_mean"] / target, 4),
+            "leakage_ratio_independent": round(r["independent_judge"]["others_change_mean"] / target, 4)}
+
+
+def compare(a: dict, b: dict) -> dict:
+    if a["fingerprint"] != b["fingerprint"] or a["names"] != b["names"]:
+        raise SystemExit("the two sets must be for the same generator and attributes")
+    rows, monotone, less_leak = {}, {}, {}
+    for n in a["names"]:
+        i = a["names"].index(n)
+        rows[n] = {"cosine_a_b": round(float(a["vectors"][i] @ b["vectors"][i]), 4),
+                   **{f"{mode}": {"a": per_direction(a, n, mode), "b": per_direction(b, n, mode)} for mode in MODES}}
+        for mode in MODES:
+            ra, rb = rows[n][mode]["a"], rows[n][mode]["b"]
+            monotone.setdefault(mode, {"a": 0, "b": 0})
+            monotone[mode]["a"] += ra["rho_median"] >= RHO_GOAL
+            monotone[mode]["b"] += rb["rho_median"] >= RHO_GOAL
+            for k in ("leakage_ratio", "leakage_ratio_independent"):
+                less_leak.setdefault(f"{mode}/{k}", 0)
+                less_leak[f"{mode}/{k}"] += rb[k] <= ra[k]
+    A = len(a["names"])
+    adopt = all(monotone[m]["b"] == A for m in MODES) and all(v == A for v in less_leak.values())
+    return {"directions": rows, "monotone_count": monotone, "b_leaks_no_more_count": less_leak,
+            "n_directions": A, "adopt_b": bool(adopt)}
+
+
+def markdown(a: dict, b: dict, c: dict, la: str, lb: str, command: str) -> str:
+    A = c["n_directions"]
+    head = ("| direction | cos(a, b) | step size a / b | median ρ plain steps a / b | median ρ conditional a / b "
+            "| target Δ a / b | others Δ world a / b | others Δ indep. a / b | others/target world a / b "
+            "| others/target indep. a / b |")
+    rows = [head, "|" + "---|" * 10]
+    for n, r in c["directions"].items():
+        p, q = r["plain"], r["conditional"]
+        rows.append(f"| {n} | {r['cosine_a_b']:.2f} | {a['step_size'][n]:.2f} / {b['step_size'][n]:.2f} "
+                    f"| {p['a']['rho_median']:.2f} ({p['a']['share_rho_ge_0.95']:.0%}) / "
+                    f"{p['b']['rho_median']:.2f} ({p['b']['share_rho_ge_0.95']:.0%}) "
+                    f"| {q['a']['rho_median']:.2f} / {q['b']['rho_median']:.2f} "
+                    f"| {p['a']['target_change']:.3f} / {p['b']['target_change']:.3f} "
+                    f"| {p['a']['others_change']:.3f} / {p['b']['others_change']:.3f} "
+                    f"| {p['a']['others_change_independent']:.3f} / {p['b']['others_change_independent']:.3f} "
+                    f"| {p['a']['leakage_ratio']:.2f} / {p['b']['leakage_ratio']:.2f} "
+                    f"| {p['a']['leakage_ratio_independent']:.2f} / {p['b']['leakage_ratio_independent']:.2f} |")
+    mono = c["monotone_count"]
+    leak = c["b_leaks_no_more_count"]
+    return f"""# Editing: {la} (a) vs {lb} (b) directions
+
+`{command}`, from the files bench/edit.py wrote:
+
+* a = {la}: `{a['folder']}` (fitted by `{a['fit_command']}`; benched by `{a['bench_command']}`)
+* b = {lb}: `{b['folder']}` (fitted by `{b['fit_command']}`; benched by `{b['bench_command']}`)
+
+Columns are for plain steps unless named (conditional = "keep other attributes"); ρ: median Spearman ρ
+over 50 faces (share of faces with ρ ≥ 0.95); Δ: mean change between the ends of a ±2.5-step sweep in
+units of the attribute's range; others/target: leakage per unit of the target's change (both judges'
+others over the world predictor's target).
+
+{chr(10).join(rows)}
+
+Monotone (median ρ ≥ {RHO_GOAL}): plain steps a {mono['plain']['a']}/{A}, b {mono['plain']['b']}/{A};
+conditional a {mono['conditional']['a']}/{A}, b {mono['conditional']['b']}/{A}.
+b leaks no more than a (others/target): plain steps {leak['plain/leakage_ratio']}/{A} (world predictor),
+{leak['plain/leakage_ratio_independent']}/{A} (independent judge); conditional {leak['conditional/leakage_ratio']}/{A},
+{leak['conditional/leakage_ratio_independent']}/{A}.
+Adoption rule (b monotone for all directions in both modes and leaking no more than a everywhere):
+**{'adopt b' if c['adopt_b'] else 'keep a'}**.
+"""
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--a", required=True, help="folder of the current set (directions.npz + metrics.json)")
+    p.add_argument("--b", required=True, help="folder of the candidate set")
+    p.add_argument("--labels", default="plain,whitened")
+    p.add_argument("--out", required=True, help="path without extension: writes OUT.json and OUT.md")
+    args = p.parse_args(argv)
+    command = "python bench/edit_compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    la, lb = args.labels.split(",")
+    a, b = load_set(Path(args.a)), load_set(Path(args.b))
+    c = compare(a, b)
+    out = Path(args.out)
+    md = markdown(a, b, c, la, lb, command)
+    strip = ("vectors", "bench")
+    write_json(out.with_suffix(".json"), {"command": command, "a": {"label": la, **{k: v for k, v in a.items() if k not in strip}},
+                                          "b": {"label": lb, **{k: v for k, v in b.items() if k not in strip}},
+                                          "a_bench": a["bench"], "b_bench": b["bench"], **c})
+    out.with_suffix(".md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
