@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def load_set(folder: Path) -> dict:
     ds = load_directions(folder)
     b = json.loads((folder / "metrics.json").read_text())["bench"]
     m = ds.meta
-    return {"folder": str(folder), "method": m.get("method", "plain"), "fit_command": m.get("command"),
+    fit = f"`{m.get('command')}`" + (f" then `{m['derived']['command']}`" if m.get("derived") else "")
+    return {"folder": str(folder), "method": m.get("method", "plain"), "fit_command": fit,
             "bench_command": b["command"], "fingerprint": ds.fingerprint, "whitening": m.get("whitening"),
             "step_size": {n: round(float(s), 4) for n, s in zip(ds.names, ds.scales)},
             "heldout_accuracy": {n: round(float(a), 4) for n, a in zip(ds.names, ds.accuracy)},
@@ -57,6 +59,16 @@ def per_direction(s: dict, name: str, mode: str) -> dict:
             "others_change_independent": round(r["independent_judge"]["others_change_mean"], 4),
             "leakage_ratio": round(r["others_change_mean"] / target, 4),
             "leakage_ratio_independent": round(r["independent_judge"]["others_change_mean"] / target, 4)}
+
+
+def copy_check(a: Path, src: Path) -> dict:
+    import hashlib
+    h = [hashlib.sha256((f / "directions.npz").read_bytes()).hexdigest() for f in (a, src)]
+    ba, bs = (json.loads((f / "metrics.json").read_text())["bench"] for f in (a, src))
+    keys = ("rho_median", "share_rho_ge_0.95", "target_change", "others_change_mean")
+    diff = max(abs(ba[m][n][k] - bs[m][n][k]) for m in ("plain", "conditional", "guided") for n in bs[m] for k in keys)
+    return {"source": str(src), "same_bytes": h[0] == h[1], "same_bench": diff <= 1e-3, "max_abs_difference": diff,
+            "sha256": h[1]}
 
 
 def compare(a: dict, b: dict) -> dict:
@@ -81,7 +93,7 @@ def compare(a: dict, b: dict) -> dict:
             "n_directions": A, "adopt_b": bool(adopt)}
 
 
-def markdown(a: dict, b: dict, c: dict, la: str, lb: str, command: str) -> str:
+def markdown(a: dict, b: dict, c: dict, la: str, lb: str, command: str, note: str = "") -> str:
     A = c["n_directions"]
     head = ("| direction | cos(a, b) | step size a / b | median ρ plain steps a / b | median ρ conditional a / b "
             "| target Δ a / b | others Δ world a / b | others Δ indep. a / b | others/target world a / b "
@@ -104,9 +116,9 @@ def markdown(a: dict, b: dict, c: dict, la: str, lb: str, command: str) -> str:
 
 `{command}`, from the files bench/edit.py wrote:
 
-* a = {la}: `{a['folder']}` (fitted by `{a['fit_command']}`; benched by `{a['bench_command']}`)
-* b = {lb}: `{b['folder']}` (fitted by `{b['fit_command']}`; benched by `{b['bench_command']}`)
-
+* a = {la}: `{a['folder']}` (fitted by {a['fit_command']}; benched by `{a['bench_command']}`)
+* b = {lb}: `{b['folder']}` (fitted by {b['fit_command']}; benched by `{b['bench_command']}`)
+{note and chr(10) + note + chr(10)}
 Columns are for plain steps unless named (conditional = "keep other attributes"); ρ: median Spearman ρ
 over 50 faces (share of faces with ρ ≥ 0.95); Δ: mean change between the ends of a ±2.5-step sweep in
 units of the attribute's range; others/target: leakage per unit of the target's change (both judges'
@@ -130,13 +142,22 @@ def main(argv=None) -> int:
     p.add_argument("--b", required=True, help="folder of the candidate set")
     p.add_argument("--labels", default="plain,whitened")
     p.add_argument("--out", required=True, help="path without extension: writes OUT.json and OUT.md")
+    p.add_argument("--a-copy-of", default=None, help="folder whose directions.npz A copies: checked byte for byte, and "
+                   "its metrics.json bench numbers against A's")
     args = p.parse_args(argv)
-    command = "python bench/edit_compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python bench/edit_compare.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     la, lb = args.labels.split(",")
     a, b = load_set(Path(args.a)), load_set(Path(args.b))
     c = compare(a, b)
     out = Path(args.out)
-    md = markdown(a, b, c, la, lb, command)
+    note = ""
+    if args.a_copy_of:
+        c["a_copy_of"] = copy_check(Path(args.a), Path(args.a_copy_of))
+        k = c["a_copy_of"]
+        note = (f"a's directions.npz is {'a byte-for-byte copy' if k['same_bytes'] else 'NOT a copy'} of "
+                f"`{args.a_copy_of}`; bench/edit.py's numbers on it {'equal (within 1e-3)' if k['same_bench'] else 'DIFFER from'} "
+                f"the ones stored there (ρ and Δ of every direction and mode; largest difference {k['max_abs_difference']:.1e}).")
+    md = markdown(a, b, c, la, lb, command, note)
     strip = ("vectors", "bench")
     write_json(out.with_suffix(".json"), {"command": command, "a": {"label": la, **{k: v for k, v in a.items() if k not in strip}},
                                           "b": {"label": lb, **{k: v for k, v in b.items() if k not in strip}},
