@@ -124,6 +124,7 @@ def test_every_component_loads_and_works(built, mini, other_generator):
 
 
 def test_readme_records_a_command_that_reruns_and_resumes(built):
+    """Runs last: it changes the pack's banks."""
     folder, stdout, work = built
     readme = (folder / "README.md").read_text()
     commands = re.findall(r"^python -m facegen world-pack build .*$", readme, re.M)
@@ -139,3 +140,11 @@ def test_readme_records_a_command_that_reruns_and_resumes(built):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert r.stdout.count("skipped (--force rebuilds)") == len(steps)
     assert weights.stat().st_mtime_ns == mtime
+    # a changed setting reruns only the step that uses it
+    bank = folder / "banks" / "mini-test-world-characters.npz"
+    bank_mtime = bank.stat().st_mtime_ns
+    r = _run(commands[0].replace("python", sys.executable, 1).split() + ["--set", "bank_refine_steps=3"], work)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert r.stdout.count("skipped (--force rebuilds)") == len(steps) - 1
+    assert bank.stat().st_mtime_ns != bank_mtime and weights.stat().st_mtime_ns == mtime
+    assert json.loads((folder / "metrics.json").read_text())["steps"]["banks"]["budget"]["bank_refine_steps"] == 3

@@ -23,7 +23,9 @@ export) can have everything ``mini`` ships; until now each part had its own comm
 Then ``pack.json`` keyed by G's fingerprint (a pack of another generator in ``--out`` is refused before any
 work), ``metrics.json`` and ``README.md`` with the exact command and every step's time. The manifest is
 written after every step, so an interrupted build resumes: a step is skipped when its component exists and
-was built with the same budget (``--force`` rebuilds). The fine-tuned sibling (``mini-glasses``) is not
+was built with the same settings for it (:data:`STEP_SETTINGS`), unless a step it uses was rebuilt in this run
+(z-codes after the classifier, the alignment after the localiser, the banks after the encoder: :data:`DEPENDS`);
+``--force`` rebuilds all. The fine-tuned sibling (``mini-glasses``) is not
 built: it is a separate training run (``assets/mini-glasses/README.md``).
 
 ``--budget full`` uses the settings of mini's shipped components (their READMEs); ``--budget quick`` tiny
@@ -49,9 +51,15 @@ from facegen.engine.paths import ASSETS
 from facegen.packs import build as B
 from facegen.packs.pack import Pack
 
-#: Steps in build order; each fills the pack components listed beside it.
-STEPS = {"directions": ("directions",), "classifier": ("classifier",), "zcodes": ("zcodes",),
-         "encoder": ("encoder",), "localiser": ("localiser",), "alignment": ("alignment",), "banks": ("banks",)}
+#: Steps in build order; each fills the pack component of its name.
+STEPS = ("directions", "classifier", "zcodes", "encoder", "localiser", "alignment", "banks")
+#: The budget settings each step uses (a resumed build reruns a step when one of them changed) ...
+STEP_SETTINGS = {"directions": ("directions_n", "directions_bands"), "classifier": (),
+                 "zcodes": ("classes", "zcode_steps", "zcode_lambda_feat"),
+                 "encoder": ("encoder_minutes", "encoder_real_pool", "encoder_eval_n"), "localiser": (),
+                 "alignment": ("alignment_n",), "banks": ("bank_refine_steps", "bank_time_budget")}
+#: ... and the steps whose output it uses (rerun when one of them was rebuilt).
+DEPENDS = {"zcodes": ("classifier",), "alignment": ("localiser",), "banks": ("encoder",)}
 SOURCE_PACK = ASSETS / "packs" / "mini"
 CHARACTERS = ASSETS / "banks" / "world-characters"
 BANK_NAME = "Face-world characters"
@@ -122,9 +130,12 @@ def load_world_generator(model: str):
 
 
 def step_done(pack: Pack, metrics: dict, step: str, budget: Budget) -> bool:
-    """The step's components exist and were built with this budget (so a resumed build skips it)."""
-    rec = metrics["steps"].get(step) or {}
-    return rec.get("budget") == _plain(budget) and all(pack.has(c) for c in STEPS[step])
+    """The step's component exists and was built with this budget's settings for it (a resumed build skips it)."""
+    built = (metrics["steps"].get(step) or {}).get("budget")
+    if not built or not pack.has(step):
+        return False
+    now = _plain(budget)
+    return all(built.get(k) == now[k] for k in STEP_SETTINGS[step])
 
 
 def _plain(budget: Budget) -> dict:
@@ -247,11 +258,14 @@ def build_world_pack(model: str, out, budget: Budget = FULL, source_pack=SOURCE_
                "steps": dict(pack.metrics().get("steps") or {})}
     characters = Path(characters) if characters and Path(characters).is_dir() else None
     t_all = time.perf_counter()
+    rebuilt = set()
     for i, step in enumerate([s for s in STEPS if s in steps], 1):
-        if not force and step_done(pack, metrics, step, budget):
-            log(f"[world-pack] {i}/{len(steps)} {step}: done earlier with this budget, skipped (--force rebuilds)")
+        stale = [d for d in DEPENDS.get(step, ()) if d in rebuilt]
+        if not force and not stale and step_done(pack, metrics, step, budget):
+            log(f"[world-pack] {i}/{len(steps)} {step}: built earlier with these settings, skipped (--force rebuilds)")
             continue
-        log(f"[world-pack] {i}/{len(steps)} {step} ...")
+        log(f"[world-pack] {i}/{len(steps)} {step} ..." + (f" (rebuilt input: {', '.join(stale)})" if stale else ""))
+        rebuilt.add(step)
         t0 = time.perf_counter()
         if step == "directions":
             res = step_directions(G, pack, source, budget, model, command, log)
