@@ -31,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
+
 from bench.results_io import write_json  # noqa: E402
 from facegen.packs.directions import load_directions  # noqa: E402
 
@@ -48,7 +50,14 @@ def load_set(folder: Path) -> dict:
             "step_size": {n: round(float(s), 4) for n, s in zip(ds.names, ds.scales)},
             "heldout_accuracy": {n: round(float(a), 4) for n, a in zip(ds.names, ds.accuracy)},
             "conditional_cosine": {r["attribute"]: r["conditional_cosine"] for r in ds.summary()},
-            "vectors": ds.vectors, "names": list(ds.names), "bench": b}
+            "vectors": ds.vectors, "normals": normals(ds), "names": list(ds.names), "bench": b,
+            "covariance": ds.covariance}
+
+
+def normals(ds) -> np.ndarray:
+    """Unit classifier normals in W: M d (M = I for plain sets, Sigma^-1 for whitened ones)."""
+    A = ds.metric(ds.vectors.T).T
+    return A / np.linalg.norm(A, axis=1, keepdims=True)
 
 
 def per_direction(s: dict, name: str, mode: str) -> dict:
@@ -75,9 +84,17 @@ def compare(a: dict, b: dict) -> dict:
     if a["fingerprint"] != b["fingerprint"] or a["names"] != b["names"]:
         raise SystemExit("the two sets must be for the same generator and attributes")
     rows, monotone, less_leak = {}, {}, {}
+    top = None
+    if b["covariance"] is not None:          # Sigma (or Sigma^p): eigenvectors by decreasing variance
+        e, U = np.linalg.eigh(b["covariance"])
+        top = U[:, np.argsort(e)[::-1][:10]]
     for n in a["names"]:
         i = a["names"].index(n)
         rows[n] = {"cosine_a_b": round(float(a["vectors"][i] @ b["vectors"][i]), 4),
+                   "classifier_normal_cosine_a_b": round(float(a["normals"][i] @ b["normals"][i]), 4),
+                   **({} if top is None else {"share_on_top10_variance_axes": {
+                       "a": round(float(np.sum((a["vectors"][i] @ top) ** 2)), 4),
+                       "b": round(float(np.sum((b["vectors"][i] @ top) ** 2)), 4)}}),
                    **{f"{mode}": {"a": per_direction(a, n, mode), "b": per_direction(b, n, mode)} for mode in MODES}}
         for mode in MODES:
             ra, rb = rows[n][mode]["a"], rows[n][mode]["b"]
@@ -95,13 +112,17 @@ def compare(a: dict, b: dict) -> dict:
 
 def markdown(a: dict, b: dict, c: dict, la: str, lb: str, command: str, note: str = "") -> str:
     A = c["n_directions"]
-    head = ("| direction | cos(a, b) | step size a / b | median ρ plain steps a / b | median ρ conditional a / b "
+    top = "share_on_top10_variance_axes" in next(iter(c["directions"].values()))
+    head = ("| direction | cos(a, b) | cos of the classifier normals | " + ("|d|² on W's top 10 axes a / b | " if top else "")
+            + "step size a / b | median ρ plain steps a / b | median ρ conditional a / b "
             "| target Δ a / b | others Δ world a / b | others Δ indep. a / b | others/target world a / b "
             "| others/target indep. a / b |")
-    rows = [head, "|" + "---|" * 10]
+    rows = [head, "|" + "---|" * (11 + top)]
     for n, r in c["directions"].items():
         p, q = r["plain"], r["conditional"]
-        rows.append(f"| {n} | {r['cosine_a_b']:.2f} | {a['step_size'][n]:.2f} / {b['step_size'][n]:.2f} "
+        rows.append(f"| {n} | {r['cosine_a_b']:.2f} | {r['classifier_normal_cosine_a_b']:.3f} | "
+                    + (f"{r['share_on_top10_variance_axes']['a']:.2f} / {r['share_on_top10_variance_axes']['b']:.2f} | " if top else "")
+                    + f"{a['step_size'][n]:.2f} / {b['step_size'][n]:.2f} "
                     f"| {p['a']['rho_median']:.2f} ({p['a']['share_rho_ge_0.95']:.0%}) / "
                     f"{p['b']['rho_median']:.2f} ({p['b']['share_rho_ge_0.95']:.0%}) "
                     f"| {q['a']['rho_median']:.2f} / {q['b']['rho_median']:.2f} "
@@ -119,8 +140,11 @@ def markdown(a: dict, b: dict, c: dict, la: str, lb: str, command: str, note: st
 * a = {la}: `{a['folder']}` (fitted by {a['fit_command']}; benched by `{a['bench_command']}`)
 * b = {lb}: `{b['folder']}` (fitted by {b['fit_command']}; benched by `{b['bench_command']}`)
 {note and chr(10) + note + chr(10)}
-Columns are for plain steps unless named (conditional = "keep other attributes"); ρ: median Spearman ρ
-over 50 faces (share of faces with ρ ≥ 0.95); Δ: mean change between the ends of a ±2.5-step sweep in
+cos(a, b): the two edit directions; classifier normals: the fitted boundaries' normals in W (a plain set's
+direction is its normal; a whitened set's normal is Sigma^-1 d); |d|² on W's top 10 axes: the share of the
+direction on the 10 eigenvectors of b's Sigma with the largest variance (of {a['vectors'].shape[1]}). Other columns are for plain steps unless named (conditional = "keep other attributes"); ρ: median Spearman ρ
+over {a['bench']['faces']} faces (share of faces with ρ ≥ 0.95); Δ: mean change between the ends of the sweep (a: ±{a['bench']['sweep'][1]:g}
+steps, b: ±{b['bench']['sweep'][1]:g} steps, {a['bench']['steps']} / {b['bench']['steps']} points) in
 units of the attribute's range; others/target: leakage per unit of the target's change (both judges'
 others over the world predictor's target).
 
@@ -158,7 +182,7 @@ def main(argv=None) -> int:
                 f"`{args.a_copy_of}`; bench/edit.py's numbers on it {'equal (within 1e-3)' if k['same_bench'] else 'DIFFER from'} "
                 f"the ones stored there (ρ and Δ of every direction and mode; largest difference {k['max_abs_difference']:.1e}).")
     md = markdown(a, b, c, la, lb, command, note)
-    strip = ("vectors", "bench")
+    strip = ("vectors", "normals", "bench", "covariance")
     write_json(out.with_suffix(".json"), {"command": command, "a": {"label": la, **{k: v for k, v in a.items() if k not in strip}},
                                           "b": {"label": lb, **{k: v for k, v in b.items() if k not in strip}},
                                           "a_bench": a["bench"], "b_bench": b["bench"], **c})

@@ -4,8 +4,8 @@
     python bench/whitening_variants.py --src runs/whitened-mini --out runs/half-whitened-mini --power 0.5
 
 A whitened set (facegen.packs.whitening) edits along ``d ~ Sigma a`` where ``a`` is its classifier's
-normal in W; the plain set edits along ``a`` itself (the two fits' normals agree to cos 0.97-0.998 on
-mini). Measurement only, for bench/edit.py; the fitted sets are untouched.
+normal in W; the plain set edits along ``a`` itself (on mini the two fits' normals nearly agree:
+bench/results/edit-whitened-mini.md, "cos of the classifier normals"). Measurement only, for bench/edit.py; the fitted sets are untouched.
 
 ``--power p``: edit along ``d_p ~ Sigma^p a`` (p = 1: whitened, p = 0: the plain normal of the same
 fit, p = 0.5 halfway), the boundary normal in the geometry of the metric ``Sigma^-p``. The copy stores

@@ -345,9 +345,9 @@ def _readme(ds: DirectionSet, command: str, file_name: str) -> str:
                     f" | {r['conditional_cosine']:.3f} | {r['step_size']:.3f} |")
     m = ds.meta
     wm = m.get("whitening") or {}
-    method = ("plain: the unit normal of a logistic regression on centred w (InterFaceGAN)"
+    method = ("**plain**: the unit normal of a logistic regression on centred w (InterFaceGAN)"
               if m.get("method", "plain") == "plain" else
-              "whitened: a logistic regression on w' = Sigma^-1/2 (w - mu), Sigma the samples' Ledoit-Wolf "
+              "**whitened**: a logistic regression on w' = Sigma^-1/2 (w - mu), Sigma the samples' Ledoit-Wolf "
               f"covariance (shrinkage {wm.get('shrinkage', float('nan')):.4f}, condition number "
               f"{wm.get('condition_number', float('nan')):.0f}); the direction is its normal n' mapped back, "
               "Sigma^1/2 n' (see `facegen.packs.whitening`); conditional directions and their cosines use the "
@@ -360,7 +360,7 @@ fitted with `facegen.packs.direction_fitting` (InterFaceGAN-style logistic regre
 read with `facegen.packs.directions.load_directions` (plain `.npz`, no pickles). They only fit the
 generator with fingerprint `{ds.fingerprint}`; loading them for another generator is an error.
 
-Method: **{method}**.
+Method: {method}.
 
 ## Rebuild
 
