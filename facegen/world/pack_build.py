@@ -316,8 +316,9 @@ def steps_section(metrics: dict) -> str:
 ## Face-world steps (`python -m facegen world-pack build`)
 
 Built for a face-world generator by one command (`facegen/world/pack_build.py`); a rerun of it skips the
-steps already built with the same budget (`--force` rebuilds). Budget `quick` is a smoke test: its parts
-work, their quality is not the generator's. The fine-tuned sibling (`mini-glasses`) is not part of it.
+steps already built with the same settings whose inputs were not rebuilt (`--force` rebuilds). Budget `quick`
+is a smoke test: its parts work, their quality is not the generator's. The fine-tuned sibling (`mini-glasses`)
+is not part of it.
 
 | step | budget | seconds | result |
 |---|---|---|---|
