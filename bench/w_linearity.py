@@ -1,0 +1,125 @@
+"""What limits issue 17's ``w_linear_accuracy`` goal (>= 0.85): the metric's ceiling, noise, non-linearity.
+
+The goal (facegen.world.quality_goals.w_linear_accuracy) labels generated faces with the independent
+judge (booleans at p = 0.5, continuous attributes split at their median) and fits a class-balanced
+logistic regression from w; the score is the held-out balanced accuracy. Three readings, one per cause:
+
+1. **Ceiling** -- the same protocol on world *renders*, with the render's true attribute vector
+   (``attributes_to_vector``: every attribute a linear coordinate, the most linear latent there can be)
+   in place of w. What stays below 1 is the judge's own error near the split (a continuous attribute
+   split at its median is ambiguous for faces near the median).
+2. **Noise** -- a generator's judge labels with noise ``const`` against those with ``random`` noise for the
+   same w: the share of labels that flip. A label the noise inputs decide cannot be read from w at all.
+3. **Non-linearity** -- the held-out balanced accuracy of a small MLP (scikit-learn, 2 x 128, early
+   stopping) from w next to the logistic one: information in w that a linear boundary misses (what a
+   linear-decodability lever in training could turn into the goal).
+
+    nice -n 5 python bench/w_linearity.py --models assets/mini,runs/v2-mid --n 2000 --out bench/results/w-linearity.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from facegen.engine import latents as L  # noqa: E402
+from facegen.engine.loaders import load_generator  # noqa: E402
+from facegen.engine.synthesis import synthesize  # noqa: E402
+from facegen.world.attributes import attributes_to_vector, seed_attributes  # noqa: E402
+from facegen.world.judge import load_judge  # noqa: E402
+from facegen.world.quality_goals import binary_labels, w_linear_accuracy  # noqa: E402
+from facegen.world.render import render_batch  # noqa: E402
+from results_io import write_json  # noqa: E402
+
+GOAL_ATTRIBUTES = ("smile", "gender", "beard", "glasses", "age")
+#: Render seeds for the ceiling: outside mini's data (0..23999), the predictor's, the judge's (40M+) and
+#: the quality bench's held-out renders.
+CEILING_SEED = 47_000_000
+
+
+def labels_of(judge, images: np.ndarray) -> dict:
+    pred = judge.predict(images)
+    return {a: binary_labels(pred, a) for a in GOAL_ATTRIBUTES}
+
+
+def mlp_accuracy(x: np.ndarray, labels: dict, test_fraction: float = 0.2, seed: int = 0) -> dict:
+    """Held-out balanced accuracy of an MLP x -> label, with the split of ``w_linear_accuracy``."""
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.neural_network import MLPClassifier
+    x = np.asarray(x, np.float64)
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = max(1, int(round(test_fraction * len(x))))
+    te, tr = order[:n_test], order[n_test:]
+    mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-8
+    x = (x - mu) / sd
+    out = {}
+    for name, y in labels.items():
+        y = np.asarray(y, bool)
+        # balance the classes by resampling the training part (MLPClassifier has no class weights)
+        pos, neg = tr[y[tr]], tr[~y[tr]]
+        k = max(len(pos), len(neg))
+        rng = np.random.default_rng(seed)
+        idx = np.concatenate([rng.choice(pos, k), rng.choice(neg, k)])
+        clf = MLPClassifier((128, 128), alpha=1e-3, early_stopping=True, max_iter=500, random_state=seed)
+        clf.fit(x[idx], y[idx])
+        out[name] = round(float(balanced_accuracy_score(y[te], clf.predict(x[te]))), 4)
+    return out
+
+
+def ceiling(judge, n: int, size: int) -> dict:
+    images, _ = render_batch(range(CEILING_SEED, CEILING_SEED + n), size=size)
+    truth = np.stack([attributes_to_vector(seed_attributes(s)) for s in range(CEILING_SEED, CEILING_SEED + n)])
+    labels = labels_of(judge, images)
+    return {"linear": w_linear_accuracy(truth, labels), "rates": {a: round(float(v.mean()), 4) for a, v in labels.items()}}
+
+
+def generator_readings(G, judge, n: int) -> dict:
+    with torch.no_grad():
+        ws = torch.cat([L.seeds_to_ws(G, list(range(i, min(n, i + 1000))), psi=1.0) for i in range(0, n, 1000)])
+    lab_const = labels_of(judge, synthesize(G, ws, noise_mode="const"))
+    torch.manual_seed(0)
+    lab_random = labels_of(judge, synthesize(G, ws, noise_mode="random"))
+    w = ws[:, 0].numpy()
+    return {"fingerprint": G.fingerprint,
+            "linear": w_linear_accuracy(w, lab_const),
+            "mlp": mlp_accuracy(w, lab_const),
+            "noise_flip_rate": {a: round(float((lab_const[a] != lab_random[a]).mean()), 4) for a in GOAL_ATTRIBUTES}}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default="assets/mini", help="comma-separated model folders / registry names")
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    judge = load_judge()
+    result = {"n": a.n, "attributes": list(GOAL_ATTRIBUTES), "models": {}}
+    models = [m for m in a.models.split(",") if m]
+    first = load_generator(models[0])
+    result["ceiling_true_attributes"] = ceiling(judge, a.n, first.img_resolution)
+    print(f"{'':>32}" + "".join(f"{x:>9}" for x in GOAL_ATTRIBUTES))
+    print(f"{'ceiling (true attrs)':>32}" + "".join(f"{result['ceiling_true_attributes']['linear'][x]:>9.3f}"
+                                                   for x in GOAL_ATTRIBUTES))
+    for m in models:
+        r = generator_readings(load_generator(m), judge, a.n)
+        result["models"][m] = r
+        for key in ("linear", "mlp", "noise_flip_rate"):
+            print(f"{m + ' ' + key:>32}"[-32:] + "".join(f"{r[key][x]:>9.3f}" for x in GOAL_ATTRIBUTES))
+    if a.out:
+        result["command"] = "python bench/w_linearity.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        write_json(a.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
