@@ -35,7 +35,7 @@ from facegen.engine.loaders import load_generator  # noqa: E402
 from facegen.engine.synthesis import synthesize  # noqa: E402
 from facegen.world.attributes import attributes_to_vector, seed_attributes  # noqa: E402
 from facegen.world.judge import load_judge  # noqa: E402
-from facegen.world.quality_goals import binary_labels, w_linear_accuracy  # noqa: E402
+from facegen.world.quality_goals import binary_labels, heldout_split, w_linear_accuracy  # noqa: E402
 from facegen.world.render import render_batch  # noqa: E402
 from results_io import write_json  # noqa: E402
 
@@ -54,12 +54,7 @@ def mlp_accuracy(x: np.ndarray, labels: dict, test_fraction: float = 0.2, seed: 
     """Held-out balanced accuracy of an MLP x -> label, with the split of ``w_linear_accuracy``."""
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.neural_network import MLPClassifier
-    x = np.asarray(x, np.float64)
-    order = np.random.default_rng(seed).permutation(len(x))
-    n_test = max(1, int(round(test_fraction * len(x))))
-    te, tr = order[:n_test], order[n_test:]
-    mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-8
-    x = (x - mu) / sd
+    x, tr, te = heldout_split(x, test_fraction, seed)
     out = {}
     for name, y in labels.items():
         y = np.asarray(y, bool)

@@ -103,6 +103,17 @@ def binary_labels(pred: dict, name: str) -> np.ndarray:
     return v > (0.5 if kind == "bool" else np.median(v))
 
 
+def heldout_split(x: np.ndarray, test_fraction: float = 0.2, seed: int = 0) -> tuple:
+    """(x standardised with the training part's mean / std, train indices, test indices): one fixed
+    shuffled split, the held-out protocol of :func:`w_linear_accuracy`."""
+    x = np.asarray(x, np.float64)
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = max(1, int(round(test_fraction * len(x))))
+    te, tr = order[:n_test], order[n_test:]
+    mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-8
+    return (x - mu) / sd, tr, te
+
+
 def w_linear_accuracy(w: np.ndarray, labels: dict, test_fraction: float = 0.2, seed: int = 0) -> dict:
     """{name: held-out balanced accuracy} of a class-balanced logistic regression w -> label.
 
@@ -110,12 +121,7 @@ def w_linear_accuracy(w: np.ndarray, labels: dict, test_fraction: float = 0.2, s
     standardisation fitted on the training part. A label with one class only scores 0.5 (chance)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import balanced_accuracy_score
-    w = np.asarray(w, np.float64)
-    order = np.random.default_rng(seed).permutation(len(w))
-    n_test = max(1, int(round(test_fraction * len(w))))
-    te, tr = order[:n_test], order[n_test:]
-    mu, sd = w[tr].mean(0), w[tr].std(0) + 1e-8
-    x = (w - mu) / sd
+    x, tr, te = heldout_split(w, test_fraction, seed)
     out = {}
     for name, y in labels.items():
         y = np.asarray(y, bool)
