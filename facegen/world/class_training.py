@@ -36,6 +36,7 @@ Rebuild the shipped artefacts (see ``assets/customize/README.md``)::
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import shlex
@@ -181,7 +182,8 @@ def train_zcode_bank(G, C: ClassClassifier, names: Sequence[str], out, D=None, c
     :class:`ZCodeBank` after every class (usable part-way), with metrics.json (the training history per
     class, `command`) -> those metrics. ``python -m facegen customize zcode`` and the face-world pack
     builder both end here."""
-    steps, hidden = kw.get("steps", 200), kw.get("hidden", 128)
+    settings = {**_zcode_defaults(), **kw}
+    steps, hidden = settings["steps"], settings["hidden"]
     bank = ZCodeBank(list(names), G.z_dim, hidden, G.fingerprint)      # exclusive classes are fine: one net each
     hist = {}
     t0 = time.time()
@@ -191,7 +193,7 @@ def train_zcode_bank(G, C: ClassClassifier, names: Sequence[str], out, D=None, c
         hist[name] = h
         save_zcodes(bank, out, model=model, steps=steps, done=list(hist))   # usable after every class
     metrics = {"command": command, "generator": G.fingerprint, "model": model, "steps": steps,
-               **{k: kw.get(k, v) for k, v in _ZCODE_DEFAULTS.items()},
+               **{k: settings[k] for k in _ZCODE_RECORDED},
                "discriminator": discriminator, "train_seconds": round(time.time() - t0, 1),
                "threads": torch.get_num_threads(),
                "params_per_class": sum(p.numel() for p in bank.net(names[0]).parameters()),
@@ -203,9 +205,14 @@ def train_zcode_bank(G, C: ClassClassifier, names: Sequence[str], out, D=None, c
     return metrics
 
 
-#: The loss settings :func:`train_zcode_bank` records (train_zcode's defaults).
-_ZCODE_DEFAULTS = {"batch": 24, "lambda_prior": 1.0, "lambda_move": 1.0, "lambda_div": 0.0, "lambda_feat": 0.0,
-                   "lambda_real": 1.0, "margin": 2.0}
+#: The loss settings :func:`train_zcode_bank` records in metrics.json.
+_ZCODE_RECORDED = ("batch", "lambda_prior", "lambda_move", "lambda_div", "lambda_feat", "lambda_real", "margin")
+
+
+def _zcode_defaults() -> dict:
+    """:func:`train_zcode`'s keyword defaults, read from its signature (one source for the recorded values)."""
+    return {k: p.default for k, p in inspect.signature(train_zcode).parameters.items()
+            if p.default is not inspect.Parameter.empty}
 
 
 def load_discriminator(G, path) -> torch.nn.Module:
