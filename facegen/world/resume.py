@@ -111,12 +111,20 @@ def load_resume(trainer, path) -> bool:
         raise InputError(f"{path} was trained with other network options than this run: "
                          + ", ".join(f"--{k.replace('_', '-')} {a} (this run: {b})" for k, (a, b) in bad.items())
                          + ". Pass the options the file was trained with.")
-    restored = all(k in st for k in OPTIMISERS if getattr(trainer, k, None) is not None)
+    # Restored: the optimisers the file's run had (a lever switched on only now starts its own afresh).
+    had = [k for k in OPTIMISERS if getattr(trainer, k, None) is not None
+           and (k in ("opt_G", "opt_D") or _lever_was_on(st["cfg"], k))]
+    restored = all(k in st for k in had)
     try:
         trainer.load_state({**trainer.state(), **st})
     except (RuntimeError, KeyError) as e:
         raise InputError(f"{path} does not fit this run's networks ({e}). Pass the options it was trained with.")
     return restored
+
+
+def _lever_was_on(cfg: dict, optimiser: str) -> bool:
+    """Whether the run with config ``cfg`` had the lever that owns ``optimiser`` (opt_P)."""
+    return optimiser == "opt_P" and bool(cfg.get("projected"))
 
 
 def source_config(path) -> Optional[dict]:
@@ -134,7 +142,10 @@ def run_event(trainer, command: Optional[str], world_size: int = 1, source=None,
     from dataclasses import asdict
     cfg = asdict(trainer.cfg)
     source_cfg = source_config(source) if source else None
-    changes = {k: [v, cfg[k]] for k, v in (source_cfg or {}).items() if k in cfg and cfg[k] != v}
+    # An option the source's config lacks (added to TrainConfig since) had its default there.
+    defaults = asdict(type(trainer.cfg)())
+    changes = {k: [(source_cfg or {}).get(k, defaults[k]), v] for k, v in cfg.items()
+               if source_cfg is not None and v != source_cfg.get(k, defaults[k])}
     return {"event": "resume" if source else "start", "step": trainer.step, "kimg": trainer.images_seen / 1000,
             "elapsed_s": round(trainer.elapsed, 1), "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "host": socket.gethostname(), "world_size": world_size, "device": str(trainer.cfg.device),

@@ -4,7 +4,8 @@ Every field of :class:`TrainConfig` is a ``python -m facegen train`` option (``-
 ``r1_gamma``). From a config come G and D (:func:`build_networks`: the engine's
 :class:`~facegen.engine.networks.Generator` and :class:`~facegen.engine.discriminator.Discriminator`),
 the InfoGAN Q head (:func:`build_q_head`) and the v2 levers (:func:`build_levers`: DiffAugment / ADA,
-path-length regularisation, the projected discriminator), each None when switched off.
+path-length regularisation, the projected discriminator; the linear-decodability lever is built by
+:func:`facegen.world.linearity.build_linearity`), each None when switched off.
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ class TrainConfig:
                                            # world-predictor trunk (projected.py)
     projected_loss: str = "hinge"          # 'hinge' | 'logistic'
     projected_lr: float = 0.002
+    lin_weight: float = 0.0                # > 0: linear decodability of attributes from w (linearity.py)
+    lin_interval: int = 4
+    lin_batch_shrink: int = 2
+    lin_warmup: int = 100                  # lever steps in which only its linear head learns
 
 
 def build_networks(cfg: TrainConfig):

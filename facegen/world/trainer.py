@@ -5,7 +5,10 @@ One :meth:`Trainer.train_step`, in order:
 1. **G step** -- non-saturating logistic loss softplus(-D(G(z))) on a batch with style mixing
    (probability ``style_mixing``: a random crossover layer switches to a second z); plus the InfoGAN
    Q loss on the fake class code, or the projected D's G loss, when those are on.
-2. **Path-length step** (lazy, every ``pl_interval`` steps) when ``pl_weight > 0``.
+2. **Path-length step** (lazy, every ``pl_interval`` steps) when ``pl_weight > 0``; the
+   **linear-decodability step** (lazy, every ``lin_interval`` steps) when ``lin_weight > 0``
+   (:mod:`facegen.world.linearity`: the world predictor's attributes of G(w) follow the best linear
+   read-out of w).
 3. **D step** -- softplus(D(G(z))) + softplus(-D(x)) on reals with random horizontal flips (both
    through DiffAugment when on; ADA then adapts its probability from the sign of D(real)); the
    projected D's own step.
@@ -33,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from facegen.world.linearity import build_linearity
 from facegen.world.train_config import TrainConfig, build_levers, build_networks, build_q_head
 from facegen.world.train_data import to_tensor
 from facegen.world.train_export import init_from_folder
@@ -60,6 +64,7 @@ class Trainer:
             d_params += list(self.Q.parameters())
         c = cfg.r1_interval / (cfg.r1_interval + 1)
         self.aug, self.pl, self.P, self.opt_P = build_levers(cfg, self.device)
+        self.lin = build_linearity(cfg, self.device)
         cg = cfg.pl_interval / (cfg.pl_interval + 1) if self.pl is not None else 1.0
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr * cg, betas=(0.0, 0.99 ** cg), eps=1e-8)
         self.opt_D = torch.optim.Adam(d_params, lr=cfg.lr * c, betas=(0.0, 0.99 ** c), eps=1e-8)
@@ -143,6 +148,15 @@ class Trainer:
             loss_pl.backward()
             self.opt_G.step()
             stats["pl"] = lengths.mean().item()
+        if self.lin is not None and self.step % self.lin.interval == 0:
+            z = torch.randn(self.lin.batch_size(cfg.batch), cfg.z_dim, device=self.device)
+            ws = G.mapping(z, None if c_fake_all is None else c_fake_all[:len(z)])   # one w per face, no mixing
+            loss_lin, lin_stats = self.lin.loss(G.synthesis(ws, noise_mode="random"), ws[:, 0])
+            if loss_lin is not None:
+                self.opt_G.zero_grad(set_to_none=True)
+                loss_lin.backward()
+                self.opt_G.step()
+            stats.update(lin_stats)
         # D: logistic loss on fakes and reals.
         G.requires_grad_(False)
         D.requires_grad_(True)
@@ -214,7 +228,8 @@ class Trainer:
 
     def lever_modules(self) -> dict:
         """The v2 levers' state holders that are switched on (their state_dicts go in the checkpoint)."""
-        return {k: m for k, m in (("aug", self.aug), ("pl", self.pl), ("P", self.P), ("opt_P", self.opt_P))
+        return {k: m for k, m in (("aug", self.aug), ("pl", self.pl), ("P", self.P), ("opt_P", self.opt_P),
+                                                ("lin", self.lin))
                 if m is not None}
 
     def save_checkpoint(self, path: Path):

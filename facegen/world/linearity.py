@@ -1,0 +1,145 @@
+"""Linear decodability of attributes from w (a lever of the v2 recipe, issue #17).
+
+Why: issue #17 asks that smile, gender, beard, glasses and age be read from w by a logistic regression
+(held-out accuracy >= 0.85). Measured on mini and on the v2 run (bench/w_linearity.py): w decides these
+attributes (the renders' true attributes reach 0.94-1.00) but not linearly (a small MLP on w barely does
+better than the logistic), and path-length regularisation alone did not change it. This lever asks the
+generator for it directly.
+
+Method, every ``interval`` G steps (lazy, like path-length regularisation), on ``batch // batch_shrink``
+fresh latents z:
+
+1. w = mapping(z) (no style mixing, no truncation: the w the goal reads), x = synthesis(w broadcast to
+   every layer, random noise).
+2. s = the frozen world predictor's raw scores of x for the attributes (continuous attributes normalised
+   to [0, 1] of their range, booleans as logits clipped to +-``logit_clip``) -- the world predictor, never
+   the quality judge, which training must not see.
+3. The read-out h(w) = A^T w + b is the ridge regression of s on w over the recent faces: running means
+   of w and s and running (co)variances C_ww, C_ws (a plain average over the first 1 / ``decay`` lever
+   steps, an exponential one with rate ``decay`` after), solved in closed form each step,
+   A = (C_ww + lambda I)^-1 C_ws with lambda = ``ridge`` * trace(C_ww) / w_dim -- the best linear read-out
+   of the current generator, with no optimiser to lag behind it (the goal's logistic probe is such a
+   read-out too). The batch enters the statistics after its loss is taken (no in-sample fit).
+4. The loss is the mean over attributes of (s - h(w))^2 / var(s), var(s) the running variance (floored at
+   ``var_floor``: a boolean whose logits all sit at the clip has variance 0): the unexplained fraction of
+   each attribute's variance, scale-free across attributes. Times ``weight * interval`` it trains G through
+   s (images whose attributes follow a linear function of w) and through w (a mapping that lines w up with
+   them); A and b are constants of the step. D's realism keeps G from the trivial answer (constant
+   attributes).
+5. Warm-up: for the first ``warmup`` lever steps only the statistics are gathered (no loss for G).
+
+State (checkpointed): the running statistics and the step count. The predictor is not part of the state
+(it is the shipped file, loaded at start).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["LinearDecodability", "DEFAULT_ATTRIBUTES"]
+
+#: The attributes issue #17's w-linear goal reads (facegen.world.quality_goals.W_LINEAR_ATTRIBUTES).
+DEFAULT_ATTRIBUTES = ("smile", "gender", "beard", "glasses", "age")
+
+
+class LinearDecodability(nn.Module):
+    def __init__(self, w_dim: int, weight: float = 1.0, interval: int = 4, batch_shrink: int = 2,
+                 attributes: Sequence[str] = DEFAULT_ATTRIBUTES, predictor=None, decay: float = 0.01,
+                 logit_clip: float = 6.0, ridge: float = 1e-3, warmup: int = 100, var_floor: float = 0.01,
+                 device="cpu"):
+        super().__init__()
+        if weight <= 0 or interval < 1 or batch_shrink < 1 or not 0 < decay <= 1 or warmup < 0:
+            raise ValueError("linear decodability: weight > 0, interval >= 1, batch_shrink >= 1, 0 < decay <= 1, "
+                             "warmup >= 0")
+        if predictor is None:       # building the network draws its initial weights: keep the run's RNG as it is
+            from facegen.world.predictor import load_world_predictor
+            with torch.random.fork_rng(devices=[]):
+                predictor = load_world_predictor()
+        import copy
+        # A plain attribute (a list), not a submodule: the predictor is not trained and not checkpointed.
+        self._predictor = [copy.deepcopy(predictor).to(device).eval().requires_grad_(False)]
+        self.weight, self.interval, self.batch_shrink, self.decay = weight, interval, batch_shrink, decay
+        self.logit_clip, self.ridge, self.warmup, self.var_floor = logit_clip, ridge, warmup, var_floor
+        kinds = {name: kind for name, kind, _, _, _ in predictor.layout}
+        unknown = [a for a in attributes if kinds.get(a) not in ("continuous", "bool")]
+        if unknown:
+            raise ValueError(f"linear decodability: {unknown} are not continuous or boolean predictor attributes")
+        layout = [(name, kind, i) for name, kind, _, i, _ in predictor.layout if name in attributes]
+        self.order = tuple(name for name, _, _ in layout)
+        self.columns = [i for _, _, i in layout]
+        self.is_logit = torch.tensor([kind == "bool" for _, kind, _ in layout])
+        k = len(layout)
+        self.register_buffer("calls", torch.zeros([], dtype=torch.long))
+        self.register_buffer("mean_w", torch.zeros(w_dim, dtype=torch.float64))
+        self.register_buffer("mean_s", torch.zeros(k, dtype=torch.float64))
+        self.register_buffer("cov_ww", torch.zeros(w_dim, w_dim, dtype=torch.float64))
+        self.register_buffer("cov_ws", torch.zeros(w_dim, k, dtype=torch.float64))
+        self.register_buffer("var_s", torch.ones(k, dtype=torch.float64))
+        self.to(device)
+
+    def batch_size(self, batch: int) -> int:
+        return max(1, batch // self.batch_shrink)
+
+    def scores(self, img: torch.Tensor) -> torch.Tensor:
+        """Raw predictor scores [N, k] of images [N, 3, H, W] in [-1, 1] (see the module docstring, 2)."""
+        P = self._predictor[0]
+        out = P(P.prepare_tensor(img, (-1.0, 1.0)))[1][:, self.columns]
+        clip = self.logit_clip
+        return torch.where(self.is_logit.to(out.device), out.clamp(-clip, clip), out)
+
+    def readout(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A [w_dim, k], b [k]) of the ridge regression of s on w from the running statistics (float32)."""
+        d = self.cov_ww.shape[0]
+        lam = self.ridge * self.cov_ww.diagonal().sum().clamp_min(1e-12) / d
+        eye = torch.eye(d, dtype=self.cov_ww.dtype, device=self.cov_ww.device)
+        A = torch.linalg.solve(self.cov_ww + lam * eye, self.cov_ws)
+        b = self.mean_s - self.mean_w @ A
+        return A.float(), b.float()
+
+    @torch.no_grad()
+    def update(self, w: torch.Tensor, s: torch.Tensor) -> None:
+        """Fold a batch into the running statistics (plain average first, then exponential; docstring, 3)."""
+        w, s = w.double(), s.double()
+        rate = max(1.0 / (int(self.calls) + 1), self.decay)
+        mw, ms = w.mean(0), s.mean(0)
+        dw, ds = w - mw, s - ms
+        n = len(w)
+        cww, cws = dw.T @ dw / n, dw.T @ ds / n
+        # Mixture of two populations: the spread of their means adds to the pooled covariance.
+        delta_w, delta_s = mw - self.mean_w, ms - self.mean_s
+        self.cov_ww.copy_((1 - rate) * self.cov_ww + rate * cww + rate * (1 - rate) * torch.outer(delta_w, delta_w))
+        self.cov_ws.copy_((1 - rate) * self.cov_ws + rate * cws + rate * (1 - rate) * torch.outer(delta_w, delta_s))
+        self.var_s.copy_((1 - rate) * self.var_s + rate * ds.square().mean(0) + rate * (1 - rate) * delta_s.square())
+        self.mean_w.lerp_(mw, rate)
+        self.mean_s.lerp_(ms, rate)
+        self.calls += 1
+
+    def loss(self, img: torch.Tensor, w: torch.Tensor) -> tuple[Optional[torch.Tensor], dict]:
+        """(loss to backpropagate = weight * interval * mean unexplained fraction, or None while warming up;
+        stats). ``w`` [N, w_dim] with its graph, ``img`` = synthesis(w) with its graph. Then folds the batch
+        into the running statistics."""
+        assert w.ndim == 2 and w.shape[1] == self.cov_ww.shape[0], w.shape
+        s = self.scores(img)
+        warm = int(self.calls) < max(self.warmup, 1)
+        loss, stats = None, {"lin_warm": float(warm)}
+        if not warm:
+            A, b = self.readout()
+            var = self.var_s.float().clamp_min(self.var_floor)
+            unexplained = (s - (w @ A + b)).square().mean(0) / var
+            loss = unexplained.mean() * self.weight * self.interval
+            stats.update({"lin": unexplained.mean().item(),
+                          **{f"lin_{a}": u for a, u in zip(self.order, unexplained.tolist())}})
+        self.update(w.detach(), s.detach())
+        return loss, stats
+
+
+def build_linearity(cfg, device) -> Optional[LinearDecodability]:
+    """The lever from a TrainConfig, or None when ``lin_weight`` is 0."""
+    if cfg.lin_weight <= 0:
+        return None
+    lin = LinearDecodability(cfg.w_dim, weight=cfg.lin_weight, interval=cfg.lin_interval,
+                             batch_shrink=cfg.lin_batch_shrink, warmup=cfg.lin_warmup, device=device)
+    return lin

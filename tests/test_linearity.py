@@ -1,0 +1,174 @@
+"""The linear-decodability lever (facegen.world.linearity, issue #17): its read-out is the ridge regression of
+the predictor's scores on w over the running statistics, its loss the unexplained fraction of each attribute's
+variance, its gradient reaches G through the image and through w; in the training loop it is off by default,
+runs lazily after a warm-up, and resumes bit for bit."""
+
+import numpy as np
+import pytest
+import torch
+
+from facegen.world.linearity import DEFAULT_ATTRIBUTES, LinearDecodability
+from facegen.world.resume import export_resume, load_resume
+from facegen.world.trainer import Trainer
+
+from test_training import tiny_cfg, tiny_images  # noqa: F401  (the same tiny 16 px setup; a fixture)
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    from facegen.world.predictor import load_world_predictor
+    return load_world_predictor()
+
+
+def _faces(n=8, size=64, start=100):
+    from facegen.world.render import render_batch
+    imgs, _ = render_batch(range(start, start + n), size=size)
+    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def test_scores_are_the_predictors_raw_outputs_with_logits_clipped(predictor):
+    lever = LinearDecodability(16, predictor=predictor, logit_clip=1.0)
+    assert set(lever.order) == set(DEFAULT_ATTRIBUTES)
+    x = _faces()
+    s = lever.scores(x)
+    with torch.no_grad():
+        raw = predictor(predictor.prepare_tensor(x, (-1.0, 1.0)))[1]
+    index = {name: (kind, i) for name, kind, _, i, _ in predictor.layout}
+    for k, name in enumerate(lever.order):
+        kind, i = index[name]
+        want = raw[:, i].clamp(-1, 1) if kind == "bool" else raw[:, i]
+        torch.testing.assert_close(s[:, k], want)
+    assert lever.is_logit.tolist() == [index[n][0] == "bool" for n in lever.order]
+    with pytest.raises(ValueError, match="not continuous or boolean"):
+        LinearDecodability(16, predictor=predictor, attributes=("hair_colour",))
+
+
+def test_running_statistics_pool_the_batches_and_the_readout_is_ridge_regression(predictor):
+    torch.manual_seed(0)
+    lever = LinearDecodability(6, predictor=predictor, decay=0.25, ridge=0.0)
+    batches = [(torch.randn(5, 6), torch.randn(5, 5)) for _ in range(6)]
+    for w, s in batches[:4]:                   # 1 / decay = 4 batches: the plain average of all of them
+        lever.update(w, s)
+    W = torch.cat([w for w, _ in batches[:4]]).double()
+    S = torch.cat([s for _, s in batches[:4]]).double()
+    torch.testing.assert_close(lever.mean_w, W.mean(0))
+    torch.testing.assert_close(lever.cov_ww, torch.cov(W.T, correction=0))
+    torch.testing.assert_close(lever.var_s, S.var(0, unbiased=False))
+    A, b = lever.readout()                     # ordinary least squares of S on W (ridge 0)
+    coef = torch.linalg.lstsq(torch.cat([W, torch.ones(len(W), 1, dtype=W.dtype)], 1), S).solution
+    torch.testing.assert_close(A.double(), coef[:6], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(b.double(), coef[6], atol=1e-4, rtol=1e-4)
+    before = lever.cov_ww.clone()              # after that, exponential with rate `decay`
+    w, s = batches[4]
+    lever.update(w, s)
+    dw = w.double() - w.double().mean(0)
+    delta = w.double().mean(0) - W.mean(0)
+    torch.testing.assert_close(lever.cov_ww, 0.75 * before + 0.25 * dw.T @ dw / 5 + 0.25 * 0.75 * torch.outer(delta, delta))
+
+
+def test_loss_is_the_unexplained_fraction_after_warm_up_and_reaches_image_and_w(predictor):
+    torch.manual_seed(0)
+    lever = LinearDecodability(16, weight=3.0, interval=2, warmup=2, predictor=predictor)
+    for call in range(2):                      # warm-up: statistics only, no loss
+        loss, stats = lever.loss(_faces(start=10 * call), torch.randn(8, 16))
+        assert loss is None and stats == {"lin_warm": 1.0}
+    assert int(lever.calls) == 2
+    x = _faces(start=50).requires_grad_(True)
+    w = torch.randn(8, 16, requires_grad=True)
+    A, b = lever.readout()
+    var = lever.var_s.float().clamp_min(0.01)
+    loss, stats = lever.loss(x, w)
+    s = lever.scores(x).detach()
+    unexplained = (s - (w.detach() @ A + b)).square().mean(0) / var
+    torch.testing.assert_close(loss.detach(), unexplained.mean() * 3.0 * 2)
+    assert stats["lin"] == pytest.approx(float(unexplained.mean()), rel=1e-5)
+    assert stats["lin_smile"] == pytest.approx(float(unexplained[lever.order.index("smile")]), rel=1e-5)
+    loss.backward()
+    assert x.grad.abs().sum() > 0 and w.grad.abs().sum() > 0
+    assert int(lever.calls) == 3               # the batch entered the statistics after its loss
+
+
+def test_scores_linear_in_w_are_explained(predictor):
+    """When w holds the scores linearly, the unexplained fraction falls to ~0; for a w unrelated to them
+    it stays ~1 (the read-out cannot do better than the mean)."""
+    torch.manual_seed(0)
+    x = [_faces(8, start=8 * k) for k in range(12)]
+    lever = LinearDecodability(12, predictor=predictor, warmup=10, decay=0.05)
+    noise = LinearDecodability(12, predictor=predictor, warmup=10, decay=0.05)
+    mix = torch.randn(5, 5)
+    with torch.no_grad():
+        all_s = torch.cat([lever.scores(xk) for xk in x])
+    mu, sd = all_s.mean(0), all_s.std(0)       # w's dimensions on one scale, as a mapping network's are
+    for k in range(12):
+        s = lever.scores(x[k]).detach()
+        w_lin = torch.cat([(s - mu) / sd @ mix, torch.randn(8, 7)], 1)
+        linear, _ = lever.loss(x[k], w_lin)
+        unrelated, _ = noise.loss(x[k], torch.randn(8, 12))
+    assert float(linear) / (1.0 * 4) < 0.05 and float(unrelated) / 4 > 0.6
+
+
+def test_lever_is_off_by_default_and_trains_lazily_and_resumes_bit_for_bit(tmp_path, tiny_images):
+    off = Trainer(tiny_cfg(tmp_path / "off"), tiny_images)
+    assert off.lin is None and "lin" not in off.state()
+
+    on = dict(lin_weight=1.0, lin_interval=2, lin_warmup=1)
+
+    def weights(tr):
+        return {f"{n}.{k}": v.clone() for n, m in (("G", tr.G), ("E", tr.G_ema), ("L", tr.lin))
+                for k, v in m.state_dict().items()}
+
+    straight = Trainer(tiny_cfg(tmp_path / "a", **on), tiny_images)
+    logs = [straight.train_step() for _ in range(6)]
+    assert [s.get("lin_warm") for s in logs] == [1.0, None, 0.0, None, 0.0, None]
+    assert all(np.isfinite(v) for s in logs for v in s.values())
+    assert int(straight.lin.calls) == 3
+
+    first = Trainer(tiny_cfg(tmp_path / "b", **on), tiny_images)
+    for _ in range(3):
+        first.train_step()
+    first.save_checkpoint(tmp_path / "ckpt.pt")
+    export_resume(tmp_path / "ckpt.pt", tmp_path / "resume", with_optimizer=True)
+    for how in ("checkpoint", "resume file"):
+        torch.manual_seed(999)
+        resumed = Trainer(tiny_cfg(tmp_path / how, **on), tiny_images)
+        if how == "checkpoint":
+            resumed.load_checkpoint(tmp_path / "ckpt.pt")
+        else:
+            assert load_resume(resumed, tmp_path / "resume") is True
+        for _ in range(3):
+            resumed.train_step()
+        a, b = weights(straight), weights(resumed)
+        for k in a:
+            assert torch.equal(a[k], b[k]), (how, k)
+
+
+def test_warm_up_leaves_g_alone_and_then_the_lever_moves_g(tmp_path, tiny_images):
+    """Two runs, same seed, the lever at weights 1 and 50 (so the same draws): equal G through the warm-up
+    call (step 0), different once the lever's loss reaches G (step 4, interval 4)."""
+    def run(weight, steps):
+        tr = Trainer(tiny_cfg(tmp_path / str(weight), lin_weight=weight, lin_interval=4, lin_warmup=1), tiny_images)
+        stats = [tr.train_step() for _ in range(steps)]
+        return dict(tr.G.named_parameters()), stats
+
+    g1, _ = run(1.0, 4)
+    g50, _ = run(50.0, 4)
+    assert all(torch.equal(v, g50[k]) for k, v in g1.items())
+    g1, s1 = run(1.0, 5)
+    g50, s50 = run(50.0, 5)
+    assert s1[4]["lin_warm"] == 0.0 and s1[4]["lin"] == pytest.approx(s50[4]["lin"])
+    assert any(not torch.equal(v, g50[k]) for k, v in g1.items())
+
+
+def test_switching_the_lever_on_at_a_resume_keeps_the_run(tmp_path, tiny_images):
+    """A run branched at a resume point with the lever on starts from the run's networks and fresh statistics."""
+    plain = Trainer(tiny_cfg(tmp_path / "p"), tiny_images)
+    for _ in range(2):
+        plain.train_step()
+    plain.save_checkpoint(tmp_path / "plain.pt")
+    export_resume(tmp_path / "plain.pt", tmp_path / "resume", with_optimizer=True)
+    branch = Trainer(tiny_cfg(tmp_path / "b", lin_weight=1.0, lin_interval=2), tiny_images)
+    assert load_resume(branch, tmp_path / "resume") is True      # G's and D's Adam moments restored
+    for k, v in plain.G.state_dict().items():
+        assert torch.equal(branch.G.state_dict()[k], v), k
+    assert int(branch.lin.calls) == 0 and branch.step == 2
+    assert branch.train_step()["lin_warm"] == 1.0
