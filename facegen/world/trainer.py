@@ -8,7 +8,9 @@ One :meth:`Trainer.train_step`, in order:
 2. **Path-length step** (lazy, every ``pl_interval`` steps) when ``pl_weight > 0``; the
    **linear-decodability step** (lazy, every ``lin_interval`` steps) when ``lin_weight > 0``
    (:mod:`facegen.world.linearity`: the world predictor's attributes of G(w) follow the best linear
-   read-out of w).
+   read-out of w); the **attribute-matching step** (lazy, every ``match_interval`` steps) when
+   ``match_weight > 0`` (:mod:`facegen.world.attribute_match`: the predictor's attribute distribution of
+   G's faces toward the reals').
 3. **D step** -- softplus(D(G(z))) + softplus(-D(x)) on reals with random horizontal flips (both
    through DiffAugment when on; ADA then adapts its probability from the sign of D(real)); the
    projected D's own step.
@@ -36,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from facegen.world.attribute_match import build_attribute_match
 from facegen.world.linearity import build_linearity
 from facegen.world.train_config import TrainConfig, build_levers, build_networks, build_q_head
 from facegen.world.train_data import to_tensor
@@ -65,6 +68,7 @@ class Trainer:
         c = cfg.r1_interval / (cfg.r1_interval + 1)
         self.aug, self.pl, self.P, self.opt_P = build_levers(cfg, self.device)
         self.lin = build_linearity(cfg, self.device)
+        self.match = build_attribute_match(cfg, self.device)
         cg = cfg.pl_interval / (cfg.pl_interval + 1) if self.pl is not None else 1.0
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr * cg, betas=(0.0, 0.99 ** cg), eps=1e-8)
         self.opt_D = torch.optim.Adam(d_params, lr=cfg.lr * c, betas=(0.0, 0.99 ** c), eps=1e-8)
@@ -157,6 +161,16 @@ class Trainer:
                 loss_lin.backward()
                 self.opt_G.step()
             stats.update(lin_stats)
+        if self.match is not None and self.step % self.match.interval == 0:
+            n = min(self.match.batch_size(cfg.batch), len(x_real))
+            z = torch.randn(n, cfg.z_dim, device=self.device)
+            ws = G.mapping(z, None if c_fake_all is None else c_fake_all[:n])       # faces as sampled, no mixing
+            loss_m, m_stats = self.match.loss(G.synthesis(ws, noise_mode="random"), x_real[:n])
+            if loss_m is not None:
+                self.opt_G.zero_grad(set_to_none=True)
+                loss_m.backward()
+                self.opt_G.step()
+            stats.update(m_stats)
         # D: logistic loss on fakes and reals.
         G.requires_grad_(False)
         D.requires_grad_(True)
@@ -229,7 +243,7 @@ class Trainer:
     def lever_modules(self) -> dict:
         """The v2 levers' state holders that are switched on (their state_dicts go in the checkpoint)."""
         return {k: m for k, m in (("aug", self.aug), ("pl", self.pl), ("P", self.P), ("opt_P", self.opt_P),
-                                                ("lin", self.lin))
+                                                ("lin", self.lin), ("match", self.match))
                 if m is not None}
 
     def save_checkpoint(self, path: Path):

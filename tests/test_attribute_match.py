@@ -1,0 +1,123 @@
+"""The attribute-matching lever (facegen.world.attribute_match, issue #17): its statistics are the world
+predictor's per-face attribute values / probabilities, its running means and spreads pool the batches, its
+loss moves generated faces' attribute distribution toward the reals', and in the training loop it is off by
+default, lazy after a warm-up, and resumes bit for bit."""
+
+import numpy as np
+import pytest
+import torch
+
+from facegen.world.attribute_match import AttributeMatch, statistics_layout
+from facegen.world.trainer import Trainer
+
+from test_training import tiny_cfg, tiny_images  # noqa: F401  (the same tiny 16 px setup; a fixture)
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    from facegen.world.predictor import load_world_predictor
+    return load_world_predictor()
+
+
+def _renders(seeds):
+    from facegen.world.render import render_batch
+    imgs, labels = render_batch(list(seeds), size=64)
+    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1, labels
+
+
+def test_statistics_are_the_predictors_values_and_probabilities(predictor):
+    labels = [label for label, _, _, _ in statistics_layout(predictor)]
+    assert "glasses" in labels and "eye_color:grey" in labels and "gender" in labels
+    assert "bg_hue" not in labels and "clothing_hue" not in labels and "validity" not in labels
+    m = AttributeMatch(predictor=predictor)
+    x, _ = _renders(range(6))
+    f = m.statistics(x)
+    with torch.no_grad():
+        decoded = predictor.decode(predictor(predictor.prepare_tensor(x, (-1.0, 1.0)))[1])
+    j = m.labels.index("glasses")
+    torch.testing.assert_close(f[:, j], decoded["glasses"])
+    j = m.labels.index("eye_color:grey")
+    torch.testing.assert_close(f[:, j], decoded["eye_color"][:, 3])
+    groups = [i for i, lab in enumerate(m.labels) if lab.startswith("hair_style:")]
+    torch.testing.assert_close(f[:, groups].sum(1), torch.ones(6))
+
+
+def test_running_statistics_pool_the_batches(predictor):
+    m = AttributeMatch(predictor=predictor, decay=0.25)
+    batches = [torch.rand(5, len(m.labels)) for _ in range(5)]
+    for b in batches[:4]:
+        m._fold("real", b, max(1.0 / (int(m.calls) + 1), m.decay))
+        m.calls += 1
+    pooled = torch.cat(batches[:4]).double()
+    torch.testing.assert_close(m.mean_real, pooled.mean(0))
+    torch.testing.assert_close(m.var_real, pooled.var(0, unbiased=False))
+
+
+def test_loss_pushes_the_fake_rate_toward_the_real_one(predictor):
+    """Fakes: renders without glasses; reals: half with glasses. Gradient steps on the fake pixels through
+    the loss raise the fakes' glasses probability (and the error shrinks); with fakes = reals it is quiet."""
+    x, lab = _renders(range(200))
+    with_g = [i for i, a in enumerate(lab) if a["glasses"]][:6]
+    without = [i for i, a in enumerate(lab) if not a["glasses"]][:12]
+    real = x[with_g + without[6:]]
+    fake = x[without[:6] + without[6:]].clone().requires_grad_(True)
+    m = AttributeMatch(predictor=predictor, warmup=1, decay=1.0, weight=1.0, interval=1)
+    loss, stats = m.loss(fake, real)
+    assert loss is None and stats["match_warm"] == 1.0
+    j = m.labels.index("glasses")
+    opt = torch.optim.Adam([fake], lr=0.01)
+    first = None
+    for _ in range(40):
+        loss, stats = m.loss(fake, real)
+        e = m.errors()[0][j].item()
+        first = e if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert first < -0.5 and m.errors()[0][j].item() > first / 2
+    same = AttributeMatch(predictor=predictor, warmup=0, decay=1.0)
+    img = real.clone().requires_grad_(True)
+    loss, _ = same.loss(img, real)
+    loss.backward()
+    assert float(loss) == 0.0 and float(img.grad.abs().sum()) == 0.0
+
+
+def test_lever_is_off_by_default_lazy_and_resumes_bit_for_bit(tmp_path, tiny_images):
+    off = Trainer(tiny_cfg(tmp_path / "off"), tiny_images)
+    assert off.match is None and "match" not in off.state()
+    on = dict(match_weight=1.0, match_interval=2, match_warmup=1)
+
+    def weights(tr):
+        return {f"{n}.{k}": v.clone() for n, mod in (("G", tr.G), ("E", tr.G_ema), ("M", tr.match))
+                for k, v in mod.state_dict().items()}
+
+    straight = Trainer(tiny_cfg(tmp_path / "a", **on), tiny_images)
+    logs = [straight.train_step() for _ in range(6)]
+    assert [s.get("match_warm") for s in logs] == [1.0, None, 0.0, None, 0.0, None]
+    assert all(np.isfinite(v) for s in logs for v in s.values())
+    first = Trainer(tiny_cfg(tmp_path / "b", **on), tiny_images)
+    for _ in range(3):
+        first.train_step()
+    first.save_checkpoint(tmp_path / "ckpt.pt")
+    torch.manual_seed(999)
+    resumed = Trainer(tiny_cfg(tmp_path / "c", **on), tiny_images)
+    resumed.load_checkpoint(tmp_path / "ckpt.pt")
+    for _ in range(3):
+        resumed.train_step()
+    a, b = weights(straight), weights(resumed)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_warm_up_leaves_g_alone_and_then_the_lever_moves_g(tmp_path, tiny_images):
+    def run(weight, steps):
+        tr = Trainer(tiny_cfg(tmp_path / str(weight), match_weight=weight, match_interval=4, match_warmup=1),
+                     tiny_images)
+        for _ in range(steps):
+            tr.train_step()
+        return dict(tr.G.named_parameters())
+
+    g1, g50 = run(1.0, 4), run(50.0, 4)
+    assert all(torch.equal(v, g50[k]) for k, v in g1.items())
+    g1, g50 = run(1.0, 5), run(50.0, 5)
+    assert any(not torch.equal(v, g50[k]) for k, v in g1.items())
