@@ -6,7 +6,7 @@ Every field of :class:`TrainConfig` is a ``python -m facegen train`` option (``-
 the InfoGAN Q head (:func:`build_q_head`) and the v2 levers (:func:`build_levers`: DiffAugment / ADA,
 path-length regularisation, the projected discriminator; the linear-decodability lever is built by
 :func:`facegen.world.linearity.build_linearity`, attribute matching by
-:func:`facegen.world.attribute_match.build_attribute_match`), each None when switched off.
+:func:`facegen.world.distribution_match.build_distribution_match`), each None when switched off.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class TrainConfig:
     lin_batch_shrink: int = 2
     lin_warmup: int = 100                  # lever steps that only gather its statistics
     match_weight: float = 0.0              # > 0: match the predictor's attribute distribution of fakes to the
-    match_interval: int = 4                #      reals' (attribute_match.py)
+    match_interval: int = 4                #      reals' (distribution_match.py)
     match_batch_shrink: int = 2
     match_warmup: int = 50
 

@@ -9,7 +9,7 @@ One :meth:`Trainer.train_step`, in order:
    **linear-decodability step** (lazy, every ``lin_interval`` steps) when ``lin_weight > 0``
    (:mod:`facegen.world.linearity`: the world predictor's attributes of G(w) follow the best linear
    read-out of w); the **attribute-matching step** (lazy, every ``match_interval`` steps) when
-   ``match_weight > 0`` (:mod:`facegen.world.attribute_match`: the predictor's attribute distribution of
+   ``match_weight > 0`` (:mod:`facegen.world.distribution_match`: the predictor's attribute distribution of
    G's faces toward the reals').
 3. **D step** -- softplus(D(G(z))) + softplus(-D(x)) on reals with random horizontal flips (both
    through DiffAugment when on; ADA then adapts its probability from the sign of D(real)); the
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facegen.world.attribute_match import build_attribute_match
+from facegen.world.distribution_match import build_distribution_match
 from facegen.world.linearity import build_linearity
 from facegen.world.train_config import TrainConfig, build_levers, build_networks, build_q_head
 from facegen.world.train_data import to_tensor
@@ -68,7 +68,7 @@ class Trainer:
         c = cfg.r1_interval / (cfg.r1_interval + 1)
         self.aug, self.pl, self.P, self.opt_P = build_levers(cfg, self.device)
         self.lin = build_linearity(cfg, self.device)
-        self.match = build_attribute_match(cfg, self.device)
+        self.match = build_distribution_match(cfg, self.device)
         cg = cfg.pl_interval / (cfg.pl_interval + 1) if self.pl is not None else 1.0
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr * cg, betas=(0.0, 0.99 ** cg), eps=1e-8)
         self.opt_D = torch.optim.Adam(d_params, lr=cfg.lr * c, betas=(0.0, 0.99 ** c), eps=1e-8)

@@ -1,4 +1,4 @@
-"""The attribute-matching lever (facegen.world.attribute_match, issue #17): its statistics are the world
+"""The attribute-matching lever (facegen.world.distribution_match, issue #17): its statistics are the world
 predictor's per-face attribute values / probabilities, its running means and spreads pool the batches, its
 loss moves generated faces' attribute distribution toward the reals', and in the training loop it is off by
 default, lazy after a warm-up, and resumes bit for bit."""
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from facegen.world.attribute_match import AttributeMatch, statistics_layout
+from facegen.world.distribution_match import DistributionMatch, statistics_layout
 from facegen.world.trainer import Trainer
 
 from test_training import tiny_cfg, tiny_images  # noqa: F401  (the same tiny 16 px setup; a fixture)
@@ -29,7 +29,7 @@ def test_statistics_are_the_predictors_values_and_probabilities(predictor):
     labels = [label for label, _, _, _ in statistics_layout(predictor)]
     assert "glasses" in labels and "eye_color:grey" in labels and "gender" in labels
     assert "bg_hue" not in labels and "clothing_hue" not in labels and "validity" not in labels
-    m = AttributeMatch(predictor=predictor)
+    m = DistributionMatch(predictor=predictor)
     x, _ = _renders(range(6))
     f = m.statistics(x)
     with torch.no_grad():
@@ -43,7 +43,7 @@ def test_statistics_are_the_predictors_values_and_probabilities(predictor):
 
 
 def test_running_statistics_pool_the_batches(predictor):
-    m = AttributeMatch(predictor=predictor, decay=0.25)
+    m = DistributionMatch(predictor=predictor, decay=0.25)
     batches = [torch.rand(5, len(m.labels)) for _ in range(5)]
     for b in batches[:4]:
         m._fold("real", b, max(1.0 / (int(m.calls) + 1), m.decay))
@@ -61,7 +61,7 @@ def test_loss_pushes_the_fake_rate_toward_the_real_one(predictor):
     without = [i for i, a in enumerate(lab) if not a["glasses"]][:12]
     real = x[with_g + without[6:]]
     fake = x[without[:6] + without[6:]].clone().requires_grad_(True)
-    m = AttributeMatch(predictor=predictor, warmup=1, decay=1.0, weight=1.0, interval=1)
+    m = DistributionMatch(predictor=predictor, warmup=1, decay=1.0, weight=1.0, interval=1)
     loss, stats = m.loss(fake, real)
     assert loss is None and stats["match_warm"] == 1.0
     j = m.labels.index("glasses")
@@ -76,7 +76,7 @@ def test_loss_pushes_the_fake_rate_toward_the_real_one(predictor):
         opt.step()
     assert first[0] < -0.5 and abs(m.errors()[0][j].item()) < abs(first[0]) / 2     # glasses: -1.0 -> -0.34
     assert stats["match"] < first[1] / 4             # every entry (sign-flipped loss: it grows instead)
-    same = AttributeMatch(predictor=predictor, warmup=0, decay=1.0)
+    same = DistributionMatch(predictor=predictor, warmup=0, decay=1.0)
     img = real.clone().requires_grad_(True)
     loss, _ = same.loss(img, real)
     loss.backward()

@@ -37,7 +37,7 @@ from torch import nn
 
 from facegen.world.predictor_network import CIRCULAR
 
-__all__ = ["AttributeMatch", "statistics_layout", "build_attribute_match"]
+__all__ = ["DistributionMatch", "statistics_layout", "build_distribution_match"]
 
 
 def statistics_layout(predictor) -> list[tuple[str, str, int, int]]:
@@ -54,7 +54,7 @@ def statistics_layout(predictor) -> list[tuple[str, str, int, int]]:
     return out
 
 
-class AttributeMatch(nn.Module):
+class DistributionMatch(nn.Module):
     def __init__(self, weight: float = 1.0, interval: int = 4, batch_shrink: int = 2, predictor=None,
                  decay: float = 0.02, warmup: int = 50, scale_floor: float = 0.05, device="cpu"):
         super().__init__()
@@ -144,9 +144,9 @@ class AttributeMatch(nn.Module):
                 for label, a, b in zip(self.labels, self.mean_fake, self.mean_real)}
 
 
-def build_attribute_match(cfg, device) -> Optional[AttributeMatch]:
+def build_distribution_match(cfg, device) -> Optional[DistributionMatch]:
     """The lever from a TrainConfig, or None when ``match_weight`` is 0."""
     if cfg.match_weight <= 0:
         return None
-    return AttributeMatch(weight=cfg.match_weight, interval=cfg.match_interval,
+    return DistributionMatch(weight=cfg.match_weight, interval=cfg.match_interval,
                           batch_shrink=cfg.match_batch_shrink, warmup=cfg.match_warmup, device=device)
