@@ -172,3 +172,28 @@ def test_switching_the_lever_on_at_a_resume_keeps_the_run(tmp_path, tiny_images)
         assert torch.equal(branch.G.state_dict()[k], v), k
     assert int(branch.lin.calls) == 0 and branch.step == 2
     assert branch.train_step()["lin_warm"] == 1.0
+
+
+def test_mode_w_moves_only_w(predictor, tmp_path, tiny_images):
+    """Mode "w": no gradient reaches the image; in training the lever's step changes the mapping network
+    only (two runs at weights 1 and 50: same synthesis weights, different mapping weights after step 4)."""
+    lever = LinearDecodability(16, warmup=1, mode="w", predictor=predictor)
+    lever.loss(_faces(start=0), torch.randn(8, 16))
+    x = _faces(start=8).requires_grad_(True)
+    w = torch.randn(8, 16, requires_grad=True)
+    loss, _ = lever.loss(x, w)
+    loss.backward()
+    assert x.grad is None and w.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="mode"):
+        LinearDecodability(16, mode="image", predictor=predictor)
+
+    def run(weight):
+        tr = Trainer(tiny_cfg(tmp_path / str(weight), lin_weight=weight, lin_interval=4, lin_warmup=1,
+                              lin_mode="w"), tiny_images)
+        for _ in range(5):
+            tr.train_step()
+        return dict(tr.G.named_parameters())
+
+    g1, g50 = run(1.0), run(50.0)
+    assert all(torch.equal(v, g50[k]) for k, v in g1.items() if k.startswith("synthesis."))
+    assert any(not torch.equal(v, g50[k]) for k, v in g1.items() if k.startswith("mapping."))

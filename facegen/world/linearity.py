@@ -28,6 +28,14 @@ fresh latents z:
    attributes).
 5. Warm-up: for the first ``warmup`` lever steps only the statistics are gathered (no loss for G).
 
+``mode``: "both" trains G through s and w (4. above). Measured on the v2 run (bench/results/v2-branches.md):
+with "both" G lowers the loss by collapsing attributes -- a boolean drawn on no face is perfectly
+predictable, a narrow spread leaves little to explain -- glasses and beards vanished and the judge's
+Fréchet distance went from 29 to 146 in 32 kimg. "w" takes the scores as fixed targets (no gradient through
+the image or the predictor; the synthesis runs without a graph, so the step is cheap) and moves only w,
+i.e. trains the mapping network to place faces where the read-out expects them: it cannot gain by
+changing which attributes G draws.
+
 State (checkpointed): the running statistics and the step count. The predictor is not part of the state
 (it is the shipped file, loaded at start).
 """
@@ -49,11 +57,14 @@ class LinearDecodability(nn.Module):
     def __init__(self, w_dim: int, weight: float = 1.0, interval: int = 4, batch_shrink: int = 2,
                  attributes: Sequence[str] = DEFAULT_ATTRIBUTES, predictor=None, decay: float = 0.01,
                  logit_clip: float = 6.0, ridge: float = 1e-3, warmup: int = 100, var_floor: float = 0.01,
-                 device="cpu"):
+                 mode: str = "both", device="cpu"):
         super().__init__()
         if weight <= 0 or interval < 1 or batch_shrink < 1 or not 0 < decay <= 1 or warmup < 0:
             raise ValueError("linear decodability: weight > 0, interval >= 1, batch_shrink >= 1, 0 < decay <= 1, "
                              "warmup >= 0")
+        if mode not in ("both", "w"):
+            raise ValueError(f"linear decodability: mode {mode!r}, use 'both' or 'w'")
+        self.mode = mode
         if predictor is None:       # building the network draws its initial weights: keep the run's RNG as it is
             from facegen.world.predictor import load_world_predictor
             with torch.random.fork_rng(devices=[]):
@@ -119,10 +130,14 @@ class LinearDecodability(nn.Module):
 
     def loss(self, img: torch.Tensor, w: torch.Tensor) -> tuple[Optional[torch.Tensor], dict]:
         """(loss to backpropagate = weight * interval * mean unexplained fraction, or None while warming up;
-        stats). ``w`` [N, w_dim] with its graph, ``img`` = synthesis(w) with its graph. Then folds the batch
-        into the running statistics."""
+        stats). ``w`` [N, w_dim] with its graph, ``img`` = synthesis(w) (with its graph in mode "both").
+        Then folds the batch into the running statistics."""
         assert w.ndim == 2 and w.shape[1] == self.cov_ww.shape[0], w.shape
-        s = self.scores(img)
+        if self.mode == "w":
+            with torch.no_grad():
+                s = self.scores(img)
+        else:
+            s = self.scores(img)
         warm = int(self.calls) < max(self.warmup, 1)
         loss, stats = None, {"lin_warm": float(warm)}
         if not warm:
@@ -141,5 +156,6 @@ def build_linearity(cfg, device) -> Optional[LinearDecodability]:
     if cfg.lin_weight <= 0:
         return None
     lin = LinearDecodability(cfg.w_dim, weight=cfg.lin_weight, interval=cfg.lin_interval,
-                             batch_shrink=cfg.lin_batch_shrink, warmup=cfg.lin_warmup, device=device)
+                             batch_shrink=cfg.lin_batch_shrink, warmup=cfg.lin_warmup, mode=cfg.lin_mode,
+                             device=device)
     return lin

@@ -155,7 +155,12 @@ class Trainer:
         if self.lin is not None and self.step % self.lin.interval == 0:
             z = torch.randn(self.lin.batch_size(cfg.batch), cfg.z_dim, device=self.device)
             ws = G.mapping(z, None if c_fake_all is None else c_fake_all[:len(z)])   # one w per face, no mixing
-            loss_lin, lin_stats = self.lin.loss(G.synthesis(ws, noise_mode="random"), ws[:, 0])
+            if self.lin.mode == "w":         # the attributes are fixed targets: no graph through the synthesis
+                with torch.no_grad():
+                    img = G.synthesis(ws.detach(), noise_mode="random")
+            else:
+                img = G.synthesis(ws, noise_mode="random")
+            loss_lin, lin_stats = self.lin.loss(img, ws[:, 0])
             if loss_lin is not None:
                 self.opt_G.zero_grad(set_to_none=True)
                 loss_lin.backward()
