@@ -125,8 +125,9 @@ def test_w_linear_accuracy_measures_linearity_and_cannot_pass_on_a_rare_label():
     s = w @ d
     acc = w_linear_accuracy(w, {"linear": s > 0, "rare_linear": s > np.quantile(s, 0.9),
                                 "random": rng.random(2000) < 0.5, "rare_random": rng.random(2000) < 0.1,
-                                "xor": (w[:, 0] > 0) ^ (w[:, 1] > 0)})
+                                "xor": (w[:, 0] > 0) ^ (w[:, 1] > 0), "almost_never": s > np.quantile(s, 0.99)})
     assert acc["linear"] > 0.93 and acc["rare_linear"] > 0.9, acc
+    assert acc["almost_never"] == 0.5, acc          # 1 % of faces: chance, not a separable handful
     for k in ("random", "rare_random", "xor"):       # balanced accuracy: chance is 0.5 whatever the rate
         assert abs(acc[k] - 0.5) < 0.08, acc
 
