@@ -53,6 +53,21 @@ def test_running_statistics_pool_the_batches(predictor):
     torch.testing.assert_close(m.var_real, pooled.var(0, unbiased=False))
 
 
+def test_faint_features_on_every_face_are_an_error(predictor):
+    """Reals: glasses on 30 % of faces (probabilities 0 or 1). Fakes: every face at probability 0.3 -- the
+    same mean, so only the spread tells them apart, and it must."""
+    m = DistributionMatch(predictor=predictor, decay=1.0)
+    j = m.labels.index("glasses")
+    real = torch.full((10, len(m.labels)), 0.5)
+    real[:, j] = torch.tensor([1.0] * 3 + [0.0] * 7)
+    fake = torch.full((10, len(m.labels)), 0.5)
+    fake[:, j] = 0.3
+    m._fold("real", real, 1.0)
+    m._fold("fake", fake, 1.0)
+    e_mean, e_sd, _ = m.errors()
+    assert abs(float(e_mean[j])) < 1e-6 and float(e_sd[j]) < -0.9
+
+
 def test_loss_pushes_the_fake_rate_toward_the_real_one(predictor):
     """Fakes: renders without glasses; reals: half with glasses. Gradient steps on the fake pixels through
     the loss raise the fakes' glasses probability (and the error shrinks); with fakes = reals it is quiet."""
