@@ -3,14 +3,16 @@
 Used to decide between branches of the v2 run (e.g. the run continued as it was vs. continued with a new
 lever from the same resume point, compared at the same step). Each arm is ``name=PATH``: a model folder /
 registry name, or a training checkpoint (``checkpoint.pt``; its G_ema is exported to ``--workdir/<name>``
-first). Every arm is measured by :func:`facegen.world.quality_goals.measure_goals` with the same held-out
-renders, the same latents and the same independent judge; ``fd_judge_v1`` is not repeated per arm (add
+first; ``PATH#G`` exports the training G instead). Every arm is measured by
+:func:`facegen.world.quality_goals.measure_goals` with the same held-out renders, the same latents and
+the same independent judge; ``fd_judge_v1`` is not repeated per arm (add
 ``v1=assets/mini`` as an arm to see v1 under the same conditions).
 
     nice -n 5 python bench/branch_compare.py --arm v1=assets/mini --arm plain=runs/v2/ckpt.pt \\
         --arm lin=runs/v2-lin/ckpt.pt --n 1000 --out bench/results/v2-branches.json
 
-Writes the JSON (every arm's goal keys + the goal report) and a Markdown table beside it (.md).
+Writes the JSON (every arm's goal keys + the goal report; for a checkpoint, the start / resume events of
+the run's log.jsonl beside it: the training commands) and a Markdown table beside it (.md).
 """
 
 from __future__ import annotations
@@ -36,14 +38,29 @@ from results_io import write_json  # noqa: E402
 
 
 def load_arm(name: str, path: str, workdir: Path):
-    """(generator, where it came from): a checkpoint's G_ema exported first, else the model itself."""
+    """(generator, where it came from): a checkpoint's G_ema exported first (its training G with a ``#G``
+    suffix on the path), else the model itself."""
+    path, _, which = path.partition("#")
     p = Path(path)
     if p.is_file() and p.suffix == ".pt":
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
         folder = workdir / name
-        export_checkpoint(p, folder)
+        if which == "G":                    # the training G in place of G_ema, exported the same way
+            ckpt["G_ema"] = ckpt["G"]
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.save(ckpt, folder / "training_G.pt")
+            export_checkpoint(folder / "training_G.pt", folder)
+            (folder / "training_G.pt").unlink()
+        else:
+            export_checkpoint(p, folder)
+        log = p.parent / "log.jsonl"
+        history = [{k: e.get(k) for k in ("event", "step", "command", "from", "config_changes")}
+                   for e in (json.loads(line) for line in log.read_text().splitlines() if '"event"' in line)
+                   ] if log.exists() else None
         return facegen.load_generator(str(folder)), {"checkpoint": str(p), "step": ckpt["step"],
-                                                     "kimg": ckpt["images_seen"] / 1000, "exported_to": str(folder)}
+                                                     "kimg": ckpt["images_seen"] / 1000, "exported_to": str(folder),
+                                                     "network": "G (training)" if which == "G" else "G_ema",
+                                                     "run_history": history}
     return facegen.load_generator(path), {"model": path}
 
 
