@@ -17,14 +17,14 @@ Method, every ``interval`` G steps (lazy), on ``batch // batch_shrink`` fresh fa
    after.
 3. Errors in units of the real spread: e_mean = (mean_fake - mean_real) / scale and
    e_sd = (sd_fake - sd_real) / scale, where scale = sd_real (floored at ``scale_floor``). The spread is
-   matched for probabilities too: with means alone G matched a 29 % glasses rate by giving many faces a
-   glasses probability near 0.3 (faint glasses on everyone: the judge then counted 4 % with glasses and
-   the Fréchet distance doubled); real faces' probabilities sit near 0 or 1, and their spread says so.
+   matched for probabilities too: with means alone G approached the glasses mean with ambiguous glasses
+   probabilities (faint glasses on many faces: the judge then counted 4 % with glasses and the Fréchet
+   distance more than doubled, bench/results/v2-branches.md); real faces' probabilities sit near 0 or 1,
+   and their spread says so.
 4. The loss is linear in the batch's own statistics, with the running errors as (detached) coefficients:
    the sum over entries of e_mean * mean_batch(f) / scale + e_sd * sd_batch(f) / scale, times
    ``weight * interval`` (a sum, not a mean: each entry is pushed with the full weight, however many
-   entries there are; with a mean over the ~30 entries a 14-point glasses gap got 1/30 of it and did
-   not move in 20 kimg). Its gradient moves the batch mean (spread) against the running error: a
+   entries there are -- 23 with the world predictor; as a mean, a 14-point glasses gap got 1/23 of it). Its gradient moves the batch mean (spread) against the running error: a
    proportional controller on G's attribute distribution, quiet once the distributions agree, and free of
    the bias a squared error of a small batch's mean would carry.
 5. Warm-up: the first ``warmup`` lever steps only gather statistics.
