@@ -17,10 +17,10 @@ Method, every ``interval`` G steps (lazy), on ``batch // batch_shrink`` fresh fa
    after.
 3. Errors in units of the real spread: e_mean = (mean_fake - mean_real) / scale and
    e_sd = (sd_fake - sd_real) / scale, where scale = sd_real (floored at ``scale_floor``). The spread is
-   matched for probabilities too: with means alone G approached the glasses mean with ambiguous glasses
-   probabilities (faint glasses on many faces: the judge then counted 4 % with glasses and the Fréchet
-   distance more than doubled, bench/results/v2-branches.md); real faces' probabilities sit near 0 or 1,
-   and their spread says so.
+   matched for probabilities too: a mean alone can be met with ambiguous faces (a probability near 0.3 on
+   many) instead of a share of clear ones -- with means only, the judge counted 4 % glasses and the
+   Fréchet distance more than doubled (bench/results/v2-branches.md); real faces' probabilities sit near
+   0 or 1, and their spread says so.
 4. The loss is linear in the batch's own statistics, with the running errors as (detached) coefficients:
    the sum over entries of e_mean * mean_batch(f) / scale + e_sd * sd_batch(f) / scale, times
    ``weight * interval`` (a sum, not a mean: each entry is pushed with the full weight, however many
