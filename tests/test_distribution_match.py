@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from facegen.world.distribution_match import DistributionMatch, statistics_layout
+from facegen.world.resume import export_resume, load_resume
 from facegen.world.trainer import Trainer
 
 from test_training import tiny_cfg, tiny_images  # noqa: F401  (the same tiny 16 px setup; a fixture)
@@ -115,14 +116,20 @@ def test_lever_is_off_by_default_lazy_and_resumes_bit_for_bit(tmp_path, tiny_ima
     for _ in range(3):
         first.train_step()
     first.save_checkpoint(tmp_path / "ckpt.pt")
-    torch.manual_seed(999)
-    resumed = Trainer(tiny_cfg(tmp_path / "c", **on), tiny_images)
-    resumed.load_checkpoint(tmp_path / "ckpt.pt")
-    for _ in range(3):
-        resumed.train_step()
-    a, b = weights(straight), weights(resumed)
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    export_resume(tmp_path / "ckpt.pt", tmp_path / "resume", with_optimizer=True)
+    for how in ("checkpoint", "resume file"):
+        torch.manual_seed(999)
+        resumed = Trainer(tiny_cfg(tmp_path / how, **on), tiny_images)
+        if how == "checkpoint":
+            resumed.load_checkpoint(tmp_path / "ckpt.pt")
+        else:
+            assert load_resume(resumed, tmp_path / "resume") is True
+        assert int(resumed.match.calls) == 2
+        for _ in range(3):
+            resumed.train_step()
+        a, b = weights(straight), weights(resumed)
+        for k in a:
+            assert torch.equal(a[k], b[k]), (how, k)
 
 
 def test_warm_up_leaves_g_alone_and_then_the_lever_moves_g(tmp_path, tiny_images):
