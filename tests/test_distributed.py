@@ -109,12 +109,16 @@ def test_class_conditional_q_head_run_follows_one_process(tmp_path):
 
 
 def test_processes_stay_identical_with_the_v2_levers(tmp_path, image_folder):
-    """DiffAugment with ADA (its p follows D's sign statistic, which each process measures on its own rows)
-    and path-length regularisation: after 6 steps (ADA's sign sums half-way to its next update) every process
+    """DiffAugment with ADA (its p follows D's sign statistic, which each process measures on its own rows),
+    path-length regularisation, distribution matching (its real statistics come from each process's rows)
+    and linear decodability: after 6 steps (ADA's sign sums half-way to its next update) every process
     still holds rank 0's weights and buffers."""
     two_processes(tmp_path / "two", image_folder, 6, [*TINY, "--augment", "translation,cutout", "--augment-p",
                                                        "0.5", "--ada-target", "0.6", "--ada-kimg", "0.5",
-                                                       "--pl-weight", "2"])
+                                                       "--pl-weight", "2", "--match-weight", "1",
+                                                       "--match-interval", "2", "--match-warmup", "1",
+                                                       "--lin-weight", "1", "--lin-interval", "2",
+                                                       "--lin-warmup", "1"])
     losses, events = read_log(tmp_path / "two" / "log.jsonl")
     assert len({r["aug_p"] for r in losses}) > 1                    # ADA moved p
     assert events[-1] == {"event": "data_parallel", "step": 6, "world_size": 2, "max_divergence": 0.0}

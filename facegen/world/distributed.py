@@ -25,7 +25,8 @@ Method:
   optimiser steps per iteration, which DDP's reducer does not follow. Terms a process computes on the whole
   batch (e.g. path-length regularisation) give every process the same gradient, which averaging keeps.
 * **Logged losses** are the all-reduced means (:meth:`DataParallel.mean_stats`); a lever's floating buffers
-  (ADA's ``p`` and its sign accumulator) are averaged after each step so the processes stay identical.
+  (ADA's ``p`` and its sign accumulator, distribution matching's running statistics -- its reals are each
+  process's rows -- and linear decodability's) are averaged after each step so the processes stay identical.
 * **Only rank 0 writes** log.jsonl, samples, checkpoints and exports; every process resumes from the same
   checkpoint. Rank 0 renders / caches the data first, the others then read the cache.
 
@@ -206,7 +207,9 @@ class DataParallel:
         dist.barrier()
 
     def close(self) -> None:
+        """Leave together (a barrier), then destroy the process group (see facegen.__main__ for the exit)."""
         if dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
 
 
@@ -218,7 +221,7 @@ def after_step(dp: Optional[DataParallel], trainer, stats: dict) -> dict:
     """Global means of the step's stats; levers' floating buffers averaged so the processes stay identical."""
     if dp is None:
         return stats
-    for name in ("aug",):
+    for name in ("aug", "match", "lin"):
         module = getattr(trainer, name, None)
         if isinstance(module, torch.nn.Module):
             dp.average_buffers(module)
