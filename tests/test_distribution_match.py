@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from facegen.world.distribution_match import DistributionMatch, statistics_layout
-from facegen.world.resume import export_resume, load_resume
 from facegen.world.trainer import Trainer
 
-from test_training import tiny_cfg, tiny_images  # noqa: F401  (the same tiny 16 px setup; a fixture)
+from test_training import assert_resumes_bit_for_bit, tiny_cfg, tiny_images  # noqa: F401  (tiny_images: a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -103,33 +102,11 @@ def test_lever_is_off_by_default_lazy_and_resumes_bit_for_bit(tmp_path, tiny_ima
     off = Trainer(tiny_cfg(tmp_path / "off"), tiny_images)
     assert off.match is None and "match" not in off.state()
     on = dict(match_weight=1.0, match_interval=2, match_warmup=1)
-
-    def weights(tr):
-        return {f"{n}.{k}": v.clone() for n, mod in (("G", tr.G), ("E", tr.G_ema), ("M", tr.match))
-                for k, v in mod.state_dict().items()}
-
     straight = Trainer(tiny_cfg(tmp_path / "a", **on), tiny_images)
     logs = [straight.train_step() for _ in range(6)]
     assert [s.get("match_warm") for s in logs] == [1.0, None, 0.0, None, 0.0, None]
     assert all(np.isfinite(v) for s in logs for v in s.values())
-    first = Trainer(tiny_cfg(tmp_path / "b", **on), tiny_images)
-    for _ in range(3):
-        first.train_step()
-    first.save_checkpoint(tmp_path / "ckpt.pt")
-    export_resume(tmp_path / "ckpt.pt", tmp_path / "resume", with_optimizer=True)
-    for how in ("checkpoint", "resume file"):
-        torch.manual_seed(999)
-        resumed = Trainer(tiny_cfg(tmp_path / how, **on), tiny_images)
-        if how == "checkpoint":
-            resumed.load_checkpoint(tmp_path / "ckpt.pt")
-        else:
-            assert load_resume(resumed, tmp_path / "resume") is True
-        assert int(resumed.match.calls) == 2
-        for _ in range(3):
-            resumed.train_step()
-        a, b = weights(straight), weights(resumed)
-        for k in a:
-            assert torch.equal(a[k], b[k]), (how, k)
+    assert_resumes_bit_for_bit(tmp_path, tiny_images, straight, "match", **on)
 
 
 def test_warm_up_leaves_g_alone_and_then_the_lever_moves_g(tmp_path, tiny_images):

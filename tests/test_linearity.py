@@ -11,7 +11,7 @@ from facegen.world.linearity import DEFAULT_ATTRIBUTES, LinearDecodability
 from facegen.world.resume import export_resume, load_resume
 from facegen.world.trainer import Trainer
 
-from test_training import tiny_cfg, tiny_images  # noqa: F401  (the same tiny 16 px setup; a fixture)
+from test_training import assert_resumes_bit_for_bit, tiny_cfg, tiny_images  # noqa: F401  (tiny_images: a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -112,34 +112,12 @@ def test_lever_is_off_by_default_and_trains_lazily_and_resumes_bit_for_bit(tmp_p
     assert off.lin is None and "lin" not in off.state()
 
     on = dict(lin_weight=1.0, lin_interval=2, lin_warmup=1)
-
-    def weights(tr):
-        return {f"{n}.{k}": v.clone() for n, m in (("G", tr.G), ("E", tr.G_ema), ("L", tr.lin))
-                for k, v in m.state_dict().items()}
-
     straight = Trainer(tiny_cfg(tmp_path / "a", **on), tiny_images)
     logs = [straight.train_step() for _ in range(6)]
     assert [s.get("lin_warm") for s in logs] == [1.0, None, 0.0, None, 0.0, None]
     assert all(np.isfinite(v) for s in logs for v in s.values())
     assert int(straight.lin.calls) == 3
-
-    first = Trainer(tiny_cfg(tmp_path / "b", **on), tiny_images)
-    for _ in range(3):
-        first.train_step()
-    first.save_checkpoint(tmp_path / "ckpt.pt")
-    export_resume(tmp_path / "ckpt.pt", tmp_path / "resume", with_optimizer=True)
-    for how in ("checkpoint", "resume file"):
-        torch.manual_seed(999)
-        resumed = Trainer(tiny_cfg(tmp_path / how, **on), tiny_images)
-        if how == "checkpoint":
-            resumed.load_checkpoint(tmp_path / "ckpt.pt")
-        else:
-            assert load_resume(resumed, tmp_path / "resume") is True
-        for _ in range(3):
-            resumed.train_step()
-        a, b = weights(straight), weights(resumed)
-        for k in a:
-            assert torch.equal(a[k], b[k]), (how, k)
+    assert_resumes_bit_for_bit(tmp_path, tiny_images, straight, "lin", **on)
 
 
 def test_warm_up_leaves_g_alone_and_then_the_lever_moves_g(tmp_path, tiny_images):

@@ -35,6 +35,36 @@ def _weights(tr):
                                       **{"E." + k: v for k, v in tr.G_ema.state_dict().items()}}.items()}
 
 
+def assert_resumes_bit_for_bit(tmp_path, images, straight, lever: str, steps: int = 3, **cfg):
+    """A run of 2 x ``steps`` steps (``straight``, already trained) equals one checkpointed after ``steps`` and
+    resumed -- from its checkpoint.pt and from a compact resume file -- in G, G_ema and the ``lever`` module's
+    state (a lever's statistics included, so they must come back from both files)."""
+    from facegen.world.resume import export_resume, load_resume
+
+    def weights(tr):
+        return {f"{n}.{k}": v.clone() for n, m in (("G", tr.G), ("E", tr.G_ema), (lever, getattr(tr, lever)))
+                for k, v in m.state_dict().items()}
+
+    first = Trainer(tiny_cfg(tmp_path / "first", **cfg), images)
+    for _ in range(steps):
+        first.train_step()
+    first.save_checkpoint(tmp_path / "ckpt.pt")
+    export_resume(tmp_path / "ckpt.pt", tmp_path / "resume", with_optimizer=True)
+    for how in ("checkpoint", "resume file"):
+        torch.manual_seed(999)
+        resumed = Trainer(tiny_cfg(tmp_path / how, **cfg), images)
+        if how == "checkpoint":
+            resumed.load_checkpoint(tmp_path / "ckpt.pt")
+        else:
+            assert load_resume(resumed, tmp_path / "resume") is True
+        assert resumed.step == steps
+        for _ in range(steps):
+            resumed.train_step()
+        a, b = weights(straight), weights(resumed)
+        for k in a:
+            assert torch.equal(a[k], b[k]), (how, k)
+
+
 def test_training_steps_are_finite_and_change_weights(tmp_path, tiny_images):
     tr = Trainer(tiny_cfg(tmp_path), tiny_images)
     before = _weights(tr)
