@@ -121,3 +121,27 @@ def test_a_file_of_other_networks_is_refused_with_the_options(runs, tmp_path):
         load_resume(Trainer(cfg, np.zeros((4, 16, 16, 3), np.uint8)), tmp_path / "c")
     with pytest.raises(Exception, match="no resume file"):
         load_resume(Trainer(cfg, np.zeros((4, 16, 16, 3), np.uint8)), tmp_path / "missing")
+
+
+def test_an_option_newer_than_the_resume_file_is_a_logged_change(runs, tmp_path):
+    """A file written before an option existed (its config lacks the key) had that option at its default: a
+    resume that sets it lists it in config_changes (the branch of the v2 run that switched a lever on)."""
+    root, folder = runs
+    st = torch.load(root / "half" / "checkpoint.pt", weights_only=True)
+    del st["cfg"]["match_weight"]
+    torch.save(st, tmp_path / "older.pt")
+    train(tmp_path / "branch", folder, 6, "--resume-from", str(tmp_path / "older.pt"), "--match-weight", "1",
+          "--match-warmup", "1")
+    _, events = read_log(tmp_path / "branch" / "log.jsonl")
+    changes = events[0]["config_changes"]
+    assert changes["match_weight"] == [0.0, 1.0] and changes["match_warmup"] == [50, 1], changes
+    assert "lin_weight" not in changes                      # absent from the file too, but at its default here
+
+
+def test_lazy_stats_are_logged_as_window_means(runs, tmp_path):
+    """R1 runs on even steps (pre-increment) and the log on multiples of 2 (post-increment), so a logged step
+    never computed R1 itself: its record carries the window's mean."""
+    root, folder = runs
+    train(tmp_path / "w", folder, 6, "--log-steps", "2")
+    losses, _ = read_log(tmp_path / "w" / "log.jsonl")
+    assert [r["step"] for r in losses] == [2, 4, 6] and all("r1" in r for r in losses), losses

@@ -111,20 +111,12 @@ def load_resume(trainer, path) -> bool:
         raise InputError(f"{path} was trained with other network options than this run: "
                          + ", ".join(f"--{k.replace('_', '-')} {a} (this run: {b})" for k, (a, b) in bad.items())
                          + ". Pass the options the file was trained with.")
-    # Restored: the optimisers the file's run had (a lever switched on only now starts its own afresh).
-    had = [k for k in OPTIMISERS if getattr(trainer, k, None) is not None
-           and (k in ("opt_G", "opt_D") or _lever_was_on(st["cfg"], k))]
-    restored = all(k in st for k in had)
+    restored = all(k in st for k in OPTIMISERS if getattr(trainer, k, None) is not None)
     try:
         trainer.load_state({**trainer.state(), **st})
     except (RuntimeError, KeyError) as e:
         raise InputError(f"{path} does not fit this run's networks ({e}). Pass the options it was trained with.")
     return restored
-
-
-def _lever_was_on(cfg: dict, optimiser: str) -> bool:
-    """Whether the run with config ``cfg`` had the lever that owns ``optimiser`` (opt_P)."""
-    return optimiser == "opt_P" and bool(cfg.get("projected"))
 
 
 def source_config(path) -> Optional[dict]:

@@ -108,7 +108,7 @@ def train(cfg: TrainConfig, resume: bool = True, export: Optional[str] = None, l
     log(f"G {nparams / 1e6:.2f}M params, D {sum(p.numel() for p in trainer.D.parameters()) / 1e6:.2f}M params")
     start_elapsed, t_start = trainer.elapsed, time.time()
     window = []
-    lazy = {}          # every stat of the window: lazy ones (R1, path length, linearity) are logged as window means
+    window_stats = {}  # every stat of the window: lazy ones (R1, path length, levers) are logged as window means
     last = {}
     with open(out / "log.jsonl" if main else os.devnull, "a") as logf:
         logf.write(json.dumps(resuming.run_event(trainer, command, dp.world if dp else 1, source,
@@ -120,15 +120,15 @@ def train(cfg: TrainConfig, resume: bool = True, export: Optional[str] = None, l
             stats = distributed.after_step(dp, trainer, trainer.train_step())
             window.append(time.time() - ts)
             for k, v in stats.items():
-                lazy.setdefault(k, []).append(v)
+                window_stats.setdefault(k, []).append(v)
             trainer.elapsed = start_elapsed + (time.time() - t_start)
             if not all(math.isfinite(v) for v in stats.values()):
                 raise FloatingPointError(f"non-finite loss at step {trainer.step}: {stats}")
             if trainer.step % cfg.log_steps == 0:
                 rec = last = {"step": trainer.step, "kimg": trainer.images_seen / 1000, "elapsed_s": round(trainer.elapsed, 1),
                        "s_per_step": round(float(np.mean(window)), 3), **{k: round(v, 4) for k, v in stats.items()},
-                       **{k: round(float(np.mean(v)), 4) for k, v in lazy.items() if k not in stats}}
-                window, lazy = [], {}
+                       **{k: round(float(np.mean(v)), 4) for k, v in window_stats.items() if k not in stats}}
+                window, window_stats = [], {}
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
                 log(json.dumps(rec))
