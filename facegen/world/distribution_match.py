@@ -66,13 +66,10 @@ class DistributionMatch(nn.Module):
         if weight <= 0 or interval < 1 or batch_shrink < 1 or not 0 < decay <= 1 or warmup < 0:
             raise ValueError("attribute match: weight > 0, interval >= 1, batch_shrink >= 1, 0 < decay <= 1, "
                              "warmup >= 0")
-        if predictor is None:       # building the network draws its initial weights: keep the run's RNG as it is
-            from facegen.world.predictor import load_world_predictor
-            with torch.random.fork_rng(devices=[]):
-                predictor = load_world_predictor()
-        import copy
+        from facegen.world.predictor import frozen_world_predictor
         # A plain attribute (a list), not a submodule: the predictor is not trained and not checkpointed.
-        self._predictor = [copy.deepcopy(predictor).to(device).eval().requires_grad_(False)]
+        self._predictor = [frozen_world_predictor(predictor, device)]
+        predictor = self._predictor[0]
         self.weight, self.interval, self.batch_shrink, self.decay = weight, interval, batch_shrink, decay
         self.warmup, self.scale_floor = warmup, scale_floor
         self.layout = statistics_layout(predictor)

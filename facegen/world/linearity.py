@@ -65,13 +65,10 @@ class LinearDecodability(nn.Module):
         if mode not in ("both", "w"):
             raise ValueError(f"linear decodability: mode {mode!r}, use 'both' or 'w'")
         self.mode = mode
-        if predictor is None:       # building the network draws its initial weights: keep the run's RNG as it is
-            from facegen.world.predictor import load_world_predictor
-            with torch.random.fork_rng(devices=[]):
-                predictor = load_world_predictor()
-        import copy
+        from facegen.world.predictor import frozen_world_predictor
         # A plain attribute (a list), not a submodule: the predictor is not trained and not checkpointed.
-        self._predictor = [copy.deepcopy(predictor).to(device).eval().requires_grad_(False)]
+        self._predictor = [frozen_world_predictor(predictor, device)]
+        predictor = self._predictor[0]
         self.weight, self.interval, self.batch_shrink, self.decay = weight, interval, batch_shrink, decay
         self.logit_clip, self.ridge, self.warmup, self.var_floor = logit_clip, ridge, warmup, var_floor
         kinds = {name: kind for name, kind, _, _, _ in predictor.layout}

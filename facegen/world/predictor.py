@@ -59,13 +59,14 @@ Rebuild the shipped model (see ``assets/predictor/README.md``)::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shlex
 import sys
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -79,7 +80,7 @@ from facegen.world.predictor_training import TEST_SEED_START, TRAIN_SEED_START, 
 from facegen.world.render import render_batch
 
 __all__ = [
-    "Labeller", "WorldPredictor", "load_world_predictor", "DEFAULT_PREDICTOR_DIR",
+    "Labeller", "WorldPredictor", "load_world_predictor", "frozen_world_predictor", "DEFAULT_PREDICTOR_DIR",
     "TRAIN_SEED_START", "TEST_SEED_START", "CIRCULAR", "make_corruptions", "evaluate", "cli_main",
     # re-exported from the modules this one was split into (their names stay importable from here)
     "INPUT_SIZE", "MIN_INPUT_SIZE", "ImageArray", "check_images", "CORRUPTIONS", "augment", "DEFAULT_ARCH",
@@ -101,6 +102,17 @@ def load_world_predictor(folder: Union[str, Path, None] = None) -> WorldPredicto
     Treat the returned module as read-only (it is shared); ``copy.deepcopy`` it to fine-tune or move it.
     """
     return _load_cached(str(Path(folder).resolve() if folder is not None else DEFAULT_PREDICTOR_DIR))
+
+
+def frozen_world_predictor(predictor: Optional[WorldPredictor] = None, device="cpu") -> WorldPredictor:
+    """A private, frozen copy (eval mode, no gradients to its weights) of ``predictor`` or of the shipped one,
+    on ``device``: for a training lever that scores G's faces. Loading the shipped one builds a network,
+    which draws initial weights: the global RNG is left as it was, so switching a lever on does not move a
+    run's random stream."""
+    if predictor is None:
+        with torch.random.fork_rng(devices=[]):
+            predictor = load_world_predictor()
+    return copy.deepcopy(predictor).to(device).eval().requires_grad_(False)
 
 
 # ---------------------------------------------------------------------------
