@@ -145,3 +145,26 @@ def test_lazy_stats_are_logged_as_window_means(runs, tmp_path):
     train(tmp_path / "w", folder, 6, "--log-steps", "2")
     losses, _ = read_log(tmp_path / "w" / "log.jsonl")
     assert [r["step"] for r in losses] == [2, 4, 6] and all("r1" in r for r in losses), losses
+
+
+def test_a_changed_learning_rate_applies_after_resume_with_the_moments_kept(runs, tmp_path):
+    """Adam's saved param_groups carry the old lr: a resume with ``--lr`` changed (a branch that lowers it)
+    must train with the new one, lazy-corrected as at a fresh start, while the moments come back."""
+    root, folder = runs
+    st = torch.load(root / "half" / "checkpoint.pt", weights_only=True)
+    cfg = TrainConfig(**{**st["cfg"], "lr": st["cfg"]["lr"] / 4})
+    tr = Trainer(cfg, np.zeros((4, 16, 16, 3), np.uint8))
+    fresh = {k: [dict(g) for g in o.param_groups] for k, o in tr.optimisers().items()}
+    tr.load_state(st)
+    c = cfg.r1_interval / (cfg.r1_interval + 1)
+    assert tr.opt_D.param_groups[0]["lr"] == pytest.approx(cfg.lr * c)
+    assert tr.opt_G.param_groups[0]["lr"] == pytest.approx(cfg.lr)            # no path-length lever here
+    for k, o in tr.optimisers().items():
+        assert [(g["lr"], g["betas"]) for g in o.param_groups] == [(g["lr"], g["betas"]) for g in fresh[k]]
+        saved = st[k]["state"][0]["exp_avg_sq"]
+        assert torch.equal(o.state[o.param_groups[0]["params"][0]]["exp_avg_sq"], saved)
+    # Through the command line the branch trains on and logs the change.
+    train(tmp_path / "branch", folder, 6, "--resume-from", str(root / "half" / "checkpoint.pt"),
+          "--lr", str(cfg.lr))
+    _, events = read_log(tmp_path / "branch" / "log.jsonl")
+    assert events[0]["config_changes"]["lr"] == [st["cfg"]["lr"], cfg.lr]

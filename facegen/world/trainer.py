@@ -72,6 +72,8 @@ class Trainer:
         cg = cfg.pl_interval / (cfg.pl_interval + 1) if self.pl is not None else 1.0
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr * cg, betas=(0.0, 0.99 ** cg), eps=1e-8)
         self.opt_D = torch.optim.Adam(d_params, lr=cfg.lr * c, betas=(0.0, 0.99 ** c), eps=1e-8)
+        self.hyperparameters = {k: [{"lr": g["lr"], "betas": g["betas"]} for g in opt.param_groups]
+                                for k, opt in self.optimisers().items()}
         self.images = images
         self.labels = labels
         self.data_rng = torch.Generator().manual_seed(cfg.seed + 1)
@@ -251,6 +253,9 @@ class Trainer:
                                                 ("lin", self.lin), ("match", self.match))
                 if m is not None}
 
+    def optimisers(self) -> dict:
+        return {k: o for k, o in (("opt_G", self.opt_G), ("opt_D", self.opt_D), ("opt_P", self.opt_P)) if o is not None}
+
     def save_checkpoint(self, path: Path):
         tmp = path.with_suffix(".tmp")
         torch.save(self.state(), tmp)
@@ -271,6 +276,9 @@ class Trainer:
         self.opt_D.load_state_dict(st["opt_D"])
         for k, m in self.lever_modules().items():
             m.load_state_dict(st[k])
+        for k, opt in self.optimisers().items():   # Adam's moments resume; its lr and betas are this run's options
+            for group, hp in zip(opt.param_groups, self.hyperparameters[k]):
+                group.update(hp)
         torch.set_rng_state(st["rng_torch"].cpu())
         self.data_rng.set_state(st["rng_data"].cpu())
         np.random.set_state(("MT19937", np.array(st["rng_numpy"], dtype=np.uint32), st["rng_numpy_pos"], 0, 0.0))
