@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from facegen.world.predictor_network import CIRCULAR
+from facegen.world.running_moments import fold_covariance
 
 __all__ = ["DistributionMatch", "statistics_layout", "build_distribution_match"]
 
@@ -107,7 +108,7 @@ class DistributionMatch(nn.Module):
         mean, var = getattr(self, f"mean_{side}"), getattr(self, f"var_{side}")
         m, v = f.mean(0), f.var(0, unbiased=False)
         delta = m - mean
-        var.copy_((1 - rate) * var + rate * v + rate * (1 - rate) * delta.square())
+        fold_covariance(var, v, delta, delta, rate)
         mean.lerp_(m, rate)
 
     def errors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -47,6 +47,8 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from facegen.world.running_moments import fold_covariance
+
 __all__ = ["LinearDecodability", "DEFAULT_ATTRIBUTES"]
 
 #: The attributes issue #17's w-linear goal reads (facegen.world.quality_goals.W_LINEAR_ATTRIBUTES).
@@ -118,9 +120,9 @@ class LinearDecodability(nn.Module):
         cww, cws = dw.T @ dw / n, dw.T @ ds / n
         # Mixture of two populations: the spread of their means adds to the pooled covariance.
         delta_w, delta_s = mw - self.mean_w, ms - self.mean_s
-        self.cov_ww.copy_((1 - rate) * self.cov_ww + rate * cww + rate * (1 - rate) * torch.outer(delta_w, delta_w))
-        self.cov_ws.copy_((1 - rate) * self.cov_ws + rate * cws + rate * (1 - rate) * torch.outer(delta_w, delta_s))
-        self.var_s.copy_((1 - rate) * self.var_s + rate * ds.square().mean(0) + rate * (1 - rate) * delta_s.square())
+        fold_covariance(self.cov_ww, cww, delta_w, delta_w, rate)
+        fold_covariance(self.cov_ws, cws, delta_w, delta_s, rate)
+        fold_covariance(self.var_s, ds.square().mean(0), delta_s, delta_s, rate)
         self.mean_w.lerp_(mw, rate)
         self.mean_s.lerp_(ms, rate)
         self.calls += 1
