@@ -121,3 +121,49 @@ def test_warm_up_leaves_g_alone_and_then_the_lever_moves_g(tmp_path, tiny_images
     assert all(torch.equal(v, g50[k]) for k, v in g1.items())
     g1, g50 = run(1.0, 5), run(50.0, 5)
     assert any(not torch.equal(v, g50[k]) for k, v in g1.items())
+
+
+def test_measured_faces_set_the_error_and_the_gradient_flows_through_the_batch(predictor):
+    """measure 'ema' (docstring 6): the running fake statistics read the ``measured`` faces (G_ema's), not
+    the batch that takes the gradient. Batch = reals (no error of its own), measured = faces without
+    glasses: the error is G_ema's shortfall, and the loss still moves the batch's pixels."""
+    x, lab = _renders(range(200))
+    with_g = [i for i, a in enumerate(lab) if a["glasses"]][:6]
+    without = [i for i, a in enumerate(lab) if not a["glasses"]][:6]
+    real = x[with_g + without]
+    m = DistributionMatch(predictor=predictor, warmup=0, decay=1.0, measure="ema")
+    batch = real.clone().requires_grad_(True)
+    loss, _ = m.loss(batch, real, measured=x[without + without])
+    j = m.labels.index("glasses")
+    torch.testing.assert_close(m.mean_fake, m.statistics(x[without + without]).double().mean(0))
+    assert m.errors()[0][j] < -0.5                   # the measured faces lack the reals' glasses
+    loss.backward()
+    assert float(batch.grad.abs().sum()) > 0         # ... and the batch (G's faces) is pushed
+    with pytest.raises(ValueError, match="measure"):
+        DistributionMatch(predictor=predictor, measure="D")
+
+
+def test_measure_ema_reads_g_ema_in_training_and_resumes_bit_for_bit(tmp_path, tiny_images):
+    """In the loop: with measure 'ema' the lever's fake statistics are those of G_ema's faces. G_ema's
+    synthesis is zeroed (every face an all-zero image, whatever z), so after the first lever step the running
+    fake mean is exactly the predictor's reading of that image; with measure 'G' it is not."""
+    def first_lever_step(measure):
+        on = dict(match_weight=1.0, match_interval=2, match_warmup=1, match_measure=measure)
+        tr = Trainer(tiny_cfg(tmp_path / measure, **on), tiny_images)
+        with torch.no_grad():
+            for p in tr.G_ema.synthesis.parameters():
+                p.zero_()
+        tr.train_step()
+        assert int(tr.match.calls) == 1
+        res = tr.cfg.resolution
+        return tr.match.mean_fake, tr.match.statistics(torch.zeros(2, 3, res, res)).double()[0]
+
+    fake, blank = first_lever_step("ema")
+    torch.testing.assert_close(fake, blank)
+    fake, blank = first_lever_step("G")
+    assert not torch.allclose(fake, blank)
+    on = dict(match_weight=1.0, match_interval=2, match_warmup=1, match_measure="ema")
+    straight = Trainer(tiny_cfg(tmp_path / "straight", **on), tiny_images)
+    for _ in range(6):
+        straight.train_step()
+    assert_resumes_bit_for_bit(tmp_path, tiny_images, straight, "match", **on)

@@ -28,6 +28,12 @@ Method, every ``interval`` G steps (lazy), on ``batch // batch_shrink`` fresh fa
    proportional controller on G's attribute distribution, quiet once the distributions agree, and free of
    the bias a squared error of a small batch's mean would carry.
 5. Warm-up: the first ``warmup`` lever steps only gather statistics.
+6. Whose faces the fake statistics read (``measure``): the training G's batch itself ("G"), or faces of
+   G_ema from the same z ("ema"; no gradient), while the gradient still flows through G's batch. Why: the
+   weight average that ships draws rare modes less often than the G it averages (at 352 kimg with "G":
+   the predictor reads glasses on 26.5 % of G's faces, 19.8 % of G_ema's; the reals 26.2 %), so matching G
+   leaves G_ema short. With "ema" G is pushed until the average's rates match -- a controller whose
+   measurement lags G by the EMA's half-life.
 
 The quality judge never enters: the predictor is the training-side labeller; the judge then says whether
 the rates really moved. State (checkpointed): the running statistics and the step count.
@@ -62,11 +68,13 @@ def statistics_layout(predictor) -> list[tuple[str, str, int, int]]:
 
 class DistributionMatch(nn.Module):
     def __init__(self, weight: float = 1.0, interval: int = 4, batch_shrink: int = 2, predictor=None,
-                 decay: float = 0.02, warmup: int = 50, scale_floor: float = 0.05, device="cpu"):
+                 decay: float = 0.02, warmup: int = 50, scale_floor: float = 0.05, measure: str = "G", device="cpu"):
         super().__init__()
-        if weight <= 0 or interval < 1 or batch_shrink < 1 or not 0 < decay <= 1 or warmup < 0:
+        if weight <= 0 or interval < 1 or batch_shrink < 1 or not 0 < decay <= 1 or warmup < 0 \
+                or measure not in ("G", "ema"):
             raise ValueError("attribute match: weight > 0, interval >= 1, batch_shrink >= 1, 0 < decay <= 1, "
-                             "warmup >= 0")
+                             "warmup >= 0, measure 'G' or 'ema'")
+        self.measure = measure
         from facegen.world.predictor import frozen_world_predictor
         # A plain attribute (a list), not a submodule: the predictor is not trained and not checkpointed.
         self._predictor = [frozen_world_predictor(predictor, device)]
@@ -119,14 +127,17 @@ class DistributionMatch(nn.Module):
         e_sd = (sd_fake - sd_real) / scale
         return e_mean.float(), e_sd.float(), scale.float()
 
-    def loss(self, fake: torch.Tensor, real: torch.Tensor) -> tuple[Optional[torch.Tensor], dict]:
+    def loss(self, fake: torch.Tensor, real: torch.Tensor, measured: Optional[torch.Tensor] = None
+             ) -> tuple[Optional[torch.Tensor], dict]:
         """(loss to backpropagate, or None while warming up; stats) for generated images ``fake`` (with their
-        graph) and real images ``real``, both [N, 3, H, W] in [-1, 1]. Folds both into the statistics first."""
+        graph) and real images ``real``, both [N, 3, H, W] in [-1, 1]. Folds both into the statistics first
+        -- or, given ``measured`` (G_ema's faces, docstring 6), those in place of ``fake``."""
         f = self.statistics(fake)
         with torch.no_grad():
             f_real = self.statistics(real)
+            f_measured = f.detach() if measured is None else self.statistics(measured)
         rate = max(1.0 / (int(self.calls) + 1), self.decay)
-        self._fold("fake", f.detach(), rate)
+        self._fold("fake", f_measured, rate)
         self._fold("real", f_real, rate)
         self.calls += 1
         e_mean, e_sd, scale = self.errors()
@@ -151,4 +162,5 @@ def build_distribution_match(cfg, device) -> Optional[DistributionMatch]:
     if cfg.match_weight <= 0:
         return None
     return DistributionMatch(weight=cfg.match_weight, interval=cfg.match_interval,
-                          batch_shrink=cfg.match_batch_shrink, warmup=cfg.match_warmup, device=device)
+                          batch_shrink=cfg.match_batch_shrink, warmup=cfg.match_warmup,
+                          measure=cfg.match_measure, device=device)

@@ -79,6 +79,8 @@ class TrainConfig:
     match_interval: int = 4                #      reals' (distribution_match.py)
     match_batch_shrink: int = 2
     match_warmup: int = 50
+    match_measure: str = "G"              # whose faces the running fake statistics read: the training "G" or
+                                           #      "ema" (G_ema, the network that ships; G still takes the gradient)
 
 
 def build_networks(cfg: TrainConfig):

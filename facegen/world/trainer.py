@@ -171,8 +171,13 @@ class Trainer:
         if self.match is not None and self.step % self.match.interval == 0:
             n = min(self.match.batch_size(cfg.batch), len(x_real))
             z = torch.randn(n, cfg.z_dim, device=self.device)
-            ws = G.mapping(z, None if c_fake_all is None else c_fake_all[:n])       # faces as sampled, no mixing
-            loss_m, m_stats = self.match.loss(G.synthesis(ws, noise_mode="random"), x_real[:n])
+            c = None if c_fake_all is None else c_fake_all[:n]
+            ws = G.mapping(z, c)                                                      # faces as sampled, no mixing
+            measured = None
+            if self.match.measure == "ema":                                           # what ships, same z
+                with torch.no_grad():
+                    measured = self.G_ema.synthesis(self.G_ema.mapping(z, c), noise_mode="random")
+            loss_m, m_stats = self.match.loss(G.synthesis(ws, noise_mode="random"), x_real[:n], measured)
             if loss_m is not None:
                 self.opt_G.zero_grad(set_to_none=True)
                 loss_m.backward()
