@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import facegen  # noqa: E402
 from facegen.world.judge import load_judge  # noqa: E402
 from facegen.world.quality import frechet_distance, held_out_renders  # noqa: E402
-from facegen.world.quality_goals import _samples  # noqa: E402
+from facegen.world.quality_goals import generated_samples  # noqa: E402
 from facegen.world.train_export import export_checkpoint  # noqa: E402
 from results_io import write_json  # noqa: E402
 
@@ -36,7 +36,7 @@ def checkpoint_fd(path: str, judge, f_ref, n: int) -> tuple[int, float]:
     with tempfile.TemporaryDirectory() as folder:
         export_checkpoint(path, folder)
         G = facegen.load_generator(folder)
-        gen, _ = _samples(G, n, 1.0)
+        gen, _ = generated_samples(G, n, 1.0)
     step = torch.load(path, map_location="cpu", weights_only=True)["step"]
     return step, frechet_distance(judge.features(gen), f_ref)
 

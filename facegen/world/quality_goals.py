@@ -201,7 +201,8 @@ def detector_agreement(images: np.ndarray, yaw_reference: np.ndarray, mesh=None,
 # everything
 # ---------------------------------------------------------------------------
 
-def _samples(G, n: int, psi: float) -> tuple[np.ndarray, np.ndarray]:
+def generated_samples(G, n: int, psi: float) -> tuple[np.ndarray, np.ndarray]:
+    """(images [n, H, W, 3] uint8, w [n, w_dim]) of seeds 0..n-1 at ``psi``: the faces every goal reads."""
     with torch.no_grad():
         ws = L.seeds_to_ws(G, list(range(n)), psi=psi)
     return synthesize(G, ws), ws[:, 0].numpy()
@@ -219,14 +220,14 @@ def measure_goals(G, judge, baseline=None, n: int = 1000, renders=None, detector
     (ref, ref_labels), (ref2, _) = renders
     p_ref, f_ref = judge.predict_all(ref)
     f_ref2 = judge.features(ref2)
-    gen, w = _samples(G, n, 1.0)
+    gen, w = generated_samples(G, n, 1.0)
     p_gen, f_gen = judge.predict_all(gen)
     q = {"n": n, "judge": getattr(judge, "meta", {}).get("command", "facegen.world.judge"),
          "fd_judge": frechet_distance(f_gen, f_ref), "fd_judge_floor": frechet_distance(f_ref2, f_ref)}
     if baseline is None or getattr(baseline, "fingerprint", None) == getattr(G, "fingerprint", ""):
         q["fd_judge_v1"] = q["fd_judge"]
     else:
-        gen_b, _ = _samples(baseline, n, 1.0)
+        gen_b, _ = generated_samples(baseline, n, 1.0)
         if baseline.img_resolution != size:
             gen_b = np.stack([np.asarray(Image.fromarray(x).resize((size, size), Image.LANCZOS)) for x in gen_b])
         q["fd_judge_v1"] = frechet_distance(judge.features(gen_b), f_ref)
@@ -242,7 +243,7 @@ def measure_goals(G, judge, baseline=None, n: int = 1000, renders=None, detector
         from facegen.labels.landmarker import FaceMesh, model_files
         mesh = FaceMesh(model_files()["landmarker"], max_faces=1)
         try:
-            gen07, _ = _samples(G, n, detector_psi)
+            gen07, _ = generated_samples(G, n, detector_psi)
             det = detector_agreement(gen07, judge.predict(gen07)["yaw"], mesh)
             det["psi"] = detector_psi
             det["yaw_reference"] = "the judge's yaw"

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from facegen.world.distribution_match import build_distribution_match
 from facegen.world.linearity import build_linearity
+from facegen.world.resume import OPTIMISERS
 from facegen.world.train_config import TrainConfig, build_levers, build_networks, build_q_head
 from facegen.world.train_data import to_tensor
 from facegen.world.train_export import init_from_folder
@@ -259,7 +260,7 @@ class Trainer:
                 if m is not None}
 
     def optimisers(self) -> dict:
-        return {k: o for k, o in (("opt_G", self.opt_G), ("opt_D", self.opt_D), ("opt_P", self.opt_P)) if o is not None}
+        return {k: getattr(self, k) for k in OPTIMISERS if getattr(self, k) is not None}
 
     def save_checkpoint(self, path: Path):
         tmp = path.with_suffix(".tmp")
