@@ -23,22 +23,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import facegen  # noqa: E402
 from facegen.world.judge import load_judge  # noqa: E402
 from facegen.world.quality import frechet_distance, held_out_renders  # noqa: E402
 from facegen.world.quality_goals import generated_samples  # noqa: E402
-from facegen.world.train_export import export_checkpoint  # noqa: E402
+from branch_compare import load_arm  # noqa: E402
 from results_io import write_json  # noqa: E402
 
 
 def checkpoint_fd(path: str, judge, f_ref, n: int) -> tuple[int, float]:
     """(step, judge FD of the checkpoint's G_ema at psi 1 over seeds 0..n-1)."""
-    with tempfile.TemporaryDirectory() as folder:
-        export_checkpoint(path, folder)
-        G = facegen.load_generator(folder)
+    with tempfile.TemporaryDirectory() as workdir:
+        G, source = load_arm("G_ema", path, Path(workdir))
         gen, _ = generated_samples(G, n, 1.0)
-    step = torch.load(path, map_location="cpu", weights_only=True)["step"]
-    return step, frechet_distance(judge.features(gen), f_ref)
+    return source["step"], frechet_distance(judge.features(gen), f_ref)
 
 
 def table(arms: dict) -> str:
