@@ -175,3 +175,16 @@ def test_mode_w_moves_only_w(predictor, tmp_path, tiny_images):
     g1, g50 = run(1.0), run(50.0)
     assert all(torch.equal(v, g50[k]) for k, v in g1.items() if k.startswith("synthesis."))
     assert any(not torch.equal(v, g50[k]) for k, v in g1.items() if k.startswith("mapping."))
+
+
+def test_the_attributes_read_come_from_the_training_config(predictor, tmp_path):
+    from dataclasses import replace
+    from facegen.world.linearity import build_linearity
+    cfg = tiny_cfg(tmp_path, lin_weight=1.0, lin_attributes="smile, age")
+    lever = build_linearity(cfg, "cpu")
+    assert set(lever.order) == {"smile", "age"} and len(lever.columns) == 2
+    assert lever.scores(_faces(2)).shape == (2, 2)
+    assert set(build_linearity(replace(cfg, lin_attributes=tiny_cfg(tmp_path).lin_attributes), "cpu").order) \
+        == set(DEFAULT_ATTRIBUTES)
+    with pytest.raises(ValueError, match="no attributes"):
+        build_linearity(replace(cfg, lin_attributes=" , "), "cpu")

@@ -73,6 +73,8 @@ class LinearDecodability(nn.Module):
         predictor = self._predictor[0]
         self.weight, self.interval, self.batch_shrink, self.decay = weight, interval, batch_shrink, decay
         self.logit_clip, self.ridge, self.warmup, self.var_floor = logit_clip, ridge, warmup, var_floor
+        if not attributes:
+            raise ValueError("linear decodability: no attributes to read")
         kinds = {name: kind for name, kind, _, _, _ in predictor.layout}
         unknown = [a for a in attributes if kinds.get(a) not in ("continuous", "bool")]
         if unknown:
@@ -156,5 +158,6 @@ def build_linearity(cfg, device) -> Optional[LinearDecodability]:
         return None
     lin = LinearDecodability(cfg.w_dim, weight=cfg.lin_weight, interval=cfg.lin_interval,
                              batch_shrink=cfg.lin_batch_shrink, warmup=cfg.lin_warmup, mode=cfg.lin_mode,
+                             attributes=tuple(a.strip() for a in cfg.lin_attributes.split(",") if a.strip()),
                              device=device)
     return lin
