@@ -39,6 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from results_io import write_json  # noqa: E402
+from goals import MONOTONE_RHO, class_goal_met  # noqa: E402
 
 BENCHES = ("edit", "customize", "encode", "faceswap")
 #: Bench arguments: full = the settings of the shipped numbers (the benches' defaults), quick = a smoke test.
@@ -53,7 +54,6 @@ SETTINGS = {
               "faceswap": ["--seconds", "20", "--views", "16"]},
 }
 GOALS = {"edit_monotone": 8, "customize_classes": 14, "faceswap_likeness_v1": 0.34}
-MONOTONE = 0.95
 
 
 def rel(p) -> str:
@@ -107,7 +107,7 @@ def summarise_edit(r: dict) -> dict:
     out = {"directions": len(names)}
     for mode in ("plain", "conditional", "guided"):
         rows = [r[mode][n] for n in names]
-        out[mode] = {"monotone": sum(x["rho_median"] >= MONOTONE for x in rows),
+        out[mode] = {"monotone": sum(x["rho_median"] >= MONOTONE_RHO for x in rows),
                      "median_rho": float(np.median([x["rho_median"] for x in rows])),
                      "target_change": float(np.mean([x["target_change"] for x in rows])),
                      "others_change": float(np.mean([x["others_change_mean"] for x in rows])),
@@ -120,15 +120,14 @@ def summarise_edit(r: dict) -> dict:
 def summarise_customize(r: dict) -> dict:
     rows = [x for x in r["rows"] if x["method"] != "unconditional"]
     classes = list(dict.fromkeys(x["class"] for x in r["rows"]))
-    ok = lambda x: x["hit"] >= 0.95 and x["diversity"] >= 0.8          # noqa: E731
     per_method = {}
     for m in dict.fromkeys(x["method"] for x in rows):
         sel = [x for x in rows if x["method"] == m]
-        per_method[m] = {"met": sum(map(ok, sel)), "mean_hit": float(np.mean([x["hit"] for x in sel])),
+        per_method[m] = {"met": sum(map(class_goal_met, sel)), "mean_hit": float(np.mean([x["hit"] for x in sel])),
                          "mean_diversity": float(np.mean([x["diversity"] for x in sel]))}
     ceil = [x.get("ceiling_diversity") for x in r["rows"] if x["method"] == "unconditional"]
     return {"classes": len(classes), "per_method": per_method,
-            "met_any_method": sum(any(ok(x) for x in rows if x["class"] == c) for c in classes),
+            "met_any_method": sum(any(class_goal_met(x) for x in rows if x["class"] == c) for c in classes),
             "ceiling_ge_0.8": sum((c or 0) >= 0.8 for c in ceil)}
 
 

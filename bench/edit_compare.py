@@ -33,11 +33,11 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from bench.goals import MONOTONE_RHO as RHO_GOAL  # noqa: E402
 from bench.results_io import write_json  # noqa: E402
 from facegen.packs.directions import load_directions  # noqa: E402
 
 MODES = ("plain", "conditional")
-RHO_GOAL = 0.95
 
 
 def load_set(folder: Path) -> dict:
