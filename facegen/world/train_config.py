@@ -19,6 +19,7 @@ import torch
 from facegen.engine.discriminator import Discriminator
 from facegen.engine.layers import FullyConnectedLayer
 from facegen.engine.networks import Generator
+from facegen.world.linearity import DEFAULT_ATTRIBUTES as LIN_ATTRIBUTES
 
 __all__ = ["TrainConfig", "build_networks", "build_q_head", "build_levers"]
 
@@ -75,7 +76,7 @@ class TrainConfig:
     lin_batch_shrink: int = 2
     lin_warmup: int = 100                  # lever steps that only gather its statistics
     lin_mode: str = "both"                 # 'both': through the image and w | 'w': through w only (the mapping)
-    lin_attributes: str = "smile,gender,beard,glasses,age"  # the predictor attributes it reads (comma list)
+    lin_attributes: str = ",".join(LIN_ATTRIBUTES)  # the predictor attributes it reads (comma list)
     match_weight: float = 0.0              # > 0: match the predictor's attribute distribution of fakes to the
     match_interval: int = 4                #      reals' (distribution_match.py)
     match_batch_shrink: int = 2
