@@ -21,6 +21,11 @@ command, every bench's seconds) and ``<out>.md`` (one table, the goals in the la
   identity attributes moved towards A, pose / smile correlation with the video.
 
 ``--quick`` runs every bench at a tiny size (a smoke test of the whole chain: its numbers are noise).
+
+Each bench's raw JSON gets a sidecar ``<bench>-<tag>.run.json`` (the exact command and its seconds). ``--models a``
+runs only A's benches (e.g. v1's while v2 is still training); a later run with ``--reuse`` does not rerun a bench
+whose sidecar names the identical command (same model, pack, settings and output) and keeps its seconds; the
+table is written once both models have every bench.
 """
 
 from __future__ import annotations
@@ -85,6 +90,15 @@ def bench_command(bench: str, model: str, pack: str, raw: Path, tag: str, budget
     else:
         cmd += ["--json", str(out)]
     return cmd
+
+
+def reusable(shown: str, raw: Path, bench: str, tag: str) -> float | None:
+    """Seconds of an earlier run of exactly this bench command whose JSON is in `raw`; else None."""
+    side, out = raw / f"{bench}-{tag}.run.json", raw / f"{bench}-{tag}.json"
+    if not (side.is_file() and out.is_file()):
+        return None
+    prev = json.loads(side.read_text())
+    return prev["seconds"] if prev.get("command") == shown else None
 
 
 def run_bench(cmd: list, log_path: Path) -> float:
@@ -210,7 +224,8 @@ def markdown(result: dict) -> str:
     for name, get, goal in table_rows(s):
         lines.append(f"| {name} | {get(s['a'])} | {get(s['b'])} | {goal} |")
     lines += ["", "Bench commands (raw outputs in `" + result["raw"] + "`, not committed):", ""]
-    lines += [f"* `{c['command']}` ({c['seconds']:.0f} s)" for c in result["runs"]]
+    lines += [f"* `{c['command']}` ({c['seconds']:.0f} s{', an earlier run, reused' if c.get('reused') else ''})"
+              for c in result["runs"]]
     return "\n".join(lines) + "\n"
 
 
@@ -227,6 +242,10 @@ def main(argv=None) -> int:
     ap.add_argument("--note", default="", help="a line printed in bold above the table")
     ap.add_argument("--out", default="bench/results/v1-v2", help="writes OUT.json and OUT.md")
     ap.add_argument("--raw", default=None, help="the benches' own outputs (default: runs/downstream/<out's name>)")
+    ap.add_argument("--models", default="ab", choices=("ab", "a", "b"),
+                    help="whose benches to run now (the table needs both: see --reuse)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep a bench's raw result written earlier by the identical command")
     a = ap.parse_args(argv)
     benches = [x.strip() for x in a.only.split(",") if x.strip()]
     if set(benches) - set(BENCHES):
@@ -235,20 +254,29 @@ def main(argv=None) -> int:
     raw = Path(rel(a.raw or ROOT / "runs" / "downstream" / Path(a.out).name))     # relative: no absolute path in
     raw.mkdir(parents=True, exist_ok=True)                                           # the written commands
     models = {tag: {"label": label, "model": model, **resolve_pack(model, pack)}
-              for tag, model, pack, label in (("a", a.a, a.pack_a, a.label_a), ("b", a.b, a.pack_b, a.label_b))}
+              for tag, model, pack, label in (("a", a.a, a.pack_a, a.label_a), ("b", a.b, a.pack_b, a.label_b))
+              if tag in a.models}
     t0 = time.perf_counter()
     runs, summary = [], {"a": {}, "b": {}}
     for bench in benches:
         for tag, m in models.items():
             cmd = bench_command(bench, m["model"], m["pack"], raw, tag, budget)
             shown = "python " + shlex.join(cmd[1:])
-            print(f"[downstream] {m['label']}: {shown}", flush=True)
-            secs = run_bench(cmd, raw / f"{bench}-{tag}.log")
+            secs = reusable(shown, raw, bench, tag) if a.reuse else None
+            reused = secs is not None
+            if not reused:
+                print(f"[downstream] {m['label']}: {shown}", flush=True)
+                secs = run_bench(cmd, raw / f"{bench}-{tag}.log")
+                write_json(raw / f"{bench}-{tag}.run.json", {"command": shown, "seconds": round(secs, 1)})
             r = json.loads((raw / f"{bench}-{tag}.json").read_text())
             summary[tag][bench] = SUMMARISE[bench](r)
-            runs.append({"model": tag, "bench": bench, "command": shown, "seconds": round(secs, 1)})
-            print(f"[downstream] {m['label']} {bench}: {secs:.0f} s {json.dumps(summary[tag][bench])[:300]}",
-                  flush=True)
+            runs.append({"model": tag, "bench": bench, "command": shown, "seconds": round(secs, 1), "reused": reused})
+            print(f"[downstream] {m['label']} {bench}: {secs:.0f} s{' (reused)' if reused else ''} "
+                  f"{json.dumps(summary[tag][bench])[:300]}", flush=True)
+    if len(models) < 2:
+        print(f"[downstream] only {', '.join(m['label'] for m in models.values())} ran; raw results in {rel(raw)}. "
+              "Run again with both models and --reuse for the table.")
+        return 0
     result = {"command": "python bench/downstream.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
               "budget": budget, "note": a.note, "a": models["a"], "b": models["b"], "raw": rel(raw),
               "seconds": round(time.perf_counter() - t0, 1), "runs": runs, "summary": summary, "goals": GOALS}
