@@ -117,6 +117,27 @@ def test_switching_the_model_updates_the_tabs_path_line(client, mini):
     client.predict(model=mini, api_name="/load_model")
 
 
+def test_mini_v2_comes_with_its_own_pack(client, mini):
+    """mini v2 (registry 'mini-v2') is found with its own pack by fingerprint (assets/packs/mini-v2: z-codes
+    trained against its own discriminator, the world classifier): its tab line says so, and /customize on it
+    uses its z-code generator (no fallback) and returns exactly what the core draws with that pack."""
+    import facegen
+    out = client.predict(model="mini-v2", api_name="/load_model")
+    lines = [o for o in out if isinstance(o, str) and o.startswith("**This model:**")]
+    assert lines == ["**This model:** pack 'mini-v2' (z-code generators, class classifier); classes of the world "
+                     "labeller; faces checked by its classifier."]
+    gallery, note = client.predict(classes=["beard"], method="zcode", count=2, psi=0.7, seed=7, model="mini-v2",
+                                   api_name="/customize")
+    assert note.startswith("z-code generator 'beard' proposes, the classifier checks beard")
+    G = facegen.load_generator("mini-v2")
+    pack = find_pack(G, hub=False)
+    assert pack.name == "mini-v2" and pack.matches(G)
+    core = cz.customize(G, pack, ["beard"], "zcode", 2, 0.7, 7)
+    for item, img in zip(gallery, core["images"], strict=True):
+        np.testing.assert_array_equal(png(item["image"]), img)
+    client.predict(model=mini, api_name="/load_model")
+
+
 # -- a generator with no pack: the ADA fixture, judged by the photo labeller ----------------------------
 
 def test_no_pack_offers_the_photo_labellers_classes(ada_client):

@@ -86,6 +86,7 @@ def test_assets_are_not_generators_and_the_dropdown_says_where_models_live():
     labels = dict((v, label) for label, v in ModelManager(env={}).choices())
     assert "dlib-68-landmarks" not in labels
     assert labels["mini"] == "mini (64 px, embedded)"
+    assert labels["mini-v2"] == "mini-v2 (64 px, embedded)" and registry.default_name() == "mini"
     assert labels["ffhq-config-f"] == "ffhq-config-f (1024 px, Hub)"
     assert labels["seeprettyface-yellow"] == "seeprettyface-yellow (1024 px, local copy needed)"
     reason = ModelManager(env={}).reason("ffhq-config-f")
