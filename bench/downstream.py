@@ -80,8 +80,13 @@ def resolve_pack(model: str, pack: str | None) -> dict:
             "pack_built_by": f"world-pack build --budget {budget}" if budget else "its components' own commands"}
 
 
+def result_path(raw: Path, bench: str, tag: str) -> Path:
+    """Where a bench writes its raw JSON for model `tag` (its sidecar: the same name, ``.run.json``)."""
+    return raw / f"{bench}-{tag}.json"
+
+
 def bench_command(bench: str, model: str, pack: str, raw: Path, tag: str, budget: str) -> list:
-    out = raw / f"{bench}-{tag}.json"
+    out = result_path(raw, bench, tag)
     cmd = [sys.executable, rel(ROOT / "bench" / f"{bench}.py"), "--model", model, "--pack", pack, *SETTINGS[budget][bench]]
     if bench == "customize":
         cmd += ["--no-finetuned", "--out", str(out), "--grid", str(raw / f"customize-{tag}.png")]
@@ -92,9 +97,9 @@ def bench_command(bench: str, model: str, pack: str, raw: Path, tag: str, budget
     return cmd
 
 
-def reusable(shown: str, raw: Path, bench: str, tag: str) -> float | None:
-    """Seconds of an earlier run of exactly this bench command whose JSON is in `raw`; else None."""
-    side, out = raw / f"{bench}-{tag}.run.json", raw / f"{bench}-{tag}.json"
+def reusable(shown: str, out: Path) -> float | None:
+    """Seconds of an earlier run of exactly this bench command, whose JSON is `out`; else None."""
+    side = out.with_suffix(".run.json")
     if not (side.is_file() and out.is_file()):
         return None
     prev = json.loads(side.read_text())
@@ -262,13 +267,14 @@ def main(argv=None) -> int:
         for tag, m in models.items():
             cmd = bench_command(bench, m["model"], m["pack"], raw, tag, budget)
             shown = "python " + shlex.join(cmd[1:])
-            secs = reusable(shown, raw, bench, tag) if a.reuse else None
+            out = result_path(raw, bench, tag)
+            secs = reusable(shown, out) if a.reuse else None
             reused = secs is not None
             if not reused:
                 print(f"[downstream] {m['label']}: {shown}", flush=True)
                 secs = run_bench(cmd, raw / f"{bench}-{tag}.log")
-                write_json(raw / f"{bench}-{tag}.run.json", {"command": shown, "seconds": round(secs, 1)})
-            r = json.loads((raw / f"{bench}-{tag}.json").read_text())
+                write_json(out.with_suffix(".run.json"), {"command": shown, "seconds": round(secs, 1)})
+            r = json.loads(out.read_text())
             summary[tag][bench] = SUMMARISE[bench](r)
             runs.append({"model": tag, "bench": bench, "command": shown, "seconds": round(secs, 1), "reused": reused})
             print(f"[downstream] {m['label']} {bench}: {secs:.0f} s{' (reused)' if reused else ''} "

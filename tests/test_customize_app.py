@@ -10,6 +10,7 @@ from PIL import Image
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client.exceptions import AppError  # noqa: E402
 
+import facegen  # noqa: E402
 from facegen.features import customize as cz  # noqa: E402
 from facegen.labels.classes import PHOTO_CLASSES  # noqa: E402
 from facegen.packs.pack import find_pack  # noqa: E402
@@ -121,7 +122,6 @@ def test_mini_v2_comes_with_its_own_pack(client, mini):
     """mini v2 (registry 'mini-v2') is found with its own pack by fingerprint (assets/packs/mini-v2: z-codes
     trained against its own discriminator, the world classifier): its tab line says so, and /customize on it
     uses its z-code generator (no fallback) and returns exactly what the core draws with that pack."""
-    import facegen
     out = client.predict(model="mini-v2", api_name="/load_model")
     lines = [o for o in out if isinstance(o, str) and o.startswith("**This model:**")]
     assert lines == ["**This model:** pack 'mini-v2' (z-code generators, class classifier); classes of the world "
