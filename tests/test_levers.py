@@ -225,6 +225,19 @@ def test_all_levers_train_and_resume_bit_for_bit(tmp_path, tiny_images):
     assert float(resumed.aug.p) == float(straight.aug.p) and float(resumed.pl.pl_mean) == float(straight.pl.pl_mean)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="training on CUDA needs a GPU (none here); bench/gpu_branch.py runs it on a lent one")
+def test_all_levers_train_on_cuda(tmp_path, tiny_images):
+    """Every lever's state lives on the run's device (ADA's accumulator once stayed on the CPU and crashed
+    the first CUDA step with D(real) on the GPU)."""
+    tr = Trainer(tiny_cfg(tmp_path, device="cuda", match_weight=1.0, match_warmup=1, **ALL_ON), tiny_images)
+    logs = [tr.train_step() for _ in range(6)]
+    assert all(np.isfinite(v) for s in logs for v in s.values())
+    assert logs[-1]["aug_p"] != 0.2 and sum("pl" in s for s in logs) == 3 and any("match" in s for s in logs)
+    on = {t.device.type for m in (tr.G, tr.D, tr.G_ema, tr.aug, tr.pl, tr.match) for t in m.state_dict().values()}
+    assert on == {"cuda"}
+
+
 def test_projected_only_leaves_the_pixel_d_alone(tmp_path, tiny_images):
     tr = Trainer(tiny_cfg(tmp_path, projected="only", augment="translation,color"), tiny_images)
     d0 = {k: v.clone() for k, v in tr.D.state_dict().items()}

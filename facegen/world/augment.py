@@ -107,7 +107,8 @@ class DiffAugment(nn.Module):
         """ADA: accumulate sign(D(real)); every ``interval`` calls move p towards r_t = target."""
         if self.ada_target <= 0:
             return
-        self.acc += torch.tensor([float(logits_real.sign().sum()), float(logits_real.numel())], dtype=torch.float64)
+        self.acc += torch.tensor([float(logits_real.sign().sum()), float(logits_real.numel())], dtype=torch.float64,
+                                 device=self.acc.device)
         if self.acc[1] >= self.interval * logits_real.numel():
             rt = float(self.acc[0] / self.acc[1])
             step = (batch * self.interval) / (self.ada_kimg * 1000)
