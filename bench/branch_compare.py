@@ -33,17 +33,18 @@ import facegen  # noqa: E402
 from facegen.world.judge import DEFAULT_JUDGE_DIR, load_judge  # noqa: E402
 from facegen.world.quality import held_out_renders  # noqa: E402
 from facegen.world.quality_goals import goal_report, measure_goals  # noqa: E402
+from facegen.world.resume import read_resume  # noqa: E402
 from facegen.world.train_export import export_checkpoint  # noqa: E402
 from results_io import write_json  # noqa: E402
 
 
 def load_arm(name: str, path: str, workdir: Path):
-    """(generator, where it came from): a checkpoint's G_ema exported first (its training G with a ``#G``
-    suffix on the path), else the model itself."""
+    """(generator, where it came from): a checkpoint's or compact resume file's G_ema exported first (its
+    training G with a ``#G`` suffix on the path), else the model itself."""
     path, _, which = path.partition("#")
     p = Path(path)
-    if p.is_file() and p.suffix == ".pt":
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    if p.is_file() and p.suffix in (".pt", ".safetensors"):   # a checkpoint or a compact resume file
+        ckpt = read_resume(p)
         folder = workdir / name
         if which == "G":                    # the training G in place of G_ema, exported the same way
             ckpt["G_ema"] = ckpt["G"]

@@ -112,6 +112,33 @@ def test_compact_file_without_optimizer_resumes_with_fresh_adam_and_says_so(runs
         [(3, False, False), (6, True, True)]
 
 
+def test_a_compact_file_exports_like_its_checkpoint(runs, tmp_path):
+    """--export-checkpoint / --export-discriminator read a compact resume file as they read checkpoint.pt (a
+    branch trained on a lent GPU comes home as one), and a zero-step resume exports it with its history."""
+    import facegen
+    root, folder = runs
+    export_resume(root / "half" / "checkpoint.pt", tmp_path / "c")
+    for src, out in ((root / "half" / "checkpoint.pt", tmp_path / "from_ckpt"), (tmp_path / "c" / RESUME_NAME,
+                                                                                 tmp_path / "from_file")):
+        assert cli_main(["--export-checkpoint", str(src), "--export", str(out)]) == 0
+        assert cli_main(["--export-discriminator", str(src), "--export", str(out)]) == 0
+    a, b = facegen.load_generator(str(tmp_path / "from_ckpt")), facegen.load_generator(str(tmp_path / "from_file"))
+    assert a.fingerprint == b.fingerprint
+    ref = torch.load(root / "half" / "checkpoint.pt", weights_only=True)
+    assert all(torch.equal(v, ref["G_ema"][k]) for k, v in b.state_dict().items())
+    from safetensors.torch import load_file
+    d = load_file(str(tmp_path / "from_file" / "discriminator.safetensors"))
+    assert d.keys() == ref["D"].keys() and all(torch.equal(d[k], ref["D"][k]) for k in d)
+    # Zero steps: --kimg below the images seen loads, saves and exports, and the export's history has the line.
+    train(tmp_path / "zero", folder, 3, "--resume-from", str(tmp_path / "c"), "--kimg", "0.004",
+          "--export", str(tmp_path / "zero_export"))
+    losses, events = read_log(tmp_path / "zero" / "log.jsonl")
+    assert losses == [] and [e["step"] for e in events] == [3]
+    assert facegen.load_generator(str(tmp_path / "zero_export")).fingerprint == a.fingerprint
+    metrics = json.loads((tmp_path / "zero_export" / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and [e["event"] for e in metrics["history"]] == ["resume"]
+
+
 def test_a_file_of_other_networks_is_refused_with_the_options(runs, tmp_path):
     root, folder = runs
     export_resume(root / "half" / "checkpoint.pt", tmp_path / "c")

@@ -1,7 +1,7 @@
 """A StyleGAN2 run's weights in and out of Hub-native folders.
 
-* :func:`export_checkpoint` -- the G_ema of a training checkpoint as a generator folder (an interim
-  snapshot; ``--export-checkpoint``).
+* :func:`export_checkpoint` -- the G_ema of a training checkpoint or compact resume file
+  (:func:`facegen.world.resume.read_resume`) as a generator folder (an interim snapshot; ``--export-checkpoint``).
 * :func:`export_discriminator` -- its D as ``FOLDER/discriminator.safetensors`` (``--export-discriminator``),
   so that a later run can fine-tune from the folder.
 * :func:`init_from_folder` -- that fine-tuning start: G from the generator folder (an unconditional G
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from facegen.world.resume import read_resume
 from facegen.world.train_config import TrainConfig, build_networks
 
 __all__ = ["DISCRIMINATOR_NAME", "init_from_folder", "export_discriminator", "export_checkpoint"]
@@ -51,9 +52,9 @@ def init_from_folder(G, D, folder) -> None:
 
 
 def export_discriminator(checkpoint, folder) -> Path:
-    """Write the D of a training checkpoint as ``FOLDER/discriminator.safetensors`` (for fine-tuning)."""
+    """Write the D of a training checkpoint (or compact resume file) as ``FOLDER/discriminator.safetensors`` (for fine-tuning)."""
     from safetensors.torch import save_file
-    st = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    st = read_resume(checkpoint)
     path = Path(folder) / DISCRIMINATOR_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.float().contiguous() for k, v in st["D"].items()}, str(path),
@@ -62,8 +63,9 @@ def export_discriminator(checkpoint, folder) -> Path:
 
 
 def export_checkpoint(checkpoint, folder, **meta) -> Path:
-    """Write the G_ema of a training checkpoint as a Hub-native folder (e.g. an interim snapshot)."""
-    st = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    """Write the G_ema of a training checkpoint (or compact resume file) as a Hub-native folder (e.g. an
+    interim snapshot)."""
+    st = read_resume(checkpoint)
     cfg = TrainConfig(**st["cfg"])
     G, _ = build_networks(cfg)
     G.load_state_dict(st["G_ema"])
