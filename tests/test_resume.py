@@ -4,6 +4,7 @@ log.jsonl with where, when, how and whether the optimiser state came back."""
 
 import json
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from facegen.engine.errors import InputError
 from facegen.world.resume import RESUME_NAME, export_resume, load_resume, read_log
 from facegen.world.training import Trainer, TrainConfig, cli_main
 
+ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--resolution", "16", "--batch", "4", "--z-dim", "16", "--w-dim", "16", "--mapping-layers", "2",
         "--g-channel-base", "128", "--g-channel-max", "16", "--d-channel-base", "128", "--d-channel-max", "16",
         "--r1-interval", "2", "--ema-kimg", "0.01", "--log-steps", "1", "--threads", "1"]
@@ -137,6 +139,38 @@ def test_a_compact_file_exports_like_its_checkpoint(runs, tmp_path):
     assert facegen.load_generator(str(tmp_path / "zero_export")).fingerprint == a.fingerprint
     metrics = json.loads((tmp_path / "zero_export" / "metrics.json").read_text())
     assert metrics["steps"] == 3 and [e["event"] for e in metrics["history"]] == ["resume"]
+
+
+def test_a_gpu_branch_packs_and_unpacks_its_snapshots(runs, tmp_path):
+    """bench/gpu_branch.py's round trip: an arm's checkpoints -> one tar (compact resume file, log, float16
+    G_ema snapshots) -> at home, ckpt-<step>.pt files fd_trajectory reads, and a resume file that continues."""
+    import sys
+    sys.path.insert(0, str(ROOT / "bench"))
+    import gpu_branch
+    root, folder = runs
+    assert gpu_branch.spread([5, 1, 3, 9, 7], 3) == [1, 5, 9] and gpu_branch.spread([1, 2], 5) == [1, 2]
+    snaps = {}
+    for run in ("half", "straight"):
+        s = gpu_branch.snapshot(root / run / "checkpoint.pt")
+        snaps[s["step"]] = s
+    arm = tmp_path / "arm"
+    arm.mkdir()
+    (arm / "checkpoint.pt").write_bytes((root / "straight" / "checkpoint.pt").read_bytes())
+    (arm / "log.jsonl").write_bytes((root / "straight" / "log.jsonl").read_bytes())
+    tar, left = gpu_branch.pack("b64", arm, snaps, tmp_path)
+    assert tar.name == "b64.tar" and left == [] and tar.stat().st_size < gpu_branch.PACK_LIMIT
+    gpu_branch.unpack(tar, tmp_path / "home")
+    home = tmp_path / "home" / "b64"
+    assert sorted(p.name for p in home.iterdir()) == ["ckpt-3.pt", "ckpt-6.pt", "log.jsonl", "resume.json",
+                                                       "resume.safetensors"]
+    ref = torch.load(root / "straight" / "checkpoint.pt", weights_only=True)
+    got = torch.load(home / "ckpt-6.pt", weights_only=True)
+    for k, v in ref["G_ema"].items():
+        assert got["G_ema"][k].dtype == v.dtype and torch.equal(got["G_ema"][k], v.half().to(v.dtype)), k
+    assert got["step"] == 6 and got["cfg"] == ref["cfg"]
+    train(tmp_path / "on", folder, 6, "--resume-from", str(home), "--kimg", "0.032")
+    _, events = read_log(tmp_path / "on" / "log.jsonl")
+    assert [(e["step"], e["optimizer_restored"]) for e in events] == [(6, False)]
 
 
 def test_a_file_of_other_networks_is_refused_with_the_options(runs, tmp_path):
