@@ -4,8 +4,8 @@ Issue 17's FD goal (``fd_judge``, psi 1) is what swings most between checkpoints
 is judged by its FD *trajectory*, not one checkpoint. This measures exactly ``measure_goals``' ``fd_judge``
 (the same held-out renders, the same latents: seeds 0..n-1 at psi 1, the same judge) for each checkpoint's
 G_ema, and nothing else (``bench/branch_compare.py`` gives every goal, ~10x slower). Arms are
-``name=CKPT,CKPT,...`` (checkpoints, compact resume files, or a model folder, which counts as its metrics.json's step); the table has one row per step and
-one column per arm. ``--seeds-from K`` generates from another latent set (seeds K..K+n-1; the reference
+``name=CKPT,CKPT,...`` (checkpoints, compact resume files, or a model folder, which counts as its
+metrics.json's step); the table has one row per step and one column per arm. ``--seeds-from K`` generates from another latent set (seeds K..K+n-1; the reference
 renders stay the same), to tell a checkpoint's FD from its latent set's luck.
 
     nice -n 5 python bench/fd_trajectory.py --arm v2=runs/v2/ckpt-22000.pt,runs/v2/ckpt-22500.pt \\
