@@ -33,7 +33,6 @@ import subprocess
 import sys
 import tarfile
 import time
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -47,21 +46,12 @@ RUN_OPTIONS = ("--resolution 64 --seed 0 --augment translation,color,cutout --au
                "--ada-kimg 100 --pl-weight 2 --pl-interval 4 --pl-batch-shrink 2 --match-weight 1")
 
 
-def _render_chunk(bounds):
-    torch.set_num_threads(1)
-    from facegen.world.render import render_batch
-    a, b, size = bounds
-    return render_batch(range(a, b), size=size)[0]
-
-
 def prerender(n: int, size: int, path: Path, workers: int) -> float:
-    """World seeds 0..n-1 at ``size`` px, in load_dataset's order, on ``workers`` processes -> seconds."""
+    """World seeds 0..n-1 at ``size`` px into ``path`` (load_dataset's cache file) on ``workers`` processes
+    -> seconds."""
+    from facegen.world.train_data import load_dataset
     t0 = time.time()
-    chunks = [(a, min(a + 500, n), size) for a in range(0, n, 500)]
-    with Pool(workers) as pool:
-        images = np.concatenate(pool.map(_render_chunk, chunks))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, images)
+    load_dataset(f"world:{n}", size, cache_dir=path.parent, workers=workers)
     return time.time() - t0
 
 
@@ -172,7 +162,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     work = Path(args.workdir)
     n = int(args.data.split(":", 1)[1])
-    shared = work / "data" / f"world_{n}_{args.resolution}.npy"
+    shared = work / "data" / f"world_{n}_{args.resolution}.npy"       # load_dataset's cache name
     if not shared.exists():
         print(f"rendered {n} world images in {prerender(n, args.resolution, shared, args.workers):.0f} s "
               f"on {args.workers} processes", flush=True)

@@ -65,6 +65,18 @@ def assert_resumes_bit_for_bit(tmp_path, images, straight, lever: str, steps: in
             assert torch.equal(a[k], b[k]), (how, k)
 
 
+def test_world_data_renders_the_same_on_several_processes(tmp_path):
+    """load_dataset(..., workers=2) (bench/gpu_branch.py renders a lease's data so) gives the serial render's
+    images, in order, and caches them where the trainer looks; the caller's torch threads stay as they were."""
+    from facegen.world.train_data import load_dataset
+    threads = torch.get_num_threads()
+    serial = load_dataset("world:510", 64)
+    parallel = load_dataset("world:510", 64, cache_dir=tmp_path, workers=2)
+    assert parallel.shape == (510, 64, 64, 3) and np.array_equal(parallel, serial)
+    assert np.array_equal(np.load(tmp_path / "world_510_64.npy"), serial)
+    assert torch.get_num_threads() == threads
+
+
 def test_training_steps_are_finite_and_change_weights(tmp_path, tiny_images):
     tr = Trainer(tiny_cfg(tmp_path), tiny_images)
     before = _weights(tr)

@@ -18,16 +18,28 @@ import torch
 __all__ = ["load_dataset", "to_tensor", "world_class_labels"]
 
 
-def load_dataset(spec: str, resolution: int, cache_dir: Optional[Path] = None) -> np.ndarray:
-    """'world:N' -> N face-world renders (seeds 0..N-1) | folder -> its images, as uint8 [N, H, W, 3]."""
+def _render_chunk(bounds: tuple) -> np.ndarray:
+    from facegen.world.render import render_batch
+    a, b, size = bounds
+    return render_batch(range(a, b), size=size)[0]
+
+
+def load_dataset(spec: str, resolution: int, cache_dir: Optional[Path] = None, workers: int = 1) -> np.ndarray:
+    """'world:N' -> N face-world renders (seeds 0..N-1) | folder -> its images, as uint8 [N, H, W, 3].
+
+    ``workers`` > 1 renders the world's chunks of 500 seeds on that many processes (the same images)."""
     if spec.startswith("world:"):
         n = int(spec.split(":", 1)[1])
         cache = cache_dir / f"world_{n}_{resolution}.npy" if cache_dir else None
         if cache is not None and cache.exists():
             return np.load(cache)
-        from facegen.world.render import render_batch
-        images = np.concatenate([render_batch(range(i, min(i + 500, n)), size=resolution)[0]
-                                 for i in range(0, n, 500)])
+        chunks = [(i, min(i + 500, n), resolution) for i in range(0, n, 500)]
+        if workers > 1:
+            from multiprocessing import Pool
+            with Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                images = np.concatenate(pool.map(_render_chunk, chunks))
+        else:
+            images = np.concatenate([_render_chunk(c) for c in chunks])
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             np.save(cache, images)
