@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import shlex
 import subprocess
@@ -166,10 +165,11 @@ def main(argv=None) -> int:
     if not shared.exists():
         print(f"rendered {n} world images in {prerender(n, args.resolution, shared, args.workers):.0f} s "
               f"on {args.workers} processes", flush=True)
-    resume_facts = json.loads((Path(args.resume) / "resume.json").read_text())
+    from facegen.world.resume import read_resume
+    elapsed = read_resume(args.resume)["elapsed"]           # a resume folder or file, or a checkpoint.pt
     arms = dict(a.split("=", 1) for a in args.arm) or {"base": ""}
     train_s = args.budget_s - args.pack_s - (time.time() - t0)
-    minutes = resume_facts["elapsed"] / 60 + train_s / 60            # --minutes counts the run's whole time
+    minutes = elapsed / 60 + train_s / 60            # --minutes counts the run's whole time
     procs = {}
     for name, extra in arms.items():
         out = work / name
