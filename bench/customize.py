@@ -41,6 +41,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "assets" / "customize"          # the shipped bench of mini (bench.json, samples.png)
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
@@ -97,10 +98,14 @@ def main(argv=None) -> int:
     ap.add_argument("--conditional", default="", help="a class-conditional generator (folder or registry name) to "
                     "bench as method 'conditional' (default: registry '<model>-conditional' if there is one)")
     ap.add_argument("--zcodes", default=None, help="z-code generators folder (default: the model's pack's)")
-    ap.add_argument("--out", default=str(ROOT / "assets" / "customize" / "bench.json"))
-    ap.add_argument("--grid", default=str(ROOT / "assets" / "customize" / "samples.png"),
-                    help="a PNG with 8 z-code faces per class (one row each); '' to skip")
+    ap.add_argument("--out", default=str(SHIPPED / "bench.json"))
+    ap.add_argument("--grid", default=None,
+                    help="a PNG with 8 z-code faces per class (one row each); '' to skip (default: "
+                         "assets/customize/samples.png with the default --out, else --out's name with .png)")
     a = ap.parse_args(argv)
+    if a.grid is None:       # a run written elsewhere must not replace the shipped grid
+        a.grid = str(SHIPPED / "samples.png") if Path(a.out).resolve() == (SHIPPED / "bench.json").resolve() \
+            else str(Path(a.out).with_suffix(".png"))
     torch.set_num_threads(1)
     G = load_generator(a.model).eval()
     pack = load_pack(a.pack, G) if a.pack else find_pack(G, hub=False)
@@ -245,6 +250,7 @@ def main(argv=None) -> int:
     if a.grid and grid:
         from PIL import Image
         from facegen.world.render import make_grid
+        Path(a.grid).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(make_grid(np.concatenate(grid), cols=8)).save(a.grid)
         print(f"wrote {a.grid} (rows: {', '.join(names)})")
     if a.out:

@@ -395,3 +395,24 @@ def test_conditional_infogan_training_starts_from_an_unconditional_generator(tmp
     for _ in range(2):
         stats = tr.train_step()
         assert {"q_D", "q_fake_G"} <= stats.keys() and all(np.isfinite(v) for v in stats.values())
+
+
+def test_customize_bench_written_elsewhere_keeps_the_shipped_grid(tmp_path):
+    """bench/customize.py with --out elsewhere writes its z-code grid beside that file; the shipped
+    assets/customize/samples.png (mini's committed bench) stays as it was (it was once overwritten by a
+    comparison run of another model)."""
+    import subprocess
+    import sys
+    shipped = REPO / "assets" / "customize" / "samples.png"
+    before = shipped.read_bytes()
+    out = tmp_path / "sub" / "b.json"
+    try:
+        r = subprocess.run([sys.executable, str(REPO / "bench" / "customize.py"), "--classes", "glasses", "--n", "2",
+                            "--n-ref", "8", "--n-ceiling", "16", "--no-finetuned", "--out", str(out)],
+                           capture_output=True, text=True, cwd=REPO, timeout=200)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert out.is_file() and (tmp_path / "sub" / "b.png").is_file()
+        assert shipped.read_bytes() == before
+    finally:
+        if shipped.read_bytes() != before:
+            shipped.write_bytes(before)          # a failing run must not leave the asset changed
