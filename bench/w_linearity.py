@@ -13,6 +13,10 @@ logistic regression from w; the score is the held-out balanced accuracy. Three r
 3. **Non-linearity** -- the held-out balanced accuracy of a small MLP (scikit-learn, 2 x 128, early
    stopping) from w next to the logistic one: information in w that a linear boundary misses (what a
    linear-decodability lever in training could turn into the goal).
+4. **Split noise** -- the goal's number comes from one fixed 80 / 20 split; the same fit on ``--splits``
+   other shuffles of the first ``--goal-n`` faces (the goal's n, 1000) gives its mean and standard
+   deviation: how far one reading may move by the choice of held-out faces alone (a rare attribute has
+   few held-out members).
 
     nice -n 5 python bench/w_linearity.py --models assets/mini,runs/v2-mid --n 2000 --out bench/results/w-linearity.json
 """
@@ -76,7 +80,15 @@ def ceiling(judge, n: int, size: int) -> dict:
     return {"linear": w_linear_accuracy(truth, labels), "rates": {a: round(float(v.mean()), 4) for a, v in labels.items()}}
 
 
-def generator_readings(G, judge, n: int) -> dict:
+def split_spread(w: np.ndarray, labels: dict, splits: int) -> dict:
+    """{attribute: [mean, standard deviation]} of the goal's held-out accuracy over split seeds 0..splits-1
+    (seed 0 is the goal's own split)."""
+    runs = [w_linear_accuracy(w, labels, seed=s) for s in range(splits)]
+    return {a: [round(float(np.mean([r[a] for r in runs])), 4), round(float(np.std([r[a] for r in runs])), 4)]
+            for a in labels}
+
+
+def generator_readings(G, judge, n: int, splits: int = 10, goal_n: int = 1000) -> dict:
     with torch.no_grad():
         ws = torch.cat([L.seeds_to_ws(G, list(range(i, min(n, i + 1000))), psi=1.0) for i in range(0, n, 1000)])
     lab_const = labels_of(judge, synthesize(G, ws, noise_mode="const"))
@@ -86,6 +98,7 @@ def generator_readings(G, judge, n: int) -> dict:
     return {"fingerprint": G.fingerprint,
             "linear": w_linear_accuracy(w, lab_const),
             "mlp": mlp_accuracy(w, lab_const),
+            "goal_n_splits": split_spread(w[:goal_n], {a: v[:goal_n] for a, v in lab_const.items()}, splits),
             "noise_flip_rate": {a: round(float((lab_const[a] != lab_random[a]).mean()), 4) for a in GOAL_ATTRIBUTES}}
 
 
@@ -94,6 +107,8 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default="assets/mini", help="comma-separated model folders / registry names")
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--splits", type=int, default=10, help="split seeds for the split-noise reading")
+    ap.add_argument("--goal-n", type=int, default=1000, help="faces the split-noise reading uses (the goal's n)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -106,10 +121,12 @@ def main(argv=None) -> int:
     print(f"{'ceiling (true attrs)':>32}" + "".join(f"{result['ceiling_true_attributes']['linear'][x]:>9.3f}"
                                                    for x in GOAL_ATTRIBUTES))
     for m in models:
-        r = generator_readings(load_generator(m), judge, a.n)
+        r = generator_readings(load_generator(m), judge, a.n, a.splits, a.goal_n)
         result["models"][m] = r
         for key in ("linear", "mlp", "noise_flip_rate"):
             print(f"{m + ' ' + key:>32}"[-32:] + "".join(f"{r[key][x]:>9.3f}" for x in GOAL_ATTRIBUTES))
+        print(f"{m + ' splits mean +- sd':>32}"[-32:] + "".join(f"{'%.3f+-%.3f' % tuple(r['goal_n_splits'][x]):>14}"
+                                                              for x in GOAL_ATTRIBUTES))
     if a.out:
         result["command"] = "python bench/w_linearity.py " + " ".join(sys.argv[1:] if argv is None else argv)
         write_json(a.out, result)

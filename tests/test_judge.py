@@ -132,6 +132,23 @@ def test_w_linear_accuracy_measures_linearity_and_cannot_pass_on_a_rare_label():
         assert abs(acc[k] - 0.5) < 0.08, acc
 
 
+def test_w_linearity_bench_split_noise_reads_the_goals_estimator_over_other_splits():
+    """bench/w_linearity.py's split-noise reading: split seed 0 is the goal's own reading; a label near its
+    boundary moves with the held-out faces (sd > 0), a cleanly separable one hardly does."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from w_linearity import split_spread
+    from facegen.world.quality_goals import w_linear_accuracy
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(1000, 16))
+    s = w @ rng.normal(size=16)
+    labels = {"clean": s > 0, "noisy": s + 2 * rng.normal(size=1000) * s.std() > 0}
+    one = split_spread(w, labels, 1)
+    assert {k: v[0] for k, v in one.items()} == w_linear_accuracy(w, labels) and all(v[1] == 0 for v in one.values())
+    ten = split_spread(w, labels, 10)
+    assert ten["clean"][0] > 0.95 and ten["clean"][1] < 0.02, ten
+    assert 0.55 < ten["noisy"][0] < 0.8 and ten["noisy"][1] > 0.01, ten
+
+
 def test_attribute_rates_compare_the_judge_on_samples_with_world_truth():
     """Renders against other renders pass everything but sampling noise allows; a generator that never
     draws glasses fails glasses by the world's rate, and one whose smiles barely vary fails smile's std."""
