@@ -6,7 +6,8 @@ A lent GPU machine (one H200, 16 cores) is held for minutes, not hours, and send
 
 1. renders the world data set once on every core (the same images ``--data world:N`` renders serially, in
    the same order; :func:`facegen.world.train_data.load_dataset` finds them in each arm's cache);
-2. starts one ``python -m facegen train --device cuda --resume-from RESUME`` per arm at once (small
+2. starts one ``python -m facegen train --device cuda --resume-from RESUME`` per arm at once, with the
+   resume point's own recipe (:func:`recipe_options`, read from its config) followed by the arm's options (small
    networks leave the GPU mostly idle, so arms run side by side at nearly full speed), each stopped by
    ``--minutes`` after the same wall time;
 3. keeps the G_ema of every checkpoint an arm writes (a training snapshot: step, images, config; float16
@@ -41,8 +42,23 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PACK_LIMIT = 16 * 2 ** 20                # one file the lease sends back
-RUN_OPTIONS = ("--resolution 64 --seed 0 --augment translation,color,cutout --augment-p 0 --ada-target 0.6 "
-               "--ada-kimg 100 --pl-weight 2 --pl-interval 4 --pl-batch-shrink 2 --match-weight 1")
+#: Fields of the resume point's training config the branch sets itself (everything else is its recipe).
+RUN_CONTROL = ("outdir", "data", "kimg", "minutes", "snapshot_steps", "log_steps", "device")
+
+
+def recipe_options(cfg: dict) -> str:
+    """The resume point's recipe as ``python -m facegen train`` options: every TrainConfig field its config
+    sets away from the default, except :data:`RUN_CONTROL`. An arm's own options come after these and win
+    (argparse keeps the last), so an arm names only what it changes -- a lever the resume point trained with
+    stays on unless an arm turns it off."""
+    from dataclasses import fields
+    from facegen.world.train_config import TrainConfig
+    out = []
+    for f in fields(TrainConfig):
+        if f.name in RUN_CONTROL or f.name not in cfg or cfg[f.name] == f.default:
+            continue
+        out.append(f"--{f.name.replace('_', '-')} {shlex.quote(str(cfg[f.name]))}")
+    return " ".join(out)
 
 
 def prerender(n: int, size: int, path: Path, workers: int) -> float:
@@ -140,9 +156,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--resume", default="assets/mini-v2-run")
     ap.add_argument("--data", default="world:96000")
-    ap.add_argument("--resolution", type=int, default=64)
     ap.add_argument("--arm", action="append", default=[], metavar='NAME="OPTIONS"',
-                    help="extra train options of one arm (after the run's own)")
+                    help="train options of one arm, after the resume point's recipe (recipe_options): only what changes")
     ap.add_argument("--budget-s", type=float, default=540, help="wall seconds for everything, packing included")
     ap.add_argument("--pack-s", type=float, default=60, help="seconds kept back for the final save and packing")
     ap.add_argument("--device", default="cuda")
@@ -159,14 +174,16 @@ def main(argv=None) -> int:
         return 0
 
     t0 = time.time()
-    work = Path(args.workdir)
-    n = int(args.data.split(":", 1)[1])
-    shared = work / "data" / f"world_{n}_{args.resolution}.npy"       # load_dataset's cache name
-    if not shared.exists():
-        print(f"rendered {n} world images in {prerender(n, args.resolution, shared, args.workers):.0f} s "
-              f"on {args.workers} processes", flush=True)
     from facegen.world.resume import read_resume
-    elapsed = read_resume(args.resume)["elapsed"]           # a resume folder or file, or a checkpoint.pt
+    point = read_resume(args.resume)                        # a resume folder or file, or a checkpoint.pt
+    elapsed, recipe = point["elapsed"], recipe_options(point["cfg"])
+    print(f"recipe of the resume point: {recipe}", flush=True)
+    work = Path(args.workdir)
+    n, size = int(args.data.split(":", 1)[1]), int(point["cfg"].get("resolution", 64))
+    shared = work / "data" / f"world_{n}_{size}.npy"       # load_dataset's cache name
+    if not shared.exists():
+        print(f"rendered {n} world images in {prerender(n, size, shared, args.workers):.0f} s "
+              f"on {args.workers} processes", flush=True)
     arms = dict(a.split("=", 1) for a in args.arm) or {"base": ""}
     train_s = args.budget_s - args.pack_s - (time.time() - t0)
     minutes = elapsed / 60 + train_s / 60            # --minutes counts the run's whole time
@@ -177,7 +194,7 @@ def main(argv=None) -> int:
         link = out / "data" / shared.name
         if not link.exists():
             link.symlink_to(shared.resolve())
-        cmd = (f"{sys.executable} -m facegen train --outdir {out} --data {args.data} {RUN_OPTIONS} "
+        cmd = (f"{sys.executable} -m facegen train --outdir {out} --data {args.data} {recipe} "
                f"--device {args.device} --threads 2 --kimg 100000 --minutes {minutes:.2f} "
                f"--snapshot-steps {args.snapshot_steps} --log-steps 100 --resume-from {args.resume} {extra}")
         print(f"[{name}] {cmd}", flush=True)

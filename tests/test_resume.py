@@ -229,3 +229,30 @@ def test_a_changed_learning_rate_applies_after_resume_with_the_moments_kept(runs
           "--lr", str(cfg.lr))
     _, events = read_log(tmp_path / "branch" / "log.jsonl")
     assert events[0]["config_changes"]["lr"] == [st["cfg"]["lr"], cfg.lr]
+
+
+def test_a_gpu_branch_continues_the_resume_points_recipe(runs, tmp_path):
+    """bench/gpu_branch.py starts its arms with the resume point's own recipe (recipe_options: every option the
+    run set away from the default), so an arm names only what it changes: resumed with those options and the
+    branch's run-control options, the resume line lists no change but those; an arm's option wins."""
+    import shlex
+    import sys
+    sys.path.insert(0, str(ROOT / "bench"))
+    import gpu_branch
+    from facegen.world.resume import read_resume
+    _, folder = runs
+    levers = ["--augment", "translation,color", "--augment-p", "0.3", "--pl-weight", "2", "--lin-weight", "0.5",
+              "--lin-attributes", "smile,age", "--xflip", "false"]
+    train(tmp_path / "point", folder, 3, *levers)
+    recipe = gpu_branch.recipe_options(read_resume(tmp_path / "point" / "checkpoint.pt")["cfg"])
+    for opt in ("--augment translation,color", "--augment-p 0.3", "--pl-weight 2.0", "--lin-weight 0.5",
+                "--lin-attributes smile,age", "--xflip False", "--resolution 16", "--batch 4"):
+        assert opt in recipe, (opt, recipe)
+    assert "--outdir" not in recipe and "--kimg" not in recipe and "--data" not in recipe
+    point = str(tmp_path / "point" / "checkpoint.pt")
+    assert cli_main(["--outdir", str(tmp_path / "arm"), "--data", str(folder), *shlex.split(recipe), "--kimg", "0.024",
+                     "--log-steps", "1", "--threads", "1", "--resume-from", point, "--pl-weight", "4"]) == 0
+    _, events = read_log(tmp_path / "arm" / "log.jsonl")
+    changes = events[-1]["config_changes"]
+    assert set(changes) == {"outdir", "kimg", "pl_weight"}, changes
+    assert changes["pl_weight"] == [2.0, 4.0]
