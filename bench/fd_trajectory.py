@@ -26,8 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from facegen.engine import latents as L  # noqa: E402
-from facegen.engine.synthesis import synthesize  # noqa: E402
 from facegen.world.judge import load_judge  # noqa: E402
 from facegen.world.quality import frechet_distance, held_out_renders  # noqa: E402
 from facegen.world.quality_goals import generated_samples  # noqa: E402
@@ -41,11 +39,7 @@ def checkpoint_fd(path: str, judge, f_ref, n: int, seeds_from: int = 0) -> tuple
     A model folder (or registry name) counts too: its step is the one its metrics.json records (-1 if none)."""
     with tempfile.TemporaryDirectory() as workdir:
         G, source = load_arm("G_ema", path, Path(workdir))
-        if seeds_from == 0:
-            gen, _ = generated_samples(G, n, 1.0)        # exactly measure_goals' latents
-        else:
-            with torch.no_grad():
-                gen = synthesize(G, L.seeds_to_ws(G, list(range(seeds_from, seeds_from + n)), psi=1.0))
+        gen, _ = generated_samples(G, n, 1.0, seeds_from)        # seeds_from 0: exactly measure_goals' latents
     step = source.get("step")
     if step is None:
         metrics = Path(path) / "metrics.json"

@@ -201,10 +201,11 @@ def detector_agreement(images: np.ndarray, yaw_reference: np.ndarray, mesh=None,
 # everything
 # ---------------------------------------------------------------------------
 
-def generated_samples(G, n: int, psi: float) -> tuple[np.ndarray, np.ndarray]:
-    """(images [n, H, W, 3] uint8, w [n, w_dim]) of seeds 0..n-1 at ``psi``: the faces every goal reads."""
+def generated_samples(G, n: int, psi: float, first_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(images [n, H, W, 3] uint8, w [n, w_dim]) of seeds first_seed..first_seed+n-1 at ``psi``; seeds 0..n-1
+    are the faces every goal reads."""
     with torch.no_grad():
-        ws = L.seeds_to_ws(G, list(range(n)), psi=psi)
+        ws = L.seeds_to_ws(G, list(range(first_seed, first_seed + n)), psi=psi)
     return synthesize(G, ws), ws[:, 0].numpy()
 
 
