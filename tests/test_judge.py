@@ -166,6 +166,25 @@ def test_attribute_rates_compare_the_judge_on_samples_with_world_truth():
     assert not bad["glasses"]["pass"] and bad["glasses"]["gap_points"] == pytest.approx(
         100 * np.mean([d["glasses"] for d in lab]), abs=0.01)
     assert not bad["smile"]["pass"] and bad["smile"]["std_rel_diff"] < -0.5, bad["smile"]
+    assert bad["smile"]["std_rel_diff_same_judge"] == pytest.approx(0.3 * np.std(p2["smile"]) / np.std(p["smile"]) - 1,
+                                                                     abs=1e-3)
+
+
+def test_attribute_rates_same_instrument_reading_cancels_the_judges_own_bias():
+    """The judge's reading of the renders, taken as the generated faces, is the world as that judge sees it:
+    the same-instrument readings are exactly 0 where the goal's (against the truth) is the judge's bias."""
+    from facegen.world.judge import load_judge
+    from facegen.world.quality_goals import attribute_rates
+    from facegen.world.render import render_batch
+    x, lab = render_batch(range(FRESH + 3000, FRESH + 3400), size=64)
+    p = load_judge().predict(x)
+    r = attribute_rates(p, lab, p)
+    truth = np.std([d["smile"] for d in lab])
+    assert r["smile"]["std_rel_diff"] == pytest.approx(np.std(p["smile"]) / truth - 1, abs=1e-3)
+    assert abs(r["smile"]["std_rel_diff"]) > 0.01, r["smile"]          # the judge alone moves smile's spread
+    for name, a in r.items():
+        assert a.get("gap_points_same_judge", 0) == 0 and a.get("std_rel_diff_same_judge", 0) == 0, (name, a)
+    assert any(a.get("gap_points", 0) > 0 for a in r.values())
 
 
 def test_judge_frechet_distance_separates_mini_from_the_world():

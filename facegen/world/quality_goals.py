@@ -18,6 +18,11 @@ Metrics
   the judge's value on generated faces against the ground-truth std on the renders (hues: the std of
   the value in [0, 1), uniform in the world). ``judge_on_renders`` is the judge's reading of the
   renders themselves: how far the judge alone moves a number (its own bias, the metric's floor).
+  Beside each goal's reading, a *same-instrument* one (``gap_points_same_judge``,
+  ``std_rel_diff_same_judge``): generated against ``judge_on_renders``, the judge on both sides as in the
+  Fréchet distance, so the judge's own bias cancels (it reads the renders' smile spread 7 % narrower than
+  their truth, so a generator drawing the world exactly reads -7 % against the truth). Diagnostic only:
+  ``pass`` stays the goal as filed (against the world's truth).
 * ``w_linear_accuracy``: how linearly w encodes an attribute. Labels from the judge on the generated
   faces (ψ 1): booleans at p = 0.5, continuous attributes split at their median; w (the mapping's
   output) standardised; class-balanced logistic regression (scikit-learn, C = 1) fitted on 80 %;
@@ -76,18 +81,22 @@ def attribute_rates(gen_pred: dict, world_labels: list[dict], judge_on_renders: 
                 float((judge_on_renders[name] > 0.5).mean())
             gap = 100 * abs(g - w)
             out[name] = {"kind": kind, "generated": round(g, 4), "world": round(w, 4), "judge_on_renders": round(j, 4),
-                         "gap_points": round(gap, 2), "pass": bool(gap <= GOALS["rate_points_max"])}
+                         "gap_points": round(gap, 2), "gap_points_same_judge": round(100 * abs(g - j), 2),
+                         "pass": bool(gap <= GOALS["rate_points_max"])}
         elif kind == "categorical":
             g, w = _rates(gen_pred[f"{name}_label"], rng), _rates(np.asarray(truth), rng)
+            j = _rates(judge_on_renders[f"{name}_label"], rng)
             gap = 100 * max(abs(g[c] - w[c]) for c in rng)
-            out[name] = {"kind": kind, "generated": g, "world": w,
-                         "judge_on_renders": _rates(judge_on_renders[f"{name}_label"], rng),
-                         "gap_points": round(gap, 2), "pass": bool(gap <= GOALS["rate_points_max"])}
+            out[name] = {"kind": kind, "generated": g, "world": w, "judge_on_renders": j,
+                         "gap_points": round(gap, 2),
+                         "gap_points_same_judge": round(100 * max(abs(g[c] - j[c]) for c in rng), 2),
+                         "pass": bool(gap <= GOALS["rate_points_max"])}
         else:
             g, w, j = float(np.std(gen_pred[name])), float(np.std(truth)), float(np.std(judge_on_renders[name]))
             rel = g / w - 1 if w > 0 else float("inf")
             out[name] = {"kind": kind, "std_generated": round(g, 4), "std_world": round(w, 4),
                          "std_judge_on_renders": round(j, 4), "std_rel_diff": round(rel, 4),
+                         "std_rel_diff_same_judge": round(g / j - 1 if j > 0 else float("inf"), 4),
                          "pass": bool(abs(rel) <= GOALS["std_rel_max"])}
     return out
 
