@@ -40,7 +40,8 @@ from results_io import write_json  # noqa: E402
 
 def load_arm(name: str, path: str, workdir: Path):
     """(generator, where it came from): a checkpoint's or compact resume file's G_ema exported first (its
-    training G with a ``#G`` suffix on the path), else the model itself."""
+    training G with a ``#G`` suffix on the path), else the model itself (with the step its metrics.json
+    records, when it has one)."""
     path, _, which = path.partition("#")
     p = Path(path)
     if p.is_file() and p.suffix in (".pt", ".safetensors"):   # a checkpoint or a compact resume file
@@ -62,7 +63,9 @@ def load_arm(name: str, path: str, workdir: Path):
                                                      "kimg": ckpt["images_seen"] / 1000, "exported_to": str(folder),
                                                      "network": "G (training)" if which == "G" else "G_ema",
                                                      "run_history": history}
-    return facegen.load_generator(path), {"model": path}
+    metrics = Path(path) / "metrics.json"          # a model folder: the step its training command recorded
+    step = json.loads(metrics.read_text()).get("steps") if metrics.is_file() else None
+    return facegen.load_generator(path), {"model": path, **({"step": step} if step is not None else {})}
 
 
 def summary_rows(arms: dict) -> list[str]:

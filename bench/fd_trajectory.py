@@ -15,7 +15,6 @@ renders stay the same), to tell a checkpoint's FD from its latent set's luck.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -40,11 +39,7 @@ def checkpoint_fd(path: str, judge, f_ref, n: int, seeds_from: int = 0) -> tuple
     with tempfile.TemporaryDirectory() as workdir:
         G, source = load_arm("G_ema", path, Path(workdir))
         gen, _ = generated_samples(G, n, 1.0, seeds_from)        # seeds_from 0: exactly measure_goals' latents
-    step = source.get("step")
-    if step is None:
-        metrics = Path(path) / "metrics.json"
-        step = json.loads(metrics.read_text()).get("steps", -1) if metrics.is_file() else -1
-    return step, frechet_distance(judge.features(gen), f_ref)
+    return source.get("step", -1), frechet_distance(judge.features(gen), f_ref)
 
 
 def table(arms: dict) -> str:
