@@ -89,15 +89,14 @@ def summary_rows(arms: dict) -> list[str]:
             str(arms[n]["attribute_rates"][a]["gap_points"]) for n in names) + " |")
     for a in rates:         # the judge on both sides: its own bias cancels (diagnostic, not the goal)
         lines.append(f"| {a} rate gap vs the judge on renders (points) | " + " | ".join(
-            str(arms[n]["attribute_rates"][a].get("gap_points_same_judge", "-")) for n in names) + " |")
+            str(arms[n]["attribute_rates"][a]["gap_points_same_judge"]) for n in names) + " |")
     spreads = [a for a, r in arms[names[0]]["attribute_rates"].items() if "std_rel_diff" in r]
     for a in spreads:
         lines.append(f"| {a} spread vs world | " + " | ".join(
             f"{arms[n]['attribute_rates'][a]['std_rel_diff']:+.0%}" for n in names) + " |")
     for a in spreads:
         lines.append(f"| {a} spread vs the judge on renders | " + " | ".join(
-            f"{arms[n]['attribute_rates'][a]['std_rel_diff_same_judge']:+.0%}"
-            if "std_rel_diff_same_judge" in arms[n]["attribute_rates"][a] else "-" for n in names) + " |")
+            f"{arms[n]['attribute_rates'][a]['std_rel_diff_same_judge']:+.0%}" for n in names) + " |")
     return lines
 
 
