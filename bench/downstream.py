@@ -24,13 +24,15 @@ command, every bench's seconds) and ``<out>.md`` (one table, the goals in the la
 
 Each bench's raw JSON gets a sidecar ``<bench>-<tag>.run.json`` (the exact command and its seconds). ``--models a``
 runs only A's benches (e.g. v1's while v2 is still training); a later run with ``--reuse`` does not rerun a bench
-whose sidecar names the identical command (same model, pack, settings and output) and keeps its seconds; the
-table is written once both models have every bench.
+whose sidecar names the identical command (same model, pack, settings and output) on the same inputs (the
+model's fingerprint and a digest of its pack's files, so a model or pack rebuilt in place is run again) and
+keeps its seconds; the table is written once both models have every bench.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -97,13 +99,23 @@ def bench_command(bench: str, model: str, pack: str, raw: Path, tag: str, budget
     return cmd
 
 
-def reusable(shown: str, out: Path) -> float | None:
-    """Seconds of an earlier run of exactly this bench command, whose JSON is `out`; else None."""
+def inputs_identity(m: dict) -> dict:
+    """What a bench's result depends on beyond its command line: the model's fingerprint and a digest of every
+    file of its pack (a model or pack rebuilt in place keeps its paths, so the command alone cannot tell)."""
+    digest = hashlib.sha256()
+    root = Path(m["pack"])
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return {"fingerprint": m["fingerprint"], "pack_sha256": digest.hexdigest()}
+
+
+def reusable(shown: str, out: Path, inputs: dict) -> float | None:
+    """Seconds of an earlier run of exactly this bench command on the same inputs, whose JSON is `out`; else None."""
     side = out.with_suffix(".run.json")
     if not (side.is_file() and out.is_file()):
         return None
     prev = json.loads(side.read_text())
-    return prev["seconds"] if prev.get("command") == shown else None
+    return prev["seconds"] if prev.get("command") == shown and prev.get("inputs") == inputs else None
 
 
 def run_bench(cmd: list, log_path: Path) -> float:
@@ -268,12 +280,14 @@ def main(argv=None) -> int:
             cmd = bench_command(bench, m["model"], m["pack"], raw, tag, budget)
             shown = "python " + shlex.join(cmd[1:])
             out = result_path(raw, bench, tag)
-            secs = reusable(shown, out) if a.reuse else None
+            inputs = inputs_identity(m)
+            secs = reusable(shown, out, inputs) if a.reuse else None
             reused = secs is not None
             if not reused:
                 print(f"[downstream] {m['label']}: {shown}", flush=True)
                 secs = run_bench(cmd, raw / f"{bench}-{tag}.log")
-                write_json(out.with_suffix(".run.json"), {"command": shown, "seconds": round(secs, 1)})
+                write_json(out.with_suffix(".run.json"), {"command": shown, "seconds": round(secs, 1),
+                                                           "inputs": inputs})
             r = json.loads(out.read_text())
             summary[tag][bench] = SUMMARISE[bench](r)
             runs.append({"model": tag, "bench": bench, "command": shown, "seconds": round(secs, 1), "reused": reused})

@@ -154,7 +154,8 @@ def test_build_refuses_an_out_holding_another_generators_pack(built, tiny_model)
     before = (out / "pack.json").read_text()
     r = facegen(["pack", "build", "--model", str(tiny_model), "--out", str(out), "--n", "100", "--threads", "1"],
                 timeout=120)
-    assert r.returncode == 2 and "was built for generator" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "holds the pack of generator" in r.stderr and "another --out, or delete" in r.stderr, r.stderr
     assert (out / "pack.json").read_text() == before
 
 

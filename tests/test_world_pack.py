@@ -66,7 +66,7 @@ def test_found_for_its_generator_refused_for_another(built, mini, other_generato
         build_world_pack(str(other), folder, QUICK)             # no discriminator beside it yet
     shutil.copy(ROOT / "assets" / "mini" / "discriminator.safetensors", other / "discriminator.safetensors")
     before = (folder / "pack.json").read_text()
-    with pytest.raises(PackMismatchError):
+    with pytest.raises(PackMismatchError, match="holds the pack of generator .*delete"):
         build_world_pack(str(other), folder, QUICK, log=None)
     assert (folder / "pack.json").read_text() == before
 
@@ -121,6 +121,29 @@ def test_every_component_loads_and_works(built, mini, other_generator):
     assert t.source == "generator" and t.meta["n_detected"] > 0
     with pytest.raises(Exception):
         load_alignment(pack.path("alignment"), other_generator)
+
+
+def test_downstream_bench_reruns_a_bench_whose_model_or_pack_was_rebuilt_in_place(built, mini, other_generator,
+                                                                                   tmp_path):
+    """bench/downstream.py --reuse keeps an earlier bench result only for the same command on the same inputs:
+    a generator or pack rebuilt under the same paths (as mini-v2 is when a new state ships) is benched again."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from downstream import inputs_identity, reusable
+    from results_io import write_json
+    pack = tmp_path / "pack"
+    shutil.copytree(built[0], pack)
+    m = {"fingerprint": mini.fingerprint, "pack": str(pack)}
+    out, shown = tmp_path / "edit-b.json", "python bench/edit.py --model assets/mini-v2 --pack assets/packs/mini-v2"
+    out.write_text("{}")
+    write_json(out.with_suffix(".run.json"), {"command": shown, "seconds": 12.5, "inputs": inputs_identity(m)})
+    assert reusable(shown, out, inputs_identity(m)) == 12.5
+    assert reusable(shown + " --faces 6", out, inputs_identity(m)) is None                   # another command
+    assert reusable(shown, out, inputs_identity({**m, "fingerprint": other_generator.fingerprint})) is None
+    with open(pack / "alignment.json", "a") as f:                                             # a pack rebuilt
+        f.write(" ")
+    assert reusable(shown, out, inputs_identity(m)) is None
+    write_json(out.with_suffix(".run.json"), {"command": shown, "seconds": 12.5})            # no inputs recorded
+    assert reusable(shown, out, inputs_identity(m)) is None
 
 
 def test_readme_records_a_command_that_reruns_and_resumes(built):

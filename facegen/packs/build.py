@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from facegen.engine.errors import InputError
-from facegen.packs.pack import COMPONENTS, MANIFEST, Pack, PackError, new_manifest
+from facegen.packs.pack import COMPONENTS, MANIFEST, Pack, PackError, PackMismatchError, new_manifest
 
 #: Build steps, in order; "encoder" only runs when asked for.
 STEPS = ("directions", "classes", "alignment", "encoder")
@@ -153,7 +153,12 @@ def open_pack(out, G, name: str, labeller: Optional[str], perceptual: str) -> Pa
     if out.exists() and not out.is_dir():
         raise PackError(f"--out {out} is a file; give a folder for the pack.")
     if (out / MANIFEST).is_file():
-        pack = Pack.load(out).check_generator(G)
+        pack = Pack.load(out)
+        if not pack.matches(G):      # e.g. a generator retrained in place: its old pack is not overwritten
+            raise PackMismatchError(
+                f"--out {out} holds the pack of generator {pack.fingerprint}, not of this one ({G.fingerprint}); "
+                f"a pack is kept for the generator it was built for. Give another --out, or delete {out} "
+                f"to build this generator's pack there.")
         pack.manifest.update(name=name, labeller=labeller or pack.labeller, perceptual=perceptual)
         return pack
     return Pack(out, new_manifest(G, name, labeller, perceptual))
