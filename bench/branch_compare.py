@@ -5,7 +5,8 @@ lever from the same resume point, compared at the same step). Each arm is ``name
 registry name, or a training checkpoint (``checkpoint.pt``; its G_ema is exported to ``--workdir/<name>``
 first; ``PATH#G`` exports the training G instead). Every arm is measured by
 :func:`facegen.world.quality_goals.measure_goals` with the same held-out renders, the same latents and
-the same independent judge; ``fd_judge_v1`` is not repeated per arm (add
+the same independent judge (``--seeds-from K``: the latents are seeds K..K+n-1 instead of the goals'
+0..n-1, to read the goals on other faces); ``fd_judge_v1`` is not repeated per arm (add
 ``v1=assets/mini`` as an arm to see v1 under the same conditions).
 
     nice -n 5 python bench/branch_compare.py --arm v1=assets/mini --arm plain=runs/v2/ckpt.pt \\
@@ -106,6 +107,8 @@ def main():
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--judge", default=str(DEFAULT_JUDGE_DIR))
     ap.add_argument("--detector", action="store_true", help="also the MediaPipe detector goal (slower)")
+    ap.add_argument("--seeds-from", type=int, default=0,
+                    help="generate from seeds K..K+n-1 (default 0: the latents the goals are read on)")
     ap.add_argument("--workdir", default="runs/compare", help="where checkpoints' G_ema are exported")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="bench/results/v2-branches.json")
@@ -118,7 +121,8 @@ def main():
         t0 = time.time()
         G, source = load_arm(name, path, Path(a.workdir))
         renders = renders or held_out_renders(a.n, G.img_resolution)
-        q = measure_goals(G, judge, baseline=None, n=a.n, renders=renders, detector=a.detector)
+        q = measure_goals(G, judge, baseline=None, n=a.n, renders=renders, detector=a.detector,
+                          first_seed=a.seeds_from)
         q.pop("fd_judge_v1", None)
         q["goals"] = [row for row in goal_report({**q, "fd_judge_v1": q["fd_judge"]})
                       if not row["goal"].startswith(("Fréchet distance", "downstream"))]
@@ -126,8 +130,10 @@ def main():
         print(f"{name}: fd_judge {q['fd_judge']:.2f}, w-linear {q['w_linear_accuracy']} ({time.time() - t0:.0f}s)")
     command = "python bench/branch_compare.py " + " ".join(sys.argv[1:])
     write_json(a.out, {"what": "issue 17 goals per arm, same renders / latents / judge", "command": command,
-                       "n": a.n, "arms": arms})
-    md = [f"# {Path(a.out).stem}", "", f"`{command}`", "", *summary_rows(arms), ""]
+                       "n": a.n, "seeds_from": a.seeds_from, "arms": arms})
+    md = [f"# {Path(a.out).stem}", "", f"`{command}`", "",
+          f"n {a.n}, generated from seeds {a.seeds_from}-{a.seeds_from + a.n - 1}; the same renders for every arm.", "",
+          *summary_rows(arms), ""]
     Path(a.out).with_suffix(".md").write_text("\n".join(md))
     print("\n".join(md))
 

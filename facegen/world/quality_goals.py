@@ -219,25 +219,26 @@ def generated_samples(G, n: int, psi: float, first_seed: int = 0) -> tuple[np.nd
 
 
 def measure_goals(G, judge, baseline=None, n: int = 1000, renders=None, detector: bool = True,
-                  detector_psi: float = 0.7, log=print) -> dict:
+                  detector_psi: float = 0.7, log=print, first_seed: int = 0) -> dict:
     """The goal keys for generator ``G`` (and ``fd_judge_v1`` for ``baseline``; the same model counts once).
 
     ``renders``: :func:`facegen.world.quality.held_out_renders` (n, G.img_resolution), when the caller
-    shares them with another evaluation."""
+    shares them with another evaluation. ``first_seed``: the generated faces are seeds first_seed..+n-1
+    (0: the faces the goals are read on; another value reads the same goals on other latents)."""
     size = G.img_resolution
     if renders is None:
         renders = held_out_renders(n, size)
     (ref, ref_labels), (ref2, _) = renders
     p_ref, f_ref = judge.predict_all(ref)
     f_ref2 = judge.features(ref2)
-    gen, w = generated_samples(G, n, 1.0)
+    gen, w = generated_samples(G, n, 1.0, first_seed)
     p_gen, f_gen = judge.predict_all(gen)
-    q = {"n": n, "judge": getattr(judge, "meta", {}).get("command", "facegen.world.judge"),
+    q = {"n": n, "first_seed": first_seed, "judge": getattr(judge, "meta", {}).get("command", "facegen.world.judge"),
          "fd_judge": frechet_distance(f_gen, f_ref), "fd_judge_floor": frechet_distance(f_ref2, f_ref)}
     if baseline is None or getattr(baseline, "fingerprint", None) == getattr(G, "fingerprint", ""):
         q["fd_judge_v1"] = q["fd_judge"]
     else:
-        gen_b, _ = generated_samples(baseline, n, 1.0)
+        gen_b, _ = generated_samples(baseline, n, 1.0, first_seed)
         if baseline.img_resolution != size:
             gen_b = np.stack([np.asarray(Image.fromarray(x).resize((size, size), Image.LANCZOS)) for x in gen_b])
         q["fd_judge_v1"] = frechet_distance(judge.features(gen_b), f_ref)
@@ -253,7 +254,7 @@ def measure_goals(G, judge, baseline=None, n: int = 1000, renders=None, detector
         from facegen.labels.landmarker import FaceMesh, model_files
         mesh = FaceMesh(model_files()["landmarker"], max_faces=1)
         try:
-            gen07, _ = generated_samples(G, n, detector_psi)
+            gen07, _ = generated_samples(G, n, detector_psi, first_seed)
             det = detector_agreement(gen07, judge.predict(gen07)["yaw"], mesh)
             det["psi"] = detector_psi
             det["yaw_reference"] = "the judge's yaw"
