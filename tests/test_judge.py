@@ -208,6 +208,26 @@ def test_judge_frechet_distance_separates_mini_from_the_world():
     assert 3 * floor < fd["mini"] < fd["untrained"], (floor, fd)
 
 
+def test_measure_goals_reads_the_goals_on_the_latents_first_seed_names(mini):
+    """measure_goals(first_seed=K) reads every goal on seeds K..K+n-1 (bench/branch_compare.py --seeds-from):
+    its readings equal those of the faces generated from exactly those seeds, and differ from seeds 0..n-1."""
+    from facegen.world.judge import load_judge
+    from facegen.world.quality import frechet_distance, held_out_renders
+    from facegen.world.quality_goals import attribute_rates, generated_samples, measure_goals
+    torch.set_num_threads(1)
+    J, n = load_judge(), 96
+    renders = held_out_renders(n, 64)
+    (ref, ref_labels), _ = renders
+    p_ref, f_ref = J.predict_all(ref)
+    q0 = measure_goals(mini, J, n=n, renders=renders, detector=False, log=lambda *_: None)
+    q = measure_goals(mini, J, n=n, renders=renders, detector=False, log=lambda *_: None, first_seed=5000)
+    gen, _ = generated_samples(mini, n, 1.0, 5000)
+    p_gen, f_gen = J.predict_all(gen)
+    assert q["first_seed"] == 5000 and q0["first_seed"] == 0
+    assert q["fd_judge"] == pytest.approx(frechet_distance(f_gen, f_ref), rel=1e-6) != q0["fd_judge"]
+    assert q["attribute_rates"]["glasses"] == attribute_rates(p_gen, ref_labels, p_ref)["glasses"]
+
+
 def test_detector_agreement_finds_rendered_faces_and_not_scrambled_ones():
     pytest.importorskip("mediapipe", reason="the detector goal needs mediapipe (requirements.txt)")
     from facegen.labels.landmarker import PhotoModelsMissingError
