@@ -273,6 +273,7 @@ def main(argv=None) -> int:
     models = {tag: {"label": label, "model": model, **resolve_pack(model, pack)}
               for tag, model, pack, label in (("a", a.a, a.pack_a, a.label_a), ("b", a.b, a.pack_b, a.label_b))
               if tag in a.models}
+    inputs = {tag: inputs_identity(m) for tag, m in models.items()}         # read each pack once
     t0 = time.perf_counter()
     runs, summary = [], {"a": {}, "b": {}}
     for bench in benches:
@@ -280,14 +281,13 @@ def main(argv=None) -> int:
             cmd = bench_command(bench, m["model"], m["pack"], raw, tag, budget)
             shown = "python " + shlex.join(cmd[1:])
             out = result_path(raw, bench, tag)
-            inputs = inputs_identity(m)
-            secs = reusable(shown, out, inputs) if a.reuse else None
+            secs = reusable(shown, out, inputs[tag]) if a.reuse else None
             reused = secs is not None
             if not reused:
                 print(f"[downstream] {m['label']}: {shown}", flush=True)
                 secs = run_bench(cmd, raw / f"{bench}-{tag}.log")
                 write_json(out.with_suffix(".run.json"), {"command": shown, "seconds": round(secs, 1),
-                                                           "inputs": inputs})
+                                                           "inputs": inputs[tag]})
             r = json.loads(out.read_text())
             summary[tag][bench] = SUMMARISE[bench](r)
             runs.append({"model": tag, "bench": bench, "command": shown, "seconds": round(secs, 1), "reused": reused})
