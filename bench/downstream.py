@@ -102,10 +102,11 @@ def bench_command(bench: str, model: str, pack: str, raw: Path, tag: str, budget
 def inputs_identity(m: dict) -> dict:
     """What a bench's result depends on beyond its command line: the model's fingerprint and a digest of every
     file of its pack (a model or pack rebuilt in place keeps its paths, so the command alone cannot tell)."""
+    from facegen.engine.hub import sha256_file
     digest = hashlib.sha256()
     root = Path(m["pack"])
     for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+        digest.update(f"{f.relative_to(root).as_posix()} {sha256_file(f)}\n".encode())
     return {"fingerprint": m["fingerprint"], "pack_sha256": digest.hexdigest()}
 
 
