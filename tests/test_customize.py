@@ -416,3 +416,32 @@ def test_customize_bench_written_elsewhere_keeps_the_shipped_grid(tmp_path):
     finally:
         if shipped.read_bytes() != before:
             shipped.write_bytes(before)          # a failing run must not leave the asset changed
+
+
+def test_class_agreement_bench_reads_precision_and_recall_against_the_judge(tmp_path):
+    """bench/class_agreement.py: a classifier that accepts every face (threshold 0) has precision = the
+    judge's member share and recall 1 for every class; at the app's threshold it accepts fewer."""
+    import subprocess
+    import sys
+    clf = REPO / "assets" / "packs" / "mini" / "classifier"
+    runs = {}
+    for thr in ("0", "0.9"):
+        out = tmp_path / f"agree-{thr}.json"
+        r = subprocess.run([sys.executable, str(REPO / "bench" / "class_agreement.py"), "--model", "mini",
+                            "--classifier", f"mini={clf}", "--n", "96", "--threshold", thr, "--json", str(out)],
+                           capture_output=True, text=True, cwd=REPO, timeout=200)
+        assert r.returncode == 0, r.stderr[-2000:]
+        res = json.loads(out.read_text())
+        runs[thr] = res["classifiers"]["mini"]["classes"]
+        for name, jj in res["judges"].items():         # the two judges read against each other
+            assert jj["accepted"] == runs[thr][name]["members"], name
+            assert jj["members"] == res["classifiers"]["mini"]["classes_second_judge"][name]["members"], name
+    assert len(runs["0"]) == 17
+    for name, c in runs["0"].items():
+        assert c["accepted"] == 96
+        assert c["precision"] == pytest.approx(c["members"] / 96, abs=1e-4), name
+        assert c["recall"] == (1.0 if c["members"] else 0.0), name
+    assert sum(c["accepted"] for c in runs["0.9"].values()) < 96 * 17
+    for name, c in runs["0.9"].items():
+        assert c["members"] == runs["0"][name]["members"]          # same faces, same judge
+        assert c["recall"] <= 1.0 and 0.0 <= c["precision"] <= 1.0
