@@ -14,7 +14,11 @@ For every class and method, `--n` faces at truncation `--psi`, on one CPU thread
 * **time per face**: wall time to produce the accepted faces divided by their number (rejection:
   every rejected sample counts; z-code: the MLP + G; with "+check" the training classifier is
   run on every proposal and misses are dropped);
-* validity: the share the world predictor reads as a face.
+* validity: the share the world predictor reads as a face;
+* a **second reading** of the hit rate by the independent quality judge (``facegen.world.judge``, other seeds
+  and architecture; ``bench/class_agreement.py`` shows the two judges part on generated faces), and the share
+  of faces both judges call members. The goal stays the world predictor's reading; the summary also counts
+  the classes that meet it by the second reading and by both.
 
 Methods: ``unconditional`` (the base rate, for reference), ``rejection`` (sample, classify, keep),
 ``zcode`` (z-code generator, no check: the app's check "none"), ``zcode+check`` (z-code proposals,
@@ -54,6 +58,7 @@ from facegen.labels.classes import label_table  # noqa: E402
 from facegen.packs.classifier import load_classifier, load_zcodes  # noqa: E402
 from facegen.packs.pack import find_pack, load_pack, require  # noqa: E402
 from facegen.world.classes import WORLD_CLASSES, label_bank  # noqa: E402
+from facegen.world.judge import load_judge  # noqa: E402
 from facegen.world.predictor import load_world_predictor  # noqa: E402
 from goals import CLASS_DIVERSITY, class_goal_met  # noqa: E402
 from results_io import write_json  # noqa: E402
@@ -69,12 +74,21 @@ def mean_pairwise(feats: np.ndarray) -> float:
     return float(d.sum() / max(1, n * (n - 1)))
 
 
-def judge(P, C, images: np.ndarray, name: str) -> dict:
+def judge(P, C, images: np.ndarray, name: str, J=None) -> dict:
     pred, feats, valid = P.predict_all(images)
     hit = WORLD_CLASSES.mask(label_table(pred, P.spec), [name])[:, 0]
     self_hit = C.probs(images)[:, C.index([name])[0]] >= 0.5
-    return {"hit": float(hit.mean()), "self_hit": float(self_hit.mean()), "valid": float((valid > 0.5).mean()),
-            "feats": feats}
+    out = {"hit": float(hit.mean()), "self_hit": float(self_hit.mean()), "valid": float((valid > 0.5).mean()),
+           "feats": feats}
+    if J is not None:       # the second reading: the independent judge, and both judges at once
+        second = WORLD_CLASSES.mask(label_table(J.predict(images), J.spec), [name])[:, 0]
+        out.update(hit_second_judge=float(second.mean()), hit_both_judges=float((hit & second).mean()))
+    return out
+
+
+def goal_by(row: dict, key: str) -> bool:
+    """The class goal with the hit rate read from `key` (the diversity stays the world predictor's)."""
+    return key in row and class_goal_met({**row, "hit": row[key]})
 
 
 def timed(fn):
@@ -94,6 +108,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n-ceiling", type=int, default=8192, help="unconditional faces the judge picks class members "
                     "from for the diversity ceiling (0: skip)")
     ap.add_argument("--psi", type=float, default=0.7)
+    ap.add_argument("--no-second-judge", action="store_true", help="skip the independent judge's second reading")
     ap.add_argument("--classes", default="")
     ap.add_argument("--conditional", default="", help="a class-conditional generator (folder or registry name) to "
                     "bench as method 'conditional' (default: registry '<model>-conditional' if there is one)")
@@ -110,6 +125,7 @@ def main(argv=None) -> int:
     G = load_generator(a.model).eval()
     pack = load_pack(a.pack, G) if a.pack else find_pack(G, hub=False)
     P, C = load_world_predictor(), load_classifier(require(pack, "classifier", "bench/customize.py"))
+    J = None if a.no_second_judge else load_judge()
     bank = load_zcodes(a.zcodes or require(pack, "zcodes", "bench/customize.py"), G=G)
     names = [n.strip() for n in a.classes.split(",") if n.strip()] or bank.classes
 
@@ -181,10 +197,11 @@ def main(argv=None) -> int:
                 rows.append({"class": name, "method": method, "base_rate": base, "hit": 0.0, "kept": 0,
                              "tries": out["tries"], "ms_per_face": float("inf"), "diversity": 0.0})
                 continue
-            j = judge(P, C, out["images"], name)
+            j = judge(P, C, out["images"], name, J)
             rows.append({"class": name, "method": method, "base_rate": base, "hit": j["hit"], "self_hit": j["self_hit"],
                          "valid": j["valid"], "diversity": mean_pairwise(j["feats"]) / ref_div,
-                         "ms_per_face": secs / out["kept"] * 1000, "kept": int(out["kept"]), "tries": int(out["tries"])})
+                         "ms_per_face": secs / out["kept"] * 1000, "kept": int(out["kept"]), "tries": int(out["tries"]),
+                         **{k: j[k] for k in ("hit_second_judge", "hit_both_judges") if k in j}})
         if a.grid:
             grid.append(cz.zcode_sample(G, name, 8, a.psi, 0, bank)["images"])
         for r in rows[-len(runs):]:
@@ -217,6 +234,16 @@ def main(argv=None) -> int:
         print(f"{method:24s}: goal met for {met}/{len(sel)} classes; mean hit {np.mean([r['hit'] for r in sel]):.1%}, "
               f"mean diversity {np.mean([r['diversity'] for r in sel]):.2f}, "
               f"mean {np.mean([r['ms_per_face'] for r in sel]):.1f} ms/face")
+        if J is not None:
+            by_second = [r["class"] for r in sel if goal_by(r, "hit_second_judge")]
+            by_both = [r["class"] for r in sel if goal_by(r, "hit_both_judges")]
+            goals.setdefault("hit>=95%&div>=0.8, hit by the independent judge", {}).update(
+                {f"{r['class']}/{method}": goal_by(r, "hit_second_judge") for r in sel})
+            goals.setdefault("hit>=95%&div>=0.8, hit by both judges", {}).update(
+                {f"{r['class']}/{method}": goal_by(r, "hit_both_judges") for r in sel})
+            print(f"{'':24s}  the same goal with the hit read by the independent judge: {len(by_second)}/{len(sel)}; "
+                  f"by both judges at once: {len(by_both)}/{len(sel)} (mean hit "
+                  f"{np.mean([r.get('hit_second_judge', 0.0) for r in sel]):.1%} / {np.mean([r.get('hit_both_judges', 0.0) for r in sel]):.1%})")
     if ceiling:
         div = {n: ceiling[n]["ceiling_diversity"] for n in names}
         reach = [n for n in names if (div[n] or 0) >= CLASS_DIVERSITY]
@@ -233,7 +260,8 @@ def main(argv=None) -> int:
               f"-> {g['speedup']}x {'(met)' if g['met'] else '(NOT met)'}")
     result = {"command": "python bench/customize.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "model": a.model, "fingerprint": G.fingerprint, "psi": a.psi, "n": a.n, "n_ref": a.n_ref,
-              "judge": "world predictor (assets/predictor)", "trained_against": os.path.relpath(pack.path("classifier"), ROOT),
+              "judge": "world predictor (assets/predictor)",
+              "second_judge": None if J is None else "independent judge (assets/judge)", "trained_against": os.path.relpath(pack.path("classifier"), ROOT),
               "pack": os.path.relpath(pack.root, ROOT),
               "ref_mean_pairwise": ref_div, "rows": rows, "goals": goals, "threads": torch.get_num_threads()}
     for name, (reg, Gf) in finetuned.items():     # the fine-tuned generator's own metrics.json gets its row

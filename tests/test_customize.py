@@ -413,6 +413,10 @@ def test_customize_bench_written_elsewhere_keeps_the_shipped_grid(tmp_path):
         assert r.returncode == 0, r.stderr[-2000:]
         assert out.is_file() and (tmp_path / "sub" / "b.png").is_file()
         assert shipped.read_bytes() == before
+        rows = [r for r in json.loads(out.read_text())["rows"] if r["method"] != "unconditional" and r["kept"]]
+        assert rows and all(0 <= r["hit_second_judge"] <= 1 for r in rows)
+        # both judges at once: never more than either alone
+        assert all(r["hit_both_judges"] <= min(r["hit"], r["hit_second_judge"]) + 1e-9 for r in rows)
     finally:
         if shipped.read_bytes() != before:
             shipped.write_bytes(before)          # a failing run must not leave the asset changed
