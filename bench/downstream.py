@@ -158,9 +158,16 @@ def summarise_customize(r: dict) -> dict:
         per_method[m] = {"met": sum(map(class_goal_met, sel)), "mean_hit": float(np.mean([x["hit"] for x in sel])),
                          "mean_diversity": float(np.mean([x["diversity"] for x in sel]))}
     ceil = [x.get("ceiling_diversity") for x in r["rows"] if x["method"] == "unconditional"]
-    return {"classes": len(classes), "per_method": per_method,
-            "met_any_method": sum(any(class_goal_met(x) for x in rows if x["class"] == c) for c in classes),
-            "ceiling_ge_0.8": sum((c or 0) >= CLASS_DIVERSITY for c in ceil)}
+    out = {"classes": len(classes), "per_method": per_method,
+           "met_any_method": sum(any(class_goal_met(x) for x in rows if x["class"] == c) for c in classes),
+           "ceiling_ge_0.8": sum((c or 0) >= CLASS_DIVERSITY for c in ceil)}
+    if rows and all("hit_second_judge" in x for x in rows if x["kept"]):     # benches run with the second judge
+        def by_second(x):
+            return class_goal_met({**x, "hit": x.get("hit_second_judge", 0.0)})
+        for m in per_method:
+            per_method[m]["met_second_judge"] = sum(by_second(x) for x in rows if x["method"] == m)
+        out["met_any_method_second_judge"] = sum(any(by_second(x) for x in rows if x["class"] == c) for c in classes)
+    return out
 
 
 def summarise_encode(r: dict) -> dict:
@@ -213,6 +220,10 @@ def table_rows(s: dict) -> list:
         ("customisation: classes with hit >= 95 % and diversity >= 0.8, z-code + check (app default)",
          g("customize", "per_method", default, "met", fmt="{}"), ">= 14 / 17"),
         ("customisation: the same, by any method", g("customize", "met_any_method", fmt="{}"), ">= 14 / 17"),
+        ("customisation: the same two, hit read by the independent judge (z-code + check / any method)",
+         lambda m: "-" if "met_any_method_second_judge" not in m.get("customize", {}) else
+         f"{m['customize']['per_method'][default]['met_second_judge']} / {m['customize']['met_any_method_second_judge']}",
+         ""),
         ("customisation: classes whose diversity ceiling reaches 0.8", g("customize", "ceiling_ge_0.8", fmt="{}"), ""),
         ("customisation: mean hit / diversity, z-code + check", lambda m: "-" if "customize" not in m else
          f"{m['customize']['per_method'][default]['mean_hit']:.0%} / "

@@ -171,3 +171,27 @@ def test_readme_records_a_command_that_reruns_and_resumes(built):
     assert r.stdout.count("skipped (--force rebuilds)") == len(steps) - 1
     assert bank.stat().st_mtime_ns != bank_mtime and weights.stat().st_mtime_ns == mtime
     assert json.loads((folder / "metrics.json").read_text())["steps"]["banks"]["budget"]["bank_refine_steps"] == 3
+
+
+def test_downstream_counts_customisation_classes_by_the_second_judge_where_the_bench_read_it():
+    """bench/downstream.py's customisation summary: the goal counts read the world predictor's hit; where the
+    bench also read the independent judge, the same counts by its hit (a class can pass one and not the other),
+    and none where it did not."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from downstream import summarise_customize
+
+    def row(cls, method, hit, second, div=0.9):
+        return {"class": cls, "method": method, "hit": hit, "hit_second_judge": second, "diversity": div, "kept": 64}
+    rows = [{"class": c, "method": "unconditional", "hit": 0.3, "diversity": 1.0, "kept": 512, "ceiling_diversity": 0.9}
+            for c in ("a", "b", "c")]
+    rows += [row("a", "zcode+check", 1.0, 0.5), row("a", "rejection", 0.5, 0.97),   # a: each judge passes one method
+             row("b", "zcode+check", 0.96, 0.96), row("b", "rejection", 0.96, 0.96, div=0.5),
+             row("c", "zcode+check", 0.9, 0.99), row("c", "rejection", 0.99, 0.9)]
+    s = summarise_customize({"rows": rows})
+    assert s["per_method"]["zcode+check"]["met"] == 2 and s["per_method"]["zcode+check"]["met_second_judge"] == 2
+    assert s["per_method"]["rejection"]["met"] == 1 and s["per_method"]["rejection"]["met_second_judge"] == 1
+    assert s["met_any_method"] == 3 and s["met_any_method_second_judge"] == 3
+    rows[4]["hit_second_judge"] = 0.9                      # a's rejection no longer passes by the second judge
+    assert summarise_customize({"rows": rows})["met_any_method_second_judge"] == 2
+    plain = [{k: v for k, v in r.items() if k != "hit_second_judge"} for r in rows]
+    assert "met_any_method_second_judge" not in summarise_customize({"rows": plain})
