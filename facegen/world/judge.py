@@ -8,8 +8,9 @@ tuned against the predictor can learn to please the predictor, so a quality numb
 same network would flatter it. The judge is trained separately, with **other seeds**, **another
 architecture** and **other augmentations**, and no training code may import it
 (``tests/test_judge.py`` checks the import graph). It is used by :mod:`facegen.world.quality_goals`
-and ``bench/quality.py`` only: Fréchet distance in its feature space, attribute rates of generated
-faces, the labels of the w-linearity probe.
+and benches only (``bench/quality.py`` and its kin): Fréchet distance in its feature space, attribute
+rates of generated faces, the labels of the w-linearity probe, a second reading of customisation's hits
+(``bench/customize.py``, ``bench/class_agreement.py``).
 
 Seeds (the world's seed contract, :mod:`facegen.world.attributes`)
 -----------------------------------------------------------------
