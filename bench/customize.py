@@ -86,11 +86,6 @@ def judge(P, C, images: np.ndarray, name: str, J=None) -> dict:
     return out
 
 
-def goal_by(row: dict, key: str) -> bool:
-    """The class goal with the hit rate read from `key` (the diversity stays the world predictor's)."""
-    return key in row and class_goal_met({**row, "hit": row[key]})
-
-
 def timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -235,12 +230,12 @@ def main(argv=None) -> int:
               f"mean diversity {np.mean([r['diversity'] for r in sel]):.2f}, "
               f"mean {np.mean([r['ms_per_face'] for r in sel]):.1f} ms/face")
         if J is not None:
-            by_second = [r["class"] for r in sel if goal_by(r, "hit_second_judge")]
-            by_both = [r["class"] for r in sel if goal_by(r, "hit_both_judges")]
+            by_second = [r["class"] for r in sel if class_goal_met(r, "hit_second_judge")]
+            by_both = [r["class"] for r in sel if class_goal_met(r, "hit_both_judges")]
             goals.setdefault("hit>=95%&div>=0.8, hit by the independent judge", {}).update(
-                {f"{r['class']}/{method}": goal_by(r, "hit_second_judge") for r in sel})
+                {f"{r['class']}/{method}": class_goal_met(r, "hit_second_judge") for r in sel})
             goals.setdefault("hit>=95%&div>=0.8, hit by both judges", {}).update(
-                {f"{r['class']}/{method}": goal_by(r, "hit_both_judges") for r in sel})
+                {f"{r['class']}/{method}": class_goal_met(r, "hit_both_judges") for r in sel})
             print(f"{'':24s}  the same goal with the hit read by the independent judge: {len(by_second)}/{len(sel)}; "
                   f"by both judges at once: {len(by_both)}/{len(sel)} (mean hit "
                   f"{np.mean([r.get('hit_second_judge', 0.0) for r in sel]):.1%} / {np.mean([r.get('hit_both_judges', 0.0) for r in sel]):.1%})")

@@ -162,11 +162,11 @@ def summarise_customize(r: dict) -> dict:
            "met_any_method": sum(any(class_goal_met(x) for x in rows if x["class"] == c) for c in classes),
            "ceiling_ge_0.8": sum((c or 0) >= CLASS_DIVERSITY for c in ceil)}
     if rows and all("hit_second_judge" in x for x in rows if x["kept"]):     # benches run with the second judge
-        def by_second(x):
-            return class_goal_met({**x, "hit": x.get("hit_second_judge", 0.0)})
         for m in per_method:
-            per_method[m]["met_second_judge"] = sum(by_second(x) for x in rows if x["method"] == m)
-        out["met_any_method_second_judge"] = sum(any(by_second(x) for x in rows if x["class"] == c) for c in classes)
+            per_method[m]["met_second_judge"] = sum(class_goal_met(x, "hit_second_judge") for x in rows
+                                                    if x["method"] == m)
+        out["met_any_method_second_judge"] = sum(any(class_goal_met(x, "hit_second_judge") for x in rows
+                                                     if x["class"] == c) for c in classes)
     return out
 
 

@@ -12,6 +12,7 @@ CLASS_HIT = 0.95
 CLASS_DIVERSITY = 0.8
 
 
-def class_goal_met(row: dict) -> bool:
-    """Whether one customisation result row (keys ``hit``, ``diversity``) meets the class goal."""
-    return row["hit"] >= CLASS_HIT and row["diversity"] >= CLASS_DIVERSITY
+def class_goal_met(row: dict, hit: str = "hit") -> bool:
+    """Whether one customisation result row (keys ``hit``, ``diversity``) meets the class goal; `hit` names
+    another reading of the hit rate (``hit_second_judge``: the independent judge's), absent = not met."""
+    return row.get(hit, 0.0) >= CLASS_HIT and row["diversity"] >= CLASS_DIVERSITY
