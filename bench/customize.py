@@ -230,14 +230,13 @@ def main(argv=None) -> int:
               f"mean diversity {np.mean([r['diversity'] for r in sel]):.2f}, "
               f"mean {np.mean([r['ms_per_face'] for r in sel]):.1f} ms/face")
         if J is not None:
-            by_second = [r["class"] for r in sel if class_goal_met(r, "hit_second_judge")]
-            by_both = [r["class"] for r in sel if class_goal_met(r, "hit_both_judges")]
-            goals.setdefault("hit>=95%&div>=0.8, hit by the independent judge", {}).update(
-                {f"{r['class']}/{method}": class_goal_met(r, "hit_second_judge") for r in sel})
-            goals.setdefault("hit>=95%&div>=0.8, hit by both judges", {}).update(
-                {f"{r['class']}/{method}": class_goal_met(r, "hit_both_judges") for r in sel})
-            print(f"{'':24s}  the same goal with the hit read by the independent judge: {len(by_second)}/{len(sel)}; "
-                  f"by both judges at once: {len(by_both)}/{len(sel)} (mean hit "
+            met_by = {}
+            for key, label in (("hit_second_judge", "the independent judge"), ("hit_both_judges", "both judges")):
+                met_by[key] = {f"{r['class']}/{method}": class_goal_met(r, key) for r in sel}
+                goals.setdefault(f"hit>=95%&div>=0.8, hit by {label}", {}).update(met_by[key])
+            print(f"{'':24s}  the same goal with the hit read by the independent judge: "
+                  f"{sum(met_by['hit_second_judge'].values())}/{len(sel)}; "
+                  f"by both judges at once: {sum(met_by['hit_both_judges'].values())}/{len(sel)} (mean hit "
                   f"{np.mean([r.get('hit_second_judge', 0.0) for r in sel]):.1%} / {np.mean([r.get('hit_both_judges', 0.0) for r in sel]):.1%})")
     if ceiling:
         div = {n: ceiling[n]["ceiling_diversity"] for n in names}
