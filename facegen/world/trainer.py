@@ -177,8 +177,8 @@ class Trainer:
             measured = None
             if self.match.measure == "ema":                                           # what ships, same z
                 with torch.no_grad():
-                    measured = self.G_ema.synthesis(self.G_ema.mapping(z, c), noise_mode="random")
-            loss_m, m_stats = self.match.loss(G.synthesis(ws, noise_mode="random"), x_real[:n], measured)
+                    measured = self.G_ema.synthesis(self.G_ema.mapping(z, c), noise_mode=self.match.noise)
+            loss_m, m_stats = self.match.loss(G.synthesis(ws, noise_mode=self.match.noise), x_real[:n], measured)
             if loss_m is not None:
                 self.opt_G.zero_grad(set_to_none=True)
                 loss_m.backward()
