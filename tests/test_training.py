@@ -207,3 +207,31 @@ def test_mini_draws_world_faces_measured_against_an_untrained_baseline():
         score[name] = ((valid > 0.5).mean(), frechet_distance(feats, ref))
     assert score["mini"][0] >= 0.9 and score["untrained"][0] <= 0.5, score      # faces, where the baseline has none
     assert score["mini"][1] < 0.5 * score["untrained"][1], score                 # far closer to the world's faces
+
+
+def _noise_strengths(net):
+    return {k: float(v) for k, v in net.synthesis.named_parameters() if k.endswith("noise_strength")}
+
+
+def test_g_noise_none_draws_no_noise_and_holds_the_strengths_at_zero(tmp_path, tiny_images):
+    """g_noise "none" (trainer docstring): training never draws per-pixel noise, so G's noise strengths get
+    no gradient and stay 0 in G and G_ema (with "random" the same steps move them); a state trained with
+    noise resumed under "none" has its strengths set to 0, so the generator that ships draws no noise."""
+    noisy = Trainer(tiny_cfg(tmp_path / "random"), tiny_images)
+    quiet = Trainer(tiny_cfg(tmp_path / "none", g_noise="none"), tiny_images)
+    for _ in range(3):
+        noisy.train_step()
+        quiet.train_step()
+    assert any(v != 0 for v in _noise_strengths(noisy.G).values())
+    assert any(v != 0 for v in _noise_strengths(noisy.G_ema).values())
+    assert set(_noise_strengths(quiet.G).values()) == {0.0} == set(_noise_strengths(quiet.G_ema).values())
+    ws = quiet.G_ema.mapping(torch.randn(2, quiet.cfg.z_dim), None)
+    with torch.no_grad():
+        assert torch.equal(quiet.G_ema.synthesis(ws, noise_mode="random"), quiet.G_ema.synthesis(ws, noise_mode="none"))
+    noisy.save_checkpoint(tmp_path / "noisy.pt")
+    resumed = Trainer(tiny_cfg(tmp_path / "resumed", g_noise="none"), tiny_images)
+    resumed.load_checkpoint(tmp_path / "noisy.pt")
+    assert resumed.step == 3
+    assert set(_noise_strengths(resumed.G).values()) == {0.0} == set(_noise_strengths(resumed.G_ema).values())
+    with pytest.raises(ValueError, match="g_noise"):
+        Trainer(tiny_cfg(tmp_path / "const", g_noise="const"), tiny_images)

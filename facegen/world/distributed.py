@@ -144,10 +144,10 @@ class DataParallel:
         """This process's rows of a global-batch tensor."""
         return t[self.rows.to(t.device)]
 
-    def synthesize(self, G, ws: torch.Tensor) -> torch.Tensor:
-        """G.synthesis with random noise on this process's rows of the global ws; the noise is the global draw's."""
+    def synthesize(self, G, ws: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
+        """G.synthesis on this process's rows of the global ws; random noise is the global draw's."""
         with GlobalBatchDraws(self.rows, len(ws)):
-            return G.synthesis(self.local(ws), noise_mode="random")
+            return G.synthesis(self.local(ws), noise_mode=noise_mode)
 
     @torch.no_grad()
     def average_grads(self, optimiser) -> None:

@@ -172,4 +172,5 @@ def build_distribution_match(cfg, device) -> Optional[DistributionMatch]:
         return None
     return DistributionMatch(weight=cfg.match_weight, interval=cfg.match_interval,
                           batch_shrink=cfg.match_batch_shrink, warmup=cfg.match_warmup,
-                          measure=cfg.match_measure, noise=cfg.match_noise, device=device)
+                          measure=cfg.match_measure, noise="none" if cfg.g_noise == "none" else cfg.match_noise,
+                          device=device)

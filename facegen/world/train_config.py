@@ -37,6 +37,8 @@ class TrainConfig:
     g_channel_max: int = 128
     g_architecture: str = "skip"           # 'skip' (StyleGAN2's default), 'orig' (only the last block writes RGB)
     g_chroma_res: int = 0                  # skip only: blocks below this resolution write brightness, not colour
+    g_noise: str = "random"                # G's per-pixel noise inputs in training: "random" (StyleGAN2) or "none"
+                                           #      (never drawn; their strengths are held at 0: trainer.py)
     d_channel_base: int = 1024
     d_channel_max: int = 128
     lr: float = 0.0025

@@ -19,6 +19,13 @@ One :meth:`Trainer.train_step`, in order:
    c = interval / (interval + 1)).
 5. **EMA** of G's weights with a half-life of ``ema_kimg`` thousand images, ramped up early on.
 
+Every face G draws in these steps carries random per-pixel noise (StyleGAN2), unless ``g_noise`` is
+"none": then none is drawn and the noise strengths are held at 0 (set to 0 at the start and on a resume),
+so the generator that ships draws what training saw. Why: from scratch at batch 64 the last block's noise
+strength grew from ~0.001 to 0.1 within 100 kimg and the faces turned to speckle (high-frequency energy
+1.2-1.5 x the renders', MediaPipe finding < 10 % of them; bench/results/v3-early/README.md), while the
+world has no stochastic detail for noise to draw (v2's strengths ended below 0.002).
+
 :meth:`Trainer.state` holds G, D, G_ema, the optimisers, the lever states, the step and every RNG
 state, so a resumed run continues bit for bit. Under ``torchrun`` the ``dp`` hooks train this
 process's rows of the global batch (:mod:`facegen.world.distributed`). The run around it:
@@ -75,6 +82,10 @@ class Trainer:
         self.opt_D = torch.optim.Adam(d_params, lr=cfg.lr * c, betas=(0.0, 0.99 ** c), eps=1e-8)
         self.hyperparameters = {k: [{"lr": g["lr"], "betas": g["betas"]} for g in opt.param_groups]
                                 for k, opt in self.optimisers().items()}
+        if cfg.g_noise not in ("random", "none"):
+            raise ValueError(f"g_noise must be 'random' or 'none' (got {cfg.g_noise!r})")
+        self.noise_mode = cfg.g_noise
+        self.hold_noise()
         self.images = images
         self.labels = labels
         self.data_rng = torch.Generator().manual_seed(cfg.seed + 1)
@@ -115,8 +126,19 @@ class Trainer:
         return t if self.dp is None or t is None else self.dp.local(t)
 
     def synthesize(self, ws):
-        """G.synthesis with random noise, on this process's rows of the global ws."""
-        return self.G.synthesis(ws, noise_mode="random") if self.dp is None else self.dp.synthesize(self.G, ws)
+        """G.synthesis with the run's noise mode, on this process's rows of the global ws."""
+        if self.dp is None:
+            return self.G.synthesis(ws, noise_mode=self.noise_mode)
+        return self.dp.synthesize(self.G, ws, self.noise_mode)
+
+    @torch.no_grad()
+    def hold_noise(self):
+        """g_noise "none": every noise strength of G and G_ema is 0 (module docstring)."""
+        if self.noise_mode == "none":
+            for net in (self.G, self.G_ema):
+                for name, p in net.synthesis.named_parameters():
+                    if name.endswith("noise_strength"):
+                        p.zero_()
 
     def train_step(self) -> dict:
         cfg, G, D = self.cfg, self.G, self.D
@@ -150,7 +172,7 @@ class Trainer:
         if self.pl is not None and self.step % self.pl.interval == 0:
             z = torch.randn(self.pl.batch_size(cfg.batch), cfg.z_dim, device=self.device)
             ws = self.mapping_with_mixing(z, None if c_fake_all is None else c_fake_all[:len(z)])
-            loss_pl, lengths = self.pl.loss(G.synthesis(ws, noise_mode="random"), ws)
+            loss_pl, lengths = self.pl.loss(G.synthesis(ws, noise_mode=self.noise_mode), ws)
             self.opt_G.zero_grad(set_to_none=True)
             loss_pl.backward()
             self.opt_G.step()
@@ -160,9 +182,9 @@ class Trainer:
             ws = G.mapping(z, None if c_fake_all is None else c_fake_all[:len(z)])   # one w per face, no mixing
             if self.lin.mode == "w":         # the attributes are fixed targets: no graph through the synthesis
                 with torch.no_grad():
-                    img = G.synthesis(ws.detach(), noise_mode="random")
+                    img = G.synthesis(ws.detach(), noise_mode=self.noise_mode)
             else:
-                img = G.synthesis(ws, noise_mode="random")
+                img = G.synthesis(ws, noise_mode=self.noise_mode)
             loss_lin, lin_stats = self.lin.loss(img, ws[:, 0])
             if loss_lin is not None:
                 self.opt_G.zero_grad(set_to_none=True)
@@ -291,3 +313,4 @@ class Trainer:
         import ast
         state = ast.literal_eval(st["rng_python"])
         random.setstate(state)
+        self.hold_noise()
