@@ -167,37 +167,3 @@ def test_measure_ema_reads_g_ema_in_training_and_resumes_bit_for_bit(tmp_path, t
     for _ in range(6):
         straight.train_step()
     assert_resumes_bit_for_bit(tmp_path, tiny_images, straight, "match", **on)
-
-
-def test_match_noise_none_reads_and_pushes_faces_without_per_pixel_noise(tmp_path, tiny_images):
-    """match_noise (docstring 7): G_ema is zeroed except the last block's noise strength and toRGB, so its
-    faces are one constant image without noise and speckle with it. With "none" the lever's first running
-    fake mean is exactly the predictor's reading of the constant image, and the lever's own G step gives the
-    noise strengths no gradient; with "random" neither holds."""
-    def first_lever_step(noise):
-        on = dict(match_weight=1.0, match_interval=2, match_warmup=0, match_measure="ema", match_noise=noise)
-        tr = Trainer(tiny_cfg(tmp_path / noise, **on), tiny_images)
-        last = f"b{tr.cfg.resolution}"
-        with torch.no_grad():
-            for name, p in tr.G_ema.synthesis.named_parameters():
-                p.fill_(1.0 if name.startswith(f"{last}.torgb") or name == f"{last}.conv1.noise_strength" else 0.0)
-            ws = tr.G_ema.mapping(torch.randn(2, tr.cfg.z_dim), None)
-            constant = tr.G_ema.synthesis(ws, noise_mode="none")
-        assert torch.equal(constant[0], constant[1])
-        grads = []
-        tr.G.synthesis.get_parameter(f"{last}.conv1.noise_strength").register_hook(lambda g: grads.append(g.clone()))
-        with torch.no_grad():                      # a noise strength G's lever step could move
-            tr.G.synthesis.get_parameter(f"{last}.conv1.noise_strength").fill_(1.0)
-        tr.train_step()
-        assert int(tr.match.calls) == 1
-        return tr.match.mean_fake, tr.match.statistics(constant).double()[0], grads
-
-    fake, constant, grads = first_lever_step("none")
-    torch.testing.assert_close(fake, constant)
-    # G's adversarial step moves the noise strength; the lever's step leaves it out of its graph ...
-    assert len(grads) == 1 and float(grads[0].abs()) > 0
-    fake, constant, grads = first_lever_step("random")
-    assert not torch.allclose(fake, constant)
-    assert len(grads) == 2 and float(grads[1].abs()) > 0      # ... unless it reads faces with noise
-    with pytest.raises(ValueError, match="noise"):
-        DistributionMatch(noise="const")

@@ -34,14 +34,6 @@ Method, every ``interval`` G steps (lazy), on ``batch // batch_shrink`` fresh fa
    the predictor reads glasses on 26.5 % of G's faces, 19.8 % of G_ema's; the reals 26.2 %), so matching G
    leaves G_ema short. With "ema" G is pushed until the average's rates match -- a controller whose
    measurement lags G by the EMA's half-life.
-7. Per-pixel noise (``noise``): the faces it reads and pushes are drawn with random noise ("random", as
-   they ship) or without ("none"). Why: random noise is a free source of per-face variance in the
-   predictor's readings, and the spread term rewards variance wherever G's spread is short. From step 0
-   (batch 64, measure "ema") G learned exactly that: the last layer's noise strength grew from ~0.001 to
-   0.1-0.14 by 96 kimg, the faces turned to speckle (high-frequency energy 1.2-1.5 x the renders', MediaPipe
-   finding < 10 % of them), and with the noise on the predictor read G_ema's attribute means a third closer
-   to the reals' than with it off (bench/results/v3-early/README.md). With "none" the noise strengths get
-   no gradient from this lever; D alone sets them.
 
 The quality judge never enters: the predictor is the training-side labeller; the judge then says whether
 the rates really moved. State (checkpointed): the running statistics and the step count.
@@ -76,14 +68,13 @@ def statistics_layout(predictor) -> list[tuple[str, str, int, int]]:
 
 class DistributionMatch(nn.Module):
     def __init__(self, weight: float = 1.0, interval: int = 4, batch_shrink: int = 2, predictor=None,
-                 decay: float = 0.02, warmup: int = 50, scale_floor: float = 0.05, measure: str = "G",
-                 noise: str = "random", device="cpu"):
+                 decay: float = 0.02, warmup: int = 50, scale_floor: float = 0.05, measure: str = "G", device="cpu"):
         super().__init__()
         if weight <= 0 or interval < 1 or batch_shrink < 1 or not 0 < decay <= 1 or warmup < 0 \
-                or measure not in ("G", "ema") or noise not in ("random", "none"):
+                or measure not in ("G", "ema"):
             raise ValueError("attribute match: weight > 0, interval >= 1, batch_shrink >= 1, 0 < decay <= 1, "
-                             "warmup >= 0, measure 'G' or 'ema', noise 'random' or 'none'")
-        self.measure, self.noise = measure, noise
+                             "warmup >= 0, measure 'G' or 'ema'")
+        self.measure = measure
         from facegen.world.predictor import frozen_world_predictor
         # A plain attribute (a list), not a submodule: the predictor is not trained and not checkpointed.
         self._predictor = [frozen_world_predictor(predictor, device)]
@@ -172,5 +163,4 @@ def build_distribution_match(cfg, device) -> Optional[DistributionMatch]:
         return None
     return DistributionMatch(weight=cfg.match_weight, interval=cfg.match_interval,
                           batch_shrink=cfg.match_batch_shrink, warmup=cfg.match_warmup,
-                          measure=cfg.match_measure, noise="none" if cfg.g_noise == "none" else cfg.match_noise,
-                          device=device)
+                          measure=cfg.match_measure, device=device)

@@ -85,8 +85,6 @@ class TrainConfig:
     match_warmup: int = 50
     match_measure: str = "G"              # whose faces the running fake statistics read: the training "G" or
                                            #      "ema" (G_ema, the network that ships; G still takes the gradient)
-    match_noise: str = "random"            # noise of the faces it reads and pushes: "random" (as drawn) or "none"
-                                           #      (so it cannot buy spread with per-pixel noise; docstring 7)
 
 
 def build_networks(cfg: TrainConfig):

@@ -21,10 +21,11 @@ One :meth:`Trainer.train_step`, in order:
 
 Every face G draws in these steps carries random per-pixel noise (StyleGAN2), unless ``g_noise`` is
 "none": then none is drawn and the noise strengths are held at 0 (set to 0 at the start and on a resume),
-so the generator that ships draws what training saw. Why: from scratch at batch 64 the last block's noise
-strength grew from ~0.001 to 0.1 within 100 kimg and the faces turned to speckle (high-frequency energy
-1.2-1.5 x the renders', MediaPipe finding < 10 % of them; bench/results/v3-early/README.md), while the
-world has no stochastic detail for noise to draw (v2's strengths ended below 0.002).
+so the generator that ships draws what training saw. Why: from scratch at batch 64 one block's noise
+strength grew from ~0.001 to 0.1-0.14 by 80-96 kimg (64 px; 32 px when the matching lever read noise-free
+faces) and the faces turned to speckle or blotches (high-frequency energy up to 1.5 x the renders',
+MediaPipe finding < 15 % of them; bench/results/v3-early/README.md), while the world has no stochastic
+detail for noise to draw (v2's strengths ended below 0.002).
 
 :meth:`Trainer.state` holds G, D, G_ema, the optimisers, the lever states, the step and every RNG
 state, so a resumed run continues bit for bit. Under ``torchrun`` the ``dp`` hooks train this
@@ -199,8 +200,8 @@ class Trainer:
             measured = None
             if self.match.measure == "ema":                                           # what ships, same z
                 with torch.no_grad():
-                    measured = self.G_ema.synthesis(self.G_ema.mapping(z, c), noise_mode=self.match.noise)
-            loss_m, m_stats = self.match.loss(G.synthesis(ws, noise_mode=self.match.noise), x_real[:n], measured)
+                    measured = self.G_ema.synthesis(self.G_ema.mapping(z, c), noise_mode=self.noise_mode)
+            loss_m, m_stats = self.match.loss(G.synthesis(ws, noise_mode=self.noise_mode), x_real[:n], measured)
             if loss_m is not None:
                 self.opt_G.zero_grad(set_to_none=True)
                 loss_m.backward()
