@@ -118,6 +118,12 @@ def test_checkpoint_resumes_bit_for_bit(tmp_path, tiny_images):
     out = export_checkpoint(ckpt, tmp_path / "exported")
     G = facegen.load_generator(out)
     assert torch.equal(G.state_dict()["mapping.fc0.weight"], first.G_ema.state_dict()["mapping.fc0.weight"])
+    # a checkpoint written by a run with an option this code no longer has still exports its G_ema
+    st = torch.load(ckpt, weights_only=False)
+    st["cfg"]["an_option_since_removed"] = "none"
+    torch.save(st, tmp_path / "older.pt")
+    G = facegen.load_generator(export_checkpoint(tmp_path / "older.pt", tmp_path / "exported-older"))
+    assert torch.equal(G.state_dict()["mapping.fc0.weight"], first.G_ema.state_dict()["mapping.fc0.weight"])
 
 
 def test_train_cli_runs_and_exports(tmp_path, tiny_images):

@@ -13,6 +13,7 @@ Compact resume files (optimiser and RNG state too) are :mod:`facegen.world.resum
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -64,9 +65,11 @@ def export_discriminator(checkpoint, folder) -> Path:
 
 def export_checkpoint(checkpoint, folder, **meta) -> Path:
     """Write the G_ema of a training checkpoint (or compact resume file) as a Hub-native folder (e.g. an
-    interim snapshot)."""
+    interim snapshot). Options of the writing run that this TrainConfig no longer has are left out: only the
+    network's shape matters here."""
     st = read_resume(checkpoint)
-    cfg = TrainConfig(**st["cfg"])
+    known = {f.name for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in st["cfg"].items() if k in known})
     G, _ = build_networks(cfg)
     G.load_state_dict(st["G_ema"])
     G.meta = {"trained_kimg": round(st["images_seen"] / 1000, 1), "train_minutes": round(st["elapsed"] / 60, 1),
