@@ -167,3 +167,35 @@ def test_measure_ema_reads_g_ema_in_training_and_resumes_bit_for_bit(tmp_path, t
     for _ in range(6):
         straight.train_step()
     assert_resumes_bit_for_bit(tmp_path, tiny_images, straight, "match", **on)
+
+
+def test_noise_effect_bench_reads_the_lever_statistics_with_and_without_noise(tmp_path):
+    """bench/noise_effect.py: a generator without noise (every strength 0) reads the same with noise drawn
+    and without; one with a loud 64 px noise input reads differently, and its strength is reported."""
+    import copy
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import facegen
+    repo = Path(__file__).resolve().parent.parent
+    G = facegen.load_generator("mini")
+    for name, level in (("quiet", 0.0), ("loud", 1.0)):
+        H = copy.deepcopy(G)
+        with torch.no_grad():
+            for k, p in H.synthesis.named_parameters():
+                if k.endswith("noise_strength"):
+                    p.fill_(level if k == "b64.conv1.noise_strength" else 0.0)
+        H.save_pretrained(tmp_path / name)
+    out = tmp_path / "noise.json"
+    r = subprocess.run([sys.executable, str(repo / "bench" / "noise_effect.py"), "--models",
+                        f"{tmp_path / 'quiet'},{tmp_path / 'loud'}", "--n", "32", "--out", str(out)],
+                       capture_output=True, text=True, cwd=repo, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())["models"]
+    quiet, loud = res[str(tmp_path / "quiet")], res[str(tmp_path / "loud")]
+    assert set(quiet["noise_strength"].values()) == {0.0} and loud["noise_strength"]["b64"] == 1.0
+    assert quiet["random"]["e_mean"] == quiet["none"]["e_mean"] and quiet["random"]["e_sd"] == quiet["none"]["e_sd"]
+    assert loud["random"]["e_mean"] != loud["none"]["e_mean"]
+    assert loud["none"]["e_mean"] == quiet["none"]["e_mean"]          # without noise the two are one generator
