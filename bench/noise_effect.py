@@ -26,7 +26,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from facegen.engine.loaders import load_generator  # noqa: E402
 from facegen.world.distribution_match import DistributionMatch  # noqa: E402
 from facegen.world.render import render_batch  # noqa: E402
+from facegen.world.train_data import to_tensor  # noqa: E402
 from results_io import write_json  # noqa: E402
 
 BATCH = 128
@@ -54,7 +54,7 @@ def noise_strengths(G) -> dict:
 @torch.no_grad()
 def render_statistics(match: DistributionMatch, n: int) -> torch.Tensor:
     imgs, _ = render_batch(list(range(n)), size=64)
-    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x = to_tensor(imgs)                              # as the trainer feeds the reals
     return torch.cat([match.statistics(x[i:i + BATCH]) for i in range(0, n, BATCH)])
 
 
