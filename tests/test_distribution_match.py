@@ -199,3 +199,49 @@ def test_noise_effect_bench_reads_the_lever_statistics_with_and_without_noise(tm
     assert quiet["random"]["e_mean"] == quiet["none"]["e_mean"] and quiet["random"]["e_sd"] == quiet["none"]["e_sd"]
     assert loud["random"]["e_mean"] != loud["none"]["e_mean"]
     assert loud["none"]["e_mean"] == quiet["none"]["e_mean"]          # without noise the two are one generator
+
+
+def test_checkpoint_rates_bench_reads_the_training_g_and_its_average_apart(tmp_path, predictor):
+    """bench/checkpoint_rates.py: for a checkpoint whose G is mini-v2 and whose G_ema is mini, the G row is
+    the predictor's class rates of mini-v2's faces (z from seed 0, ψ 1) and the G_ema row mini's -- two
+    different readings; the world row is the predictor on renders 0..n-1; step and kimg come from the file."""
+    import json
+    import subprocess
+    import sys
+    from dataclasses import asdict
+    from pathlib import Path
+
+    import facegen
+    from facegen.world.render import render_batch
+    from facegen.world.train_config import TrainConfig
+    repo, n = Path(__file__).resolve().parent.parent, 64
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save({"cfg": asdict(TrainConfig(outdir=str(tmp_path), resolution=64)), "step": 7, "images_seen": 448,
+                "G": facegen.load_generator("mini-v2").state_dict(),
+                "G_ema": facegen.load_generator("mini").state_dict()}, ckpt)
+    out = tmp_path / "rates.json"
+    r = subprocess.run([sys.executable, str(repo / "bench" / "checkpoint_rates.py"), "--checkpoints", str(ckpt),
+                        "--n", str(n), "--out", str(out)], capture_output=True, text=True, cwd=repo, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+
+    def eye_rates(images):
+        p = predictor.predict(images)["eye_color"]
+        return [round(float(s), 4) for s in np.bincount(p.argmax(1), minlength=4) / len(images)]
+
+    def faces(name):
+        G = facegen.load_generator(name).eval()
+        with torch.no_grad():
+            x = G.synthesis(G.mapping(torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(0)), None),
+                            noise_mode="const")
+        return ((x.permute(0, 2, 3, 1).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+
+    row = res["checkpoints"][str(ckpt)]
+    assert (row["step"], row["kimg"]) == (7, 0.4)
+    assert list(row["G"]["eye_color"].values()) == eye_rates(faces("mini-v2"))
+    assert list(row["G_ema"]["eye_color"].values()) == eye_rates(faces("mini"))
+    assert row["G"] != row["G_ema"]
+    renders = render_batch(list(range(n)), size=64)[0]
+    assert list(res["world"]["eye_color"].values()) == eye_rates(renders)
+    assert res["world"]["glasses"] == round(float((predictor.predict(renders)["glasses"] > 0.5).mean()), 4)
+    assert 0 <= row["G"]["glasses"] <= 1 and set(row["G"]) == set(res["world"])
