@@ -169,6 +169,60 @@ def test_measure_ema_reads_g_ema_in_training_and_resumes_bit_for_bit(tmp_path, t
     assert_resumes_bit_for_bit(tmp_path, tiny_images, straight, "match", **on)
 
 
+def test_quantiles_mode_gives_the_class_to_the_faces_ranked_highest(predictor):
+    """mode 'quantiles' (docstring, 7): reals are 4 faces with glasses and 4 without; fakes are 4 faces
+    without and 4 faint blends toward other faces with glasses (ranked higher by the predictor, all under
+    p 0.5). Gradient steps on the fake pixels through the loss put glasses on the four blends -- the fakes
+    ranked highest -- and not on the fakes that sit beside a real with glasses; the sorted gap shrinks; with
+    fakes = reals the loss and its gradient are zero."""
+    x, lab = _renders(range(200))
+    with_g = [i for i, a in enumerate(lab) if a["glasses"]][:20]
+    without = [i for i, a in enumerate(lab) if not a["glasses"]][:24]
+    real = x[with_g[:4] + without[:4]]
+    m = DistributionMatch(predictor=predictor, warmup=0, decay=1.0, weight=1.0, interval=1, mode="quantiles")
+    j = m.labels.index("glasses")
+    blends = []                                      # per pair, the faintest blend the predictor reads at p >= 0.1
+    with torch.no_grad():
+        for a, b in zip(without[8:], with_g[4:]):
+            for alpha in (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6):
+                img = (1 - alpha) * x[a] + alpha * x[b]
+                q = float(m.statistics(img[None])[0, j])
+                if q >= 0.1:
+                    blends += [img] if q < 0.4 else []
+                    break
+        fake = torch.cat([x[without[4:8]], torch.stack(blends[:4])]).requires_grad_(True)
+        p0 = m.statistics(fake)[:, j]
+    assert p0[4:].min() > p0[:4].max() and p0.max() < 0.5, p0
+    opt = torch.optim.Adam([fake], lr=0.01)
+    for step in range(40):
+        loss, _ = m.loss(fake, real)
+        first = float(loss.detach()) if step == 0 else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        p = m.statistics(fake)[:, j]
+    assert float(loss) < first / 4
+    assert bool((p[4:] > 0.5).all()) and bool((p[:4] < 0.5).all()), p      # the top-ranked four took them
+    same = DistributionMatch(predictor=predictor, warmup=0, decay=1.0, mode="quantiles")
+    img = real.clone().requires_grad_(True)
+    loss, _ = same.loss(img, real)
+    loss.backward()
+    assert float(loss) == 0.0 and float(img.grad.abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="mode"):
+        DistributionMatch(predictor=predictor, mode="median")
+
+
+def test_quantiles_mode_reaches_the_loop_and_resumes_bit_for_bit(tmp_path, tiny_images):
+    on = dict(match_weight=1.0, match_interval=2, match_warmup=1, match_mode="quantiles")
+    straight = Trainer(tiny_cfg(tmp_path / "straight", **on), tiny_images)
+    assert straight.match.mode == "quantiles" and Trainer(tiny_cfg(tmp_path / "default", match_weight=1.0),
+                                                          tiny_images).match.mode == "moments"
+    logs = [straight.train_step() for _ in range(6)]
+    assert all(np.isfinite(v) for s in logs for v in s.values())
+    assert_resumes_bit_for_bit(tmp_path, tiny_images, straight, "match", **on)
+
+
 def test_noise_effect_bench_reads_the_lever_statistics_with_and_without_noise(tmp_path):
     """bench/noise_effect.py: a generator without noise (every strength 0) reads the same with noise drawn
     and without; one with a loud 64 px noise input reads differently, and its strength is reported."""

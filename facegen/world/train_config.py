@@ -85,6 +85,8 @@ class TrainConfig:
     match_warmup: int = 50
     match_measure: str = "G"              # whose faces the running fake statistics read: the training "G" or
                                            #      "ema" (G_ema, the network that ships; G still takes the gradient)
+    match_mode: str = "moments"            # the pull: running mean / spread errors ("moments") or the batch's
+                                           #      sorted statistics against the reals' ("quantiles")
 
 
 def build_networks(cfg: TrainConfig):
