@@ -170,11 +170,12 @@ def test_measure_ema_reads_g_ema_in_training_and_resumes_bit_for_bit(tmp_path, t
 
 
 def test_quantiles_mode_gives_the_class_to_the_faces_ranked_highest(predictor):
-    """mode 'quantiles' (docstring, 7): reals are 4 faces with glasses and 4 without; fakes are 4 faces
-    without and 4 faint blends toward other faces with glasses (ranked higher by the predictor, all under
-    p 0.5). Gradient steps on the fake pixels through the loss put glasses on the four blends -- the fakes
-    ranked highest -- and not on the fakes that sit beside a real with glasses; the sorted gap shrinks; with
-    fakes = reals the loss and its gradient are zero."""
+    """mode 'quantiles' (docstring, 7): reals are 4 faces with glasses and 4 without; fakes are 4
+    faint blends toward other faces with glasses (ranked higher by the predictor, all under p 0.5), then 4
+    faces without. Gradient steps on the fake pixels through the loss put glasses on the four blends -- the
+    fakes ranked highest -- and not on the last four, which an unsorted pairing with the reals' ascending
+    quantiles would pick; the gap shrinks. With fakes = reals (and the pool full of them) the quantiles are
+    the sorted reals and the loss and its gradient are zero."""
     x, lab = _renders(range(200))
     with_g = [i for i, a in enumerate(lab) if a["glasses"]][:20]
     without = [i for i, a in enumerate(lab) if not a["glasses"]][:24]
@@ -190,9 +191,9 @@ def test_quantiles_mode_gives_the_class_to_the_faces_ranked_highest(predictor):
                 if q >= 0.1:
                     blends += [img] if q < 0.4 else []
                     break
-        fake = torch.cat([x[without[4:8]], torch.stack(blends[:4])]).requires_grad_(True)
+        fake = torch.cat([torch.stack(blends[:4]), x[without[4:8]]]).requires_grad_(True)
         p0 = m.statistics(fake)[:, j]
-    assert p0[4:].min() > p0[:4].max() and p0.max() < 0.5, p0
+    assert p0[:4].min() > p0[4:].max() and p0.max() < 0.5, p0
     opt = torch.optim.Adam([fake], lr=0.01)
     for step in range(40):
         loss, _ = m.loss(fake, real)
@@ -203,10 +204,12 @@ def test_quantiles_mode_gives_the_class_to_the_faces_ranked_highest(predictor):
     with torch.no_grad():
         p = m.statistics(fake)[:, j]
     assert float(loss) < first / 4
-    assert bool((p[4:] > 0.5).all()) and bool((p[:4] < 0.5).all()), p      # the top-ranked four took them
-    same = DistributionMatch(predictor=predictor, warmup=0, decay=1.0, mode="quantiles")
+    assert bool((p[:4] > 0.5).all()) and bool((p[4:] < 0.5).all()), p      # the top-ranked four took them
+    same = DistributionMatch(predictor=predictor, warmup=0, decay=1.0, mode="quantiles", pool=64)
     img = real.clone().requires_grad_(True)
-    loss, _ = same.loss(img, real)
+    for _ in range(8):                               # the pool: eight copies of each real
+        loss, _ = same.loss(img, real)
+    torch.testing.assert_close(same.real_quantiles(8), same.statistics(real).sort(0).values)
     loss.backward()
     assert float(loss) == 0.0 and float(img.grad.abs().sum()) == 0.0
     with pytest.raises(ValueError, match="mode"):
@@ -220,7 +223,17 @@ def test_quantiles_mode_reaches_the_loop_and_resumes_bit_for_bit(tmp_path, tiny_
                                                           tiny_images).match.mode == "moments"
     logs = [straight.train_step() for _ in range(6)]
     assert all(np.isfinite(v) for s in logs for v in s.values())
+    assert int(straight.match.pool_count) == 3 * straight.match.batch_size(straight.cfg.batch)   # 3 lever steps
     assert_resumes_bit_for_bit(tmp_path, tiny_images, straight, "match", **on)
+    # a run saved in "moments" mode continues in "quantiles" mode, its pool empty
+    moments = Trainer(tiny_cfg(tmp_path / "moments", match_weight=1.0, match_interval=2, match_warmup=1), tiny_images)
+    for _ in range(3):
+        moments.train_step()
+    moments.save_checkpoint(tmp_path / "moments.pt")
+    switched = Trainer(tiny_cfg(tmp_path / "switched", **on), tiny_images)
+    switched.load_checkpoint(tmp_path / "moments.pt")
+    assert int(switched.match.pool_count) == 0 and int(switched.match.calls) == int(moments.match.calls) == 2
+    torch.testing.assert_close(switched.match.mean_real, moments.match.mean_real)
 
 
 def test_noise_effect_bench_reads_the_lever_statistics_with_and_without_noise(tmp_path):

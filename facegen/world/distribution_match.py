@@ -36,17 +36,20 @@ Method, every ``interval`` G steps (lazy), on ``batch // batch_shrink`` fresh fa
    measurement lags G by the EMA's half-life.
 
 7. What the loss asks of the batch (``mode``): "moments" (4. above), or "quantiles": the batch's own
-   statistics, sorted per entry, against the step's reals sorted the same way -- the mean over faces of
-   ((sort(f_fake) - sort(f_real)) / scale)^2, summed over entries (the squared 1-D Wasserstein distance of
-   each marginal between the two batches, as in sliced-Wasserstein matching). Why: measured in stop 18
+   statistics, sorted per entry, against the reals' quantiles at the same ranks ((i + 1/2) / n for the
+   i-th of n faces) -- the mean over faces of ((sort(f_fake) - q_real) / scale)^2, summed over entries (the
+   squared 1-D Wasserstein distance of each marginal, as in sliced-Wasserstein matching). q_real is read
+   from a pool of the last ``pool`` reals' statistics (every lever step adds its reals), not from the
+   step's few reals: two batches of 8 drawn from one distribution differ by a face or two in every class,
+   so batch-against-batch sorting pushes faces at random at every step and never goes quiet (tried in
+   stop 18 at weight 0.5, batch 16: in 500 steps the training G's faces lost their eyes). Why: measured in stop 18
    (``bench/checkpoint_rates.py``), with "moments" the training G of the no-noise v3 runs met an eye-colour
    error by moving *every* face: 100 % brown eyes at one snapshot, 75-86 % blue 250 steps later, and
    G_ema, the average that ships, blended the swings (the judge's Fréchet distance followed them, 55-101).
    A mean can be met by a global shift; sorted matching asks the faces ranked highest in a class to carry
    it and the rest not to, so the class's share is drawn face by face, and the pull has no lag (no running
    error in it; the running statistics only set ``scale`` and feed the logs, so ``measure`` changes only
-   those). The cost: a small batch's quantiles are noisy (``batch // batch_shrink`` faces and as many
-   reals).
+   those). The pool is state (checkpointed); a state saved in "moments" mode resumes with an empty one.
 
 The quality judge never enters: the predictor is the training-side labeller; the judge then says whether
 the rates really moved. State (checkpointed): the running statistics and the step count.
@@ -82,12 +85,12 @@ def statistics_layout(predictor) -> list[tuple[str, str, int, int]]:
 class DistributionMatch(nn.Module):
     def __init__(self, weight: float = 1.0, interval: int = 4, batch_shrink: int = 2, predictor=None,
                  decay: float = 0.02, warmup: int = 50, scale_floor: float = 0.05, measure: str = "G",
-                 mode: str = "moments", device="cpu"):
+                 mode: str = "moments", pool: int = 512, device="cpu"):
         super().__init__()
         if weight <= 0 or interval < 1 or batch_shrink < 1 or not 0 < decay <= 1 or warmup < 0 \
-                or measure not in ("G", "ema") or mode not in ("moments", "quantiles"):
+                or measure not in ("G", "ema") or mode not in ("moments", "quantiles") or pool < 1:
             raise ValueError("attribute match: weight > 0, interval >= 1, batch_shrink >= 1, 0 < decay <= 1, "
-                             "warmup >= 0, measure 'G' or 'ema', mode 'moments' or 'quantiles'")
+                             "warmup >= 0, measure 'G' or 'ema', mode 'moments' or 'quantiles', pool >= 1")
         self.measure, self.mode = measure, mode
         from facegen.world.predictor import frozen_world_predictor
         # A plain attribute (a list), not a submodule: the predictor is not trained and not checkpointed.
@@ -102,7 +105,29 @@ class DistributionMatch(nn.Module):
         for side in ("fake", "real"):
             self.register_buffer(f"mean_{side}", torch.zeros(k, dtype=torch.float64))
             self.register_buffer(f"var_{side}", torch.zeros(k, dtype=torch.float64))
+        if mode == "quantiles":                      # docstring, 7: the reals' statistics, a ring of ``pool`` rows
+            self.register_buffer("pool", torch.zeros(pool, k))
+            self.register_buffer("pool_count", torch.zeros([], dtype=torch.long))
         self.to(device)
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        """As nn.Module's; a state saved in "moments" mode (no pool) resumes a "quantiles" lever with an empty
+        pool."""
+        if self.mode == "quantiles" and "pool" not in state_dict:
+            state_dict = {**state_dict, "pool": self.pool, "pool_count": self.pool_count}
+        return super().load_state_dict(state_dict, strict)
+
+    @torch.no_grad()
+    def _remember(self, f_real: torch.Tensor) -> None:
+        rows = (self.pool_count + torch.arange(len(f_real), device=f_real.device)) % len(self.pool)
+        self.pool[rows] = f_real.float()
+        self.pool_count += len(f_real)
+
+    def real_quantiles(self, n: int) -> torch.Tensor:
+        """[n, k]: the pooled reals' quantiles at ranks (i + 1/2) / n (docstring, 7)."""
+        pooled = self.pool[:min(int(self.pool_count), len(self.pool))]
+        ranks = (torch.arange(n, device=pooled.device, dtype=pooled.dtype) + 0.5) / n
+        return torch.quantile(pooled, ranks, dim=0)
 
     def batch_size(self, batch: int) -> int:
         return max(1, batch // self.batch_shrink)
@@ -153,6 +178,8 @@ class DistributionMatch(nn.Module):
         rate = max(1.0 / (int(self.calls) + 1), self.decay)
         self._fold("fake", f_measured, rate)
         self._fold("real", f_real, rate)
+        if self.mode == "quantiles":
+            self._remember(f_real)
         self.calls += 1
         e_mean, e_sd, scale = self.errors()
         stats = {"match": float(torch.cat([e_mean.abs(), e_sd.abs()]).mean()),
@@ -162,8 +189,7 @@ class DistributionMatch(nn.Module):
         if int(self.calls) <= self.warmup:
             return None, stats
         if self.mode == "quantiles":                                     # docstring, 7
-            n = min(len(f), len(f_real))
-            gap = (f[:n].sort(0).values - f_real[:n].sort(0).values) / scale
+            gap = (f.sort(0).values - self.real_quantiles(len(f))) / scale
             return gap.pow(2).mean(0).sum() * self.weight * self.interval, stats
         sd_batch = f.std(0, unbiased=False) if len(f) > 1 else torch.zeros_like(scale)
         per_entry = e_mean * f.mean(0) / scale + e_sd * sd_batch / scale
