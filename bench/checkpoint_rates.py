@@ -14,7 +14,7 @@ categorical attribute the share of faces whose most likely class is each class, 
 with p > 0.5. ``world``: the same on ``--n`` training renders (seeds 0..n-1).
 
     python bench/checkpoint_rates.py --checkpoints runs/v3nz/ckpt-3000.pt,runs/v3nz/ckpt-3250.pt --n 256 \\
-        --out bench/results/v3-early/checkpoint-rates.json
+        --out bench/results/v3-early/checkpoint-rates.json --grid rates-faces.png
 """
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--attribute", default="eye_color", help="the attribute the printed table shows")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="write the readings as JSON here")
+    ap.add_argument("--grid", default=None, help="write a PNG here: per checkpoint a row of G's first 8 faces, "
+                                                 "then G_ema's 8 from the same z")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     predictor = load_world_predictor()
@@ -93,14 +95,20 @@ def main(argv=None) -> dict:
         v = r[args.attribute]
         return " ".join(f"{c} {100 * s:3.0f}" for c, s in v.items()) if isinstance(v, dict) else f"{100 * v:3.0f} %"
     print(f"{args.attribute} (world predictor, % of {args.n} faces); world renders: {show(world)}")
+    rows = []
     for ck in args.checkpoints.split(","):
         nets, where = networks(ck)
-        row = {**where, **{key: rates(predictor, faces(G, args.n)) for key, G in nets.items()}}
+        drawn = {key: faces(G, args.n) for key, G in nets.items()}
+        row = {**where, **{key: rates(predictor, images) for key, images in drawn.items()}}
+        rows.append(np.concatenate([*drawn["G"][:8], *drawn["G_ema"][:8]], 1))
         result["checkpoints"][ck] = row
         print(f"{ck:34s} step {row['step']:6d} kimg {row['kimg']:6.1f} | G: {show(row['G'])} | G_ema: {show(row['G_ema'])}",
               flush=True)
     if args.out:
         write_json(args.out, result)
+    if args.grid:
+        from PIL import Image
+        Image.fromarray(np.concatenate(rows, 0)).save(args.grid)
     return result
 
 

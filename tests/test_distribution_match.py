@@ -288,7 +288,8 @@ def test_checkpoint_rates_bench_reads_the_training_g_and_its_average_apart(tmp_p
                 "G_ema": facegen.load_generator("mini").state_dict()}, ckpt)
     out = tmp_path / "rates.json"
     r = subprocess.run([sys.executable, str(repo / "bench" / "checkpoint_rates.py"), "--checkpoints", str(ckpt),
-                        "--n", str(n), "--out", str(out)], capture_output=True, text=True, cwd=repo, timeout=300)
+                        "--n", str(n), "--out", str(out), "--grid", str(tmp_path / "faces.png")],
+                       capture_output=True, text=True, cwd=repo, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(out.read_text())
 
@@ -312,3 +313,7 @@ def test_checkpoint_rates_bench_reads_the_training_g_and_its_average_apart(tmp_p
     assert list(res["world"]["eye_color"].values()) == eye_rates(renders)
     assert res["world"]["glasses"] == round(float((predictor.predict(renders)["glasses"] > 0.5).mean()), 4)
     assert 0 <= row["G"]["glasses"] <= 1 and set(row["G"]) == set(res["world"])
+    from PIL import Image
+    grid = np.asarray(Image.open(tmp_path / "faces.png"))
+    assert grid.shape == (64, 16 * 64, 3)              # one checkpoint: G's 8 faces, then G_ema's 8
+    assert (grid[:, :64] == faces("mini-v2")[0]).all() and (grid[:, 8 * 64:9 * 64] == faces("mini")[0]).all()
