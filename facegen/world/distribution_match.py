@@ -33,23 +33,27 @@ Method, every ``interval`` G steps (lazy), on ``batch // batch_shrink`` fresh fa
    weight average that ships draws rare modes less often than the G it averages (at 352 kimg with "G":
    the predictor reads glasses on 26.5 % of G's faces, 19.8 % of G_ema's; the reals 26.2 %), so matching G
    leaves G_ema short. With "ema" G is pushed until the average's rates match -- a controller whose
-   measurement lags G by the EMA's half-life.
+   measurement lags G by the EMA's half-life, and it oscillates: on v2 at 352 kimg the predictor read
+   glasses on 33 % of G_ema's faces within 500 steps (reals 26 %); in the no-noise v3 runs the training G
+   hopped between one eye colour and another for every face, and the judge's FD of G_ema swung 55-101 with
+   it. Read on "G" the hopping stopped (stop 18, bench/results/v3-early/README.md).
 
 7. What the loss asks of the batch (``mode``): "moments" (4. above), or "quantiles": the batch's own
    statistics, sorted per entry, against the reals' quantiles at the same ranks ((i + 1/2) / n for the
    i-th of n faces) -- the mean over faces of ((sort(f_fake) - q_real) / scale)^2, summed over entries (the
-   squared 1-D Wasserstein distance of each marginal, as in sliced-Wasserstein matching). q_real is read
-   from a pool of the last ``pool`` reals' statistics (every lever step adds its reals), not from the
-   step's few reals: two batches of 8 drawn from one distribution differ by a face or two in every class,
-   so batch-against-batch sorting pushes faces at random at every step and never goes quiet (tried in
-   stop 18 at weight 0.5, batch 16: in 500 steps the training G's faces lost their eyes). Why: measured in stop 18
-   (``bench/checkpoint_rates.py``), with "moments" the training G of the no-noise v3 runs met an eye-colour
-   error by moving *every* face: 100 % brown eyes at one snapshot, 75-86 % blue 250 steps later, and
-   G_ema, the average that ships, blended the swings (the judge's Fréchet distance followed them, 55-101).
-   A mean can be met by a global shift; sorted matching asks the faces ranked highest in a class to carry
-   it and the rest not to, so the class's share is drawn face by face, and the pull has no lag (no running
-   error in it; the running statistics only set ``scale`` and feed the logs, so ``measure`` changes only
-   those). The pool is state (checkpointed); a state saved in "moments" mode resumes with an empty one.
+   squared 1-D Wasserstein distance of each marginal, as in sliced-Wasserstein matching). Why: a mean can
+   be met by a global shift -- with "moments" read on G_ema, the training G of the no-noise v3 runs gave
+   every face the same eye colour and switched it for all faces at once (100 % brown, then 69-95 % blue;
+   ``bench/checkpoint_rates.py``) -- while sorted matching asks the faces ranked highest in a class to
+   carry it and the rest not to, and no running error (no lag) enters the pull: the running statistics only
+   set ``scale`` and feed the logs, so ``measure`` changes only those. q_real comes from a pool of the last
+   ``pool`` reals' statistics (every lever step adds its reals), not from the step's few reals: two
+   batches of 8 from one distribution differ by a face or two in every class, so batch-against-batch
+   sorting pushes faces at random and never goes quiet. The pool is state (checkpointed); a state saved in
+   "moments" mode resumes with an empty one. Measured in stop 18 (bench/results/v3-early/README.md), batch
+   16: at weight 0.5 the training G's faces lost their eyes within 500 steps (either way); at 0.05 it trains
+   and FD fell faster than with "moments" on G, but smile's spread stayed narrow (-23 to -27 %); the fix for
+   the hopping was ``measure`` "G", and "moments" stays the default.
 
 The quality judge never enters: the predictor is the training-side labeller; the judge then says whether
 the rates really moved. State (checkpointed): the running statistics and the step count.
