@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from facegen.world.predictor import load_world_predictor  # noqa: E402
 from facegen.world.render import render_batch  # noqa: E402
 from facegen.world.resume import read_resume  # noqa: E402
-from facegen.world.train_config import TrainConfig, build_networks  # noqa: E402
+from facegen.world.train_config import build_networks  # noqa: E402
+from facegen.world.train_export import checkpoint_config  # noqa: E402
 from results_io import write_json  # noqa: E402
 
 BATCH = 128
@@ -65,8 +65,7 @@ def networks(checkpoint: str) -> tuple[dict, dict]:
     """({'G': G, 'G_ema': G_ema} in eval mode, {'step', 'kimg'}) of a checkpoint; options of the writing run
     that this TrainConfig no longer has are left out (only the networks' shape matters)."""
     st = read_resume(checkpoint)
-    known = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in st["cfg"].items() if k in known})
+    cfg = checkpoint_config(st)
     nets = {}
     for key in ("G", "G_ema"):
         G, _ = build_networks(cfg)

@@ -21,7 +21,7 @@ import torch
 from facegen.world.resume import read_resume
 from facegen.world.train_config import TrainConfig, build_networks
 
-__all__ = ["DISCRIMINATOR_NAME", "init_from_folder", "export_discriminator", "export_checkpoint"]
+__all__ = ["DISCRIMINATOR_NAME", "init_from_folder", "export_discriminator", "export_checkpoint", "checkpoint_config"]
 
 DISCRIMINATOR_NAME = "discriminator.safetensors"
 
@@ -63,13 +63,18 @@ def export_discriminator(checkpoint, folder) -> Path:
     return path
 
 
+def checkpoint_config(st: dict) -> TrainConfig:
+    """The TrainConfig of a read checkpoint, for building its networks: options of the writing run that this
+    TrainConfig no longer has are left out (only the networks' shape matters to a reader)."""
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in st["cfg"].items() if k in known})
+
+
 def export_checkpoint(checkpoint, folder, **meta) -> Path:
     """Write the G_ema of a training checkpoint (or compact resume file) as a Hub-native folder (e.g. an
-    interim snapshot). Options of the writing run that this TrainConfig no longer has are left out: only the
-    network's shape matters here."""
+    interim snapshot); a run's removed options do not stop it (:func:`checkpoint_config`)."""
     st = read_resume(checkpoint)
-    known = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in st["cfg"].items() if k in known})
+    cfg = checkpoint_config(st)
     G, _ = build_networks(cfg)
     G.load_state_dict(st["G_ema"])
     G.meta = {"trained_kimg": round(st["images_seen"] / 1000, 1), "train_minutes": round(st["elapsed"] / 60, 1),
