@@ -24,11 +24,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from results_io import write_json  # noqa: E402
+from facegen.world.quality_goals import GOALS, W_LINEAR_ATTRIBUTES as ATTRIBUTES  # noqa: E402
 
-ATTRIBUTES = ("smile", "gender", "beard", "glasses", "age")
-W_LINEAR_GOAL = 0.85
-FD_GOAL_RATIO = 0.5
+W_LINEAR_GOAL = GOALS["w_linear_min"]
+FD_GOAL_RATIO = GOALS["fd_ratio_max"]
 N_GOAL = 1000
 DEFAULT_INPUTS = ("assets/*/metrics.json", "bench/results/**/*.json")
 

@@ -29,7 +29,7 @@ def test_mixing_by_layers_follows_the_template_only_as_far_as_layers_are_copied(
 
 def test_frontier_bench_counts_each_model_once_and_finds_who_meets_both_goals(tmp_path):
     """bench/frontier.py over readings written as bench/quality.py and bench/branch_compare.py write them: v1's
-    FD 40 sets the goal at 20. Sharp (FD 10, w-linear 0.6) and Both (FD 20, every attribute 0.9) are the
+    FD 40 sets the goal at 20. Sharp (FD 10, w-linear 0.6) and Both (FD 20, every attribute 0.86) are the
     frontier; Dominated (FD 25, 0.7) is behind Both; Sharp read again in a second file counts once, Sharp on
     other latents counts again, and a reading at n 500 is not a goal reading. Only Both meets both goals."""
     import json
@@ -48,7 +48,7 @@ def test_frontier_bench_counts_each_model_once_and_finds_who_meets_both_goals(tm
     res = tmp_path / "results"
     res.mkdir()
     (res / "a.json").write_text(json.dumps({"n": 1000, "arms": {
-        "sharp": reading("aa", 10.0, 0.6, step=5), "both": reading("bb", 20.0, 0.9),
+        "sharp": reading("aa", 10.0, 0.6, step=5), "both": reading("bb", 20.0, 0.86),
         "dominated": reading("cc", 25.0, 0.7), "early": reading("dd", 5.0, 0.95, n=500)}}))
     (res / "b.json").write_text(json.dumps({"n": 1000, "seeds_from": 0, "arms": {"sharp": reading("aa", 10.0, 0.6)}}))
     (res / "c.json").write_text(json.dumps({"n": 1000, "seeds_from": 1000, "arms": {"sharp": reading("aa", 11.0, 0.6)}}))
