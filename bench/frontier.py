@@ -90,6 +90,7 @@ def judge(readings, fd_goal: float):
         r["w_linear_met"] = sum(v >= W_LINEAR_GOAL for v in r["w_linear"].values())
         r["fd_goal_met"] = r["fd_judge"] <= fd_goal
         r["both_met"] = r["fd_goal_met"] and r["w_linear_met"] == len(ATTRIBUTES)
+
     def dominates(o, r):
         return (o["fd_judge"] <= r["fd_judge"] and o["least_w_linear"] >= r["least_w_linear"]
                 and (o["fd_judge"], o["least_w_linear"]) != (r["fd_judge"], r["least_w_linear"]))
@@ -100,7 +101,7 @@ def judge(readings, fd_goal: float):
 
 
 def table(readings, fd_goal: float) -> str:
-    lines = [f"FD goal <= {fd_goal:.2f} (0.5 x v1); w-linear goal >= {W_LINEAR_GOAL} for each of "
+    lines = [f"FD goal <= {fd_goal:.2f} ({FD_GOAL_RATIO} x v1); w-linear goal >= {W_LINEAR_GOAL} for each of "
              f"{' / '.join(ATTRIBUTES)}; n {N_GOAL}.", "",
              "| reading | seeds from | step | FD judge | FD goal | w-linear " + " / ".join(ATTRIBUTES)
              + " | w goals met | rate goals met | frontier |",
@@ -109,7 +110,7 @@ def table(readings, fd_goal: float) -> str:
         w = " / ".join(f"{r['w_linear'][a]:.2f}" for a in ATTRIBUTES)
         lines.append(f"| {r['reading']} | {r['seeds_from']} | {r['step'] if r['step'] is not None else '-'} "
                      f"| {r['fd_judge']:.2f} | {'met' if r['fd_goal_met'] else '-'} | {w} "
-                     f"| {r['w_linear_met']} / 5 | {r['rate_goals_met'][0]} / {r['rate_goals_met'][1]} "
+                     f"| {r['w_linear_met']} / {len(ATTRIBUTES)} | {r['rate_goals_met'][0]} / {r['rate_goals_met'][1]} "
                      f"| {'yes' if r['frontier'] else ''} |")
     return "\n".join(lines)
 
