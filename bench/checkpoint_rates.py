@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from facegen.engine.synthesis import to_uint8  # noqa: E402
 from facegen.world.predictor import load_world_predictor  # noqa: E402
 from facegen.world.render import render_batch  # noqa: E402
 from facegen.world.resume import read_resume  # noqa: E402
@@ -58,7 +59,7 @@ def faces(G, n: int, seed: int = 0) -> np.ndarray:
     """uint8 [n, H, W, 3]: ψ 1, constant noise, z from ``seed``."""
     z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed))
     x = torch.cat([G.synthesis(G.mapping(z[i:i + BATCH], None), noise_mode="const") for i in range(0, n, BATCH)])
-    return ((x.permute(0, 2, 3, 1).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    return to_uint8(x)
 
 
 def networks(checkpoint: str) -> tuple[dict, dict]:

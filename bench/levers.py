@@ -33,6 +33,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from facegen.world.resume import read_resume  # noqa: E402
+from facegen.world.train_export import checkpoint_config  # noqa: E402
 from facegen.world.training import TrainConfig, Trainer, build_networks  # noqa: E402
 from results_io import write_json  # noqa: E402
 
@@ -48,8 +50,10 @@ def checkpoint_at(outdir: Path, kimg: float) -> Path:
 
 
 def load_g_ema(path: Path):
-    st = torch.load(path, map_location="cpu", weights_only=True)
-    G, _ = build_networks(TrainConfig(**st["cfg"]))
+    """(G_ema in eval mode, the checkpoint) of a training checkpoint or compact resume file; options of the
+    writing run that this TrainConfig no longer has are left out (:func:`checkpoint_config`)."""
+    st = read_resume(path)
+    G, _ = build_networks(checkpoint_config(st))
     G.load_state_dict(st["G_ema"])
     return G.eval().requires_grad_(False), st
 
