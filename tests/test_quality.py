@@ -73,3 +73,28 @@ def test_frontier_bench_counts_each_model_once_and_finds_who_meets_both_goals(tm
     assert by["results/c.json#arms/sharp"]["seeds_from"] == 1000
     assert [x["fd_judge"] for x in got["readings"]] == [10.0, 11.0, 20.0, 25.0]
     assert "| results/a.json#arms/both | 0 | - | 20.00 | met |" in out.with_suffix(".md").read_text()
+
+
+def test_d_overfit_bench_reads_the_checkpoints_discriminator_on_seen_and_unseen_renders(tmp_path):
+    """bench/d_overfit.py on a committed resume point: its "seen" renders are training images (seeds inside the
+    run's world:N) and its "unseen" ones are not; the trained D it loads tells reals from G's faces (a D left at
+    its initialisation scores both about 0); the gap is the difference of the two sets' means."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    ckpt = repo / "assets" / "mini-v3-map8-run"
+    out = tmp_path / "d.json"
+    r = subprocess.run([sys.executable, str(repo / "bench" / "d_overfit.py"), "--checkpoints", str(ckpt),
+                        "--n", "64", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(out.read_text())
+    run, = got["runs"]
+    lo, hi = run["train_seeds"]
+    assert lo <= got["seen_seeds"][0] and got["seen_seeds"][1] <= hi
+    assert got["unseen_seeds"][0] >= hi
+    assert run["seen"]["mean_logit"] > run["G"]["mean_logit"] + 2
+    assert run["unseen"]["mean_logit"] > run["G_ema"]["mean_logit"] + 2
+    assert abs(run["memorisation_gap"] - (run["seen"]["mean_logit"] - run["unseen"]["mean_logit"])) < 2e-4
