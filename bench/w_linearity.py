@@ -17,6 +17,11 @@ logistic regression from w; the score is the held-out balanced accuracy. Three r
    other shuffles of the first ``--goal-n`` faces (the goal's n, 1000) gives its mean and standard
    deviation: how far one reading may move by the choice of held-out faces alone (a rare attribute has
    few held-out members).
+5. **Transfer** -- training may read the world predictor (the linear-decodability lever does), never the
+   judge. The same faces labelled by the predictor: the share of labels on which the two agree, and the
+   split-noise reading with the predictor's labels. A lever that makes the predictor's labels linear
+   moves the goal only as far as the two agree; on renders (the ceiling's) they agree on what the world
+   draws unambiguously, and a continuous attribute near its median is where they part.
 
     nice -n 5 python bench/w_linearity.py --models assets/mini,runs/v2-mid --n 2000 --out bench/results/w-linearity.json
 """
@@ -39,6 +44,7 @@ from facegen.engine.loaders import load_generator  # noqa: E402
 from facegen.engine.synthesis import synthesize  # noqa: E402
 from facegen.world.attributes import attributes_to_vector, seed_attributes  # noqa: E402
 from facegen.world.judge import load_judge  # noqa: E402
+from facegen.world.predictor import load_world_predictor  # noqa: E402
 from facegen.world.quality_goals import binary_labels, heldout_split, w_linear_accuracy  # noqa: E402
 from facegen.world.render import render_batch  # noqa: E402
 from results_io import write_json  # noqa: E402
@@ -73,11 +79,17 @@ def mlp_accuracy(x: np.ndarray, labels: dict, test_fraction: float = 0.2, seed: 
     return out
 
 
-def ceiling(judge, n: int, size: int) -> dict:
+def agreement(labels: dict, other: dict) -> dict:
+    """{attribute: share of faces on which two labellings agree}."""
+    return {a: round(float((labels[a] == other[a]).mean()), 4) for a in labels}
+
+
+def ceiling(judge, predictor, n: int, size: int) -> dict:
     images, _ = render_batch(range(CEILING_SEED, CEILING_SEED + n), size=size)
     truth = np.stack([attributes_to_vector(seed_attributes(s)) for s in range(CEILING_SEED, CEILING_SEED + n)])
     labels = labels_of(judge, images)
-    return {"linear": w_linear_accuracy(truth, labels), "rates": {a: round(float(v.mean()), 4) for a, v in labels.items()}}
+    return {"linear": w_linear_accuracy(truth, labels), "rates": {a: round(float(v.mean()), 4) for a, v in labels.items()},
+            "predictor_agreement": agreement(labels, labels_of(predictor, images))}
 
 
 def split_spread(w: np.ndarray, labels: dict, splits: int) -> dict:
@@ -88,10 +100,12 @@ def split_spread(w: np.ndarray, labels: dict, splits: int) -> dict:
             for a in labels}
 
 
-def generator_readings(G, judge, n: int, splits: int = 10, goal_n: int = 1000) -> dict:
+def generator_readings(G, judge, predictor, n: int, splits: int = 10, goal_n: int = 1000) -> dict:
     with torch.no_grad():
         ws = torch.cat([L.seeds_to_ws(G, list(range(i, min(n, i + 1000))), psi=1.0) for i in range(0, n, 1000)])
-    lab_const = labels_of(judge, synthesize(G, ws, noise_mode="const"))
+    faces = synthesize(G, ws, noise_mode="const")
+    lab_const = labels_of(judge, faces)
+    lab_pred = labels_of(predictor, faces)
     torch.manual_seed(0)
     lab_random = labels_of(judge, synthesize(G, ws, noise_mode="random"))
     w = ws[:, 0].numpy()
@@ -99,7 +113,9 @@ def generator_readings(G, judge, n: int, splits: int = 10, goal_n: int = 1000) -
             "linear": w_linear_accuracy(w, lab_const),
             "mlp": mlp_accuracy(w, lab_const),
             "goal_n_splits": split_spread(w[:goal_n], {a: v[:goal_n] for a, v in lab_const.items()}, splits),
-            "noise_flip_rate": {a: round(float((lab_const[a] != lab_random[a]).mean()), 4) for a in GOAL_ATTRIBUTES}}
+            "noise_flip_rate": {a: round(float((lab_const[a] != lab_random[a]).mean()), 4) for a in GOAL_ATTRIBUTES},
+            "predictor_agreement": agreement(lab_const, lab_pred),
+            "goal_n_splits_predictor": split_spread(w[:goal_n], {a: v[:goal_n] for a, v in lab_pred.items()}, splits)}
 
 
 def main(argv=None) -> int:
@@ -112,21 +128,27 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    judge = load_judge()
+    judge, predictor = load_judge(), load_world_predictor()
     result = {"n": a.n, "attributes": list(GOAL_ATTRIBUTES), "models": {}}
     models = [m for m in a.models.split(",") if m]
     first = load_generator(models[0])
-    result["ceiling_true_attributes"] = ceiling(judge, a.n, first.img_resolution)
+    result["ceiling_true_attributes"] = ceiling(judge, predictor, a.n, first.img_resolution)
     print(f"{'':>32}" + "".join(f"{x:>9}" for x in GOAL_ATTRIBUTES))
     print(f"{'ceiling (true attrs)':>32}" + "".join(f"{result['ceiling_true_attributes']['linear'][x]:>9.3f}"
                                                    for x in GOAL_ATTRIBUTES))
+    print(f"{'renders: judge = predictor':>32}" + "".join(
+        f"{result['ceiling_true_attributes']['predictor_agreement'][x]:>9.3f}" for x in GOAL_ATTRIBUTES))
     for m in models:
-        r = generator_readings(load_generator(m), judge, a.n, a.splits, a.goal_n)
+        r = generator_readings(load_generator(m), judge, predictor, a.n, a.splits, a.goal_n)
         result["models"][m] = r
         for key in ("linear", "mlp", "noise_flip_rate"):
             print(f"{m + ' ' + key:>32}"[-32:] + "".join(f"{r[key][x]:>9.3f}" for x in GOAL_ATTRIBUTES))
         print(f"{m + ' splits mean +- sd':>32}"[-32:] + "".join(f"{'%.3f+-%.3f' % tuple(r['goal_n_splits'][x]):>14}"
                                                               for x in GOAL_ATTRIBUTES))
+        print(f"{m + ' judge = predictor':>32}"[-32:] + "".join(f"{r['predictor_agreement'][x]:>9.3f}"
+                                                              for x in GOAL_ATTRIBUTES))
+        print(f"{m + ' predictor splits':>32}"[-32:] + "".join(
+            f"{'%.3f+-%.3f' % tuple(r['goal_n_splits_predictor'][x]):>14}" for x in GOAL_ATTRIBUTES))
     if a.out:
         result["command"] = "python bench/w_linearity.py " + " ".join(sys.argv[1:] if argv is None else argv)
         write_json(a.out, result)

@@ -149,6 +149,21 @@ def test_w_linearity_bench_split_noise_reads_the_goals_estimator_over_other_spli
     assert 0.55 < ten["noisy"][0] < 0.8 and ten["noisy"][1] > 0.01, ten
 
 
+def test_w_linearity_bench_transfer_reading_compares_the_judges_labels_with_the_predictors():
+    """bench/w_linearity.py's transfer reading on renders: the judge and the world predictor label the same
+    faces, attribute by attribute -- glasses and beards agree (nearly) everywhere, smile split at its median
+    does not (faces near the median); reading one labeller's smile against the other's glasses would not."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from w_linearity import agreement, ceiling
+    from facegen.world.judge import load_judge
+    from facegen.world.predictor import load_world_predictor
+    a = np.array([True, False, True, True])
+    assert agreement({"x": a}, {"x": a}) == {"x": 1.0} and agreement({"x": a}, {"x": ~a}) == {"x": 0.0}
+    got = ceiling(load_judge(), load_world_predictor(), 300, 64)["predictor_agreement"]
+    assert got["glasses"] >= 0.98 and got["beard"] >= 0.98, got
+    assert 0.8 < got["smile"] < 0.99, got
+
+
 def test_attribute_rates_compare_the_judge_on_samples_with_world_truth():
     """Renders against other renders pass everything but sampling noise allows; a generator that never
     draws glasses fails glasses by the world's rate, and one whose smiles barely vary fails smile's std."""
