@@ -53,6 +53,17 @@ def assert_bit_for_bit(a, b):
         assert torch.equal(wa[k], wb[k]), k
 
 
+def test_the_logged_command_reruns_as_typed_even_with_an_empty_option(runs, tmp_path):
+    """The start event's command is shell-quoted: an option set to the empty string (``--augment ''``, how a
+    branch turns augmentation off) comes back as one argument when the line is pasted into a shell."""
+    import shlex
+    root, folder = runs
+    argv = ["--outdir", str(tmp_path / "run"), "--data", str(folder), "--kimg", KIMG[3], *TINY, "--augment", ""]
+    assert cli_main(argv) == 0
+    _, events = read_log(tmp_path / "run" / "log.jsonl")
+    assert shlex.split(events[0]["command"]) == ["python", "-m", "facegen", "train", *argv]
+
+
 def test_rerunning_the_command_continues_bit_for_bit_and_is_logged(runs, tmp_path):
     root, folder = runs
     import shutil

@@ -36,6 +36,7 @@ import copy
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from dataclasses import asdict
@@ -205,7 +206,7 @@ def cli_main(argv) -> int:
         args["xflip"] = args["xflip"].lower() in ("1", "true", "yes")
     cfg = TrainConfig(**args)
     from facegen.world.distributed import launcher
-    command = launcher() + " -m facegen train " + " ".join(argv)
+    command = launcher() + " -m facegen train " + shlex.join(argv)   # quoted: an empty option (--augment "") survives
     train(cfg, resume=resume, export=export, log=lambda s: print(s, flush=True), command=command,
           resume_from=resume_from)
     return 0
