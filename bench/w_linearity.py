@@ -2,7 +2,7 @@
 
 The goal (facegen.world.quality_goals.w_linear_accuracy) labels generated faces with the independent
 judge (booleans at p = 0.5, continuous attributes split at their median) and fits a class-balanced
-logistic regression from w; the score is the held-out balanced accuracy. Three readings, one per cause:
+logistic regression from w; the score is the held-out balanced accuracy. The readings, one per cause:
 
 1. **Ceiling** -- the same protocol on world *renders*, with the render's true attribute vector
    (``attributes_to_vector``: every attribute a linear coordinate, the most linear latent there can be)
