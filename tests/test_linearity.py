@@ -188,3 +188,72 @@ def test_the_attributes_read_come_from_the_training_config(predictor, tmp_path):
         == set(DEFAULT_ATTRIBUTES)
     with pytest.raises(ValueError, match="no attributes"):
         build_linearity(replace(cfg, lin_attributes=" , "), "cpu")
+
+
+def test_bool_target_prob_reads_booleans_as_probabilities(predictor):
+    """``bool_target="prob"``: a boolean's score is sigmoid(logit) (unclipped), continuous scores unchanged,
+    and the gradient through the image still reaches it; an unknown target is refused."""
+    logit = LinearDecodability(16, predictor=predictor)
+    prob = LinearDecodability(16, predictor=predictor, bool_target="prob")
+    x = _faces().requires_grad_(True)
+    s_logit, s_prob = logit.scores(x.detach()), prob.scores(x)
+    with torch.no_grad():
+        raw = predictor(predictor.prepare_tensor(x, (-1.0, 1.0)))[1][:, prob.columns]
+    boolean = prob.is_logit
+    assert boolean.any() and (~boolean).any()
+    torch.testing.assert_close(s_prob[:, boolean].detach(), raw[:, boolean].sigmoid())
+    torch.testing.assert_close(s_prob[:, ~boolean].detach(), s_logit[:, ~boolean])
+    assert (s_prob[:, boolean] >= 0).all() and (s_prob[:, boolean] <= 1).all()
+    s_prob[:, boolean].sum().backward()
+    assert x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="bool_target"):
+        LinearDecodability(16, predictor=predictor, bool_target="margin")
+
+
+def test_statistics_of_the_other_bool_target_are_not_loaded(predictor):
+    """A state gathered with logits (or one saved before the option, which has no target) loads into a
+    logit lever, and into a "prob" lever only as fresh statistics; a "prob" state loads into "prob"."""
+    torch.manual_seed(0)
+    logit = LinearDecodability(16, predictor=predictor, warmup=1)
+    for k in range(3):
+        logit.loss(_faces(start=8 * k), torch.randn(8, 16))
+    state = logit.state_dict()
+    assert int(state["calls"]) == 3
+    old = {k: v for k, v in state.items() if k != "target"}       # a checkpoint from before the option
+
+    again = LinearDecodability(16, predictor=predictor)
+    again.load_state_dict(old)
+    assert int(again.calls) == 3 and torch.equal(again.cov_ws, logit.cov_ws) and again.bool_target == "logit"
+
+    prob = LinearDecodability(16, predictor=predictor, bool_target="prob", warmup=1)
+    for st in (state, old):
+        prob.load_state_dict(st)
+        assert int(prob.calls) == 0 and not prob.cov_ws.any() and int(prob.target) == 1
+    prob.loss(_faces(start=40), torch.randn(8, 16))
+    twin = LinearDecodability(16, predictor=predictor, bool_target="prob")
+    twin.load_state_dict(prob.state_dict())
+    assert int(twin.calls) == 1 and torch.equal(twin.cov_ws, prob.cov_ws)
+
+
+def test_a_branch_switching_bool_target_at_a_resume_warms_up_again(tmp_path, tiny_images):
+    """The trainer reads ``lin_bool_target`` from its config; a branch from a logit run's resume point with
+    "prob" keeps the run's networks, restarts the lever's warm-up, and itself resumes bit for bit."""
+    on = dict(lin_weight=1.0, lin_interval=2, lin_warmup=1)
+    run = Trainer(tiny_cfg(tmp_path / "p", **on), tiny_images)
+    for _ in range(4):
+        run.train_step()
+    assert int(run.lin.calls) == 2 and run.lin.bool_target == "logit"
+    run.save_checkpoint(tmp_path / "run.pt")
+    export_resume(tmp_path / "run.pt", tmp_path / "resume", with_optimizer=True)
+    prob = dict(on, lin_bool_target="prob")
+    branch = Trainer(tiny_cfg(tmp_path / "b", **prob), tiny_images)
+    assert load_resume(branch, tmp_path / "resume") is True
+    assert branch.lin.bool_target == "prob" and int(branch.lin.calls) == 0 and branch.step == 4
+    for k, v in run.G.state_dict().items():
+        assert torch.equal(branch.G.state_dict()[k], v), k
+    assert branch.train_step()["lin_warm"] == 1.0
+    straight = Trainer(tiny_cfg(tmp_path / "s", **prob), tiny_images)
+    for _ in range(6):
+        straight.train_step()
+    assert int(straight.lin.calls) == 3 and int(straight.lin.target) == 1
+    assert_resumes_bit_for_bit(tmp_path, tiny_images, straight, "lin", **prob)

@@ -12,8 +12,8 @@ fresh latents z:
 1. w = mapping(z) (no style mixing, no truncation: the w the goal reads), x = synthesis(w broadcast to
    every layer, random noise).
 2. s = the frozen world predictor's raw scores of x for the attributes (continuous attributes normalised
-   to [0, 1] of their range, booleans as logits clipped to +-``logit_clip``) -- the world predictor, never
-   the quality judge, which training must not see.
+   to [0, 1] of their range, booleans as logits clipped to +-``logit_clip``, or with ``bool_target``
+   "prob" as probabilities) -- the world predictor, never the quality judge, which training must not see.
 3. The read-out h(w) = A^T w + b is the ridge regression of s on w over the recent faces: running means
    of w and s and running (co)variances C_ww, C_ws (a plain average over the first 1 / ``decay`` lever
    steps, an exponential one with rate ``decay`` after), solved in closed form each step,
@@ -36,8 +36,19 @@ the image or the predictor; the synthesis runs without a graph, so the step is c
 i.e. trains the mapping network to place faces where the read-out expects them: it cannot gain by
 changing which attributes G draws.
 
-State (checkpointed): the running statistics and the step count. The predictor is not part of the state
-(it is the shipped file, loaded at start).
+``bool_target``: what a boolean contributes to s. "logit" (the default, 2. above) asks the read-out to fit
+the logit's size, which a linear function of w cannot do for a boolean G draws confidently (logits bunched at
++-clip on either side of a boundary leave a large residual even when a plane in w separates them: measured
+on the ema20 branch, glasses and beard keep 0.6-0.7 of their variance unexplained while the goal's logistic
+probe reads them at 0.63-0.82). "prob" reads the probability sigmoid(logit): least squares on 0 / 1
+targets is the Fisher discriminant, the same boundary a logistic probe looks for, its residual is the
+faces on the wrong side of it or near it, and the gradient through the image falls on those (a confident
+face's sigmoid is flat) -- it asks the boundary between drawn and not drawn to be a plane in w, the goal
+itself. Statistics gathered for one target are not read with the other: loading a state of the other
+target keeps this lever's fresh statistics (it warms up again).
+
+State (checkpointed): the running statistics, the step count and the boolean target. The predictor is not
+part of the state (it is the shipped file, loaded at start).
 """
 
 from __future__ import annotations
@@ -49,24 +60,28 @@ from torch import nn
 
 from facegen.world.running_moments import fold_covariance
 
-__all__ = ["LinearDecodability", "DEFAULT_ATTRIBUTES"]
+__all__ = ["LinearDecodability", "DEFAULT_ATTRIBUTES", "BOOL_TARGETS"]
 
 #: The attributes issue #17's w-linear goal reads (facegen.world.quality_goals.W_LINEAR_ATTRIBUTES).
 DEFAULT_ATTRIBUTES = ("smile", "gender", "beard", "glasses", "age")
+#: What a boolean attribute contributes to the scores s (the module docstring, ``bool_target``).
+BOOL_TARGETS = ("logit", "prob")
 
 
 class LinearDecodability(nn.Module):
     def __init__(self, w_dim: int, weight: float = 1.0, interval: int = 4, batch_shrink: int = 2,
                  attributes: Sequence[str] = DEFAULT_ATTRIBUTES, predictor=None, decay: float = 0.01,
                  logit_clip: float = 6.0, ridge: float = 1e-3, warmup: int = 100, var_floor: float = 0.01,
-                 mode: str = "both", device="cpu"):
+                 mode: str = "both", bool_target: str = "logit", device="cpu"):
         super().__init__()
         if weight <= 0 or interval < 1 or batch_shrink < 1 or not 0 < decay <= 1 or warmup < 0:
             raise ValueError("linear decodability: weight > 0, interval >= 1, batch_shrink >= 1, 0 < decay <= 1, "
                              "warmup >= 0")
         if mode not in ("both", "w"):
             raise ValueError(f"linear decodability: mode {mode!r}, use 'both' or 'w'")
-        self.mode = mode
+        if bool_target not in BOOL_TARGETS:
+            raise ValueError(f"linear decodability: bool_target {bool_target!r}, use one of {BOOL_TARGETS}")
+        self.mode, self.bool_target = mode, bool_target
         from facegen.world.predictor import frozen_world_predictor
         # A plain attribute (a list), not a submodule: the predictor is not trained and not checkpointed.
         self._predictor = [frozen_world_predictor(predictor, device)]
@@ -84,6 +99,7 @@ class LinearDecodability(nn.Module):
         self.columns = [i for _, _, i in layout]
         self.is_logit = torch.tensor([kind == "bool" for _, kind, _ in layout])
         k = len(layout)
+        self.register_buffer("target", torch.tensor(BOOL_TARGETS.index(bool_target)))
         self.register_buffer("calls", torch.zeros([], dtype=torch.long))
         self.register_buffer("mean_w", torch.zeros(w_dim, dtype=torch.float64))
         self.register_buffer("mean_s", torch.zeros(k, dtype=torch.float64))
@@ -99,8 +115,19 @@ class LinearDecodability(nn.Module):
         """Raw predictor scores [N, k] of images [N, 3, H, W] in [-1, 1] (see the module docstring, 2)."""
         P = self._predictor[0]
         out = P(P.prepare_tensor(img, (-1.0, 1.0)))[1][:, self.columns]
-        clip = self.logit_clip
-        return torch.where(self.is_logit.to(out.device), out.clamp(-clip, clip), out)
+        boolean = out.sigmoid() if self.bool_target == "prob" else out.clamp(-self.logit_clip, self.logit_clip)
+        return torch.where(self.is_logit.to(out.device), boolean, out)
+
+    def load_state_dict(self, state, strict: bool = True, assign: bool = False):
+        """The running statistics of a state gathered with the same boolean target (a state without one is
+        from before the option, i.e. "logit"); those of the other target are left out (fresh statistics)."""
+        target = state.get("target")
+        theirs = BOOL_TARGETS[int(target)] if target is not None else "logit"
+        if theirs != self.bool_target:
+            return super().load_state_dict(self.state_dict(), strict=strict, assign=assign)
+        if target is None:
+            state = {**state, "target": self.target.clone()}
+        return super().load_state_dict(state, strict=strict, assign=assign)
 
     def readout(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(A [w_dim, k], b [k]) of the ridge regression of s on w from the running statistics (float32)."""
@@ -158,6 +185,7 @@ def build_linearity(cfg, device) -> Optional[LinearDecodability]:
         return None
     lin = LinearDecodability(cfg.w_dim, weight=cfg.lin_weight, interval=cfg.lin_interval,
                              batch_shrink=cfg.lin_batch_shrink, warmup=cfg.lin_warmup, mode=cfg.lin_mode,
+                             bool_target=cfg.lin_bool_target,
                              attributes=tuple(a.strip() for a in cfg.lin_attributes.split(",") if a.strip()),
                              device=device)
     return lin
