@@ -22,6 +22,10 @@ logistic regression from w; the score is the held-out balanced accuracy. The rea
    split-noise reading with the predictor's labels. A lever that makes the predictor's labels linear
    moves the goal only as far as the two agree; on renders (the ceiling's) they agree on what the world
    draws unambiguously, and a continuous attribute near its median is where they part.
+6. **Ambiguity** -- for the booleans, the share of faces whose judge probability is neither near 0 nor
+   near 1 (``AMBIGUOUS``), on the generator's faces and on renders (the ceiling's), and the held-out
+   accuracy of the goal's fit on the confident faces only: half-drawn glasses that the judge calls one way
+   or the other by a hair are labels no boundary in w can follow, next to a boundary that is not a plane.
 
     nice -n 5 python bench/w_linearity.py --models assets/mini,runs/v2-mid --n 2000 --out bench/results/w-linearity.json
 """
@@ -42,7 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from facegen.engine import latents as L  # noqa: E402
 from facegen.engine.loaders import load_generator  # noqa: E402
 from facegen.engine.synthesis import synthesize  # noqa: E402
-from facegen.world.attributes import attributes_to_vector, seed_attributes  # noqa: E402
+from facegen.world.attributes import ATTRIBUTE_SPEC, attributes_to_vector, seed_attributes  # noqa: E402
 from facegen.world.judge import load_judge  # noqa: E402
 from facegen.world.predictor import load_world_predictor  # noqa: E402
 from facegen.world.quality_goals import binary_labels, heldout_split, w_linear_accuracy  # noqa: E402
@@ -55,9 +59,27 @@ GOAL_ATTRIBUTES = ("smile", "gender", "beard", "glasses", "age")
 CEILING_SEED = 47_000_000
 
 
-def labels_of(judge, images: np.ndarray) -> dict:
-    pred = judge.predict(images)
+#: A boolean's judge probability counts as ambiguous inside this open interval (reading 6).
+AMBIGUOUS = (0.1, 0.9)
+BOOLEANS = tuple(a for a in GOAL_ATTRIBUTES if dict((n, k) for n, k, _ in ATTRIBUTE_SPEC)[a] == "bool")
+
+
+def labels_of(judge, images: np.ndarray, pred: dict | None = None) -> dict:
+    pred = judge.predict(images) if pred is None else pred
     return {a: binary_labels(pred, a) for a in GOAL_ATTRIBUTES}
+
+
+def ambiguity(pred: dict, w: np.ndarray | None = None) -> dict:
+    """{boolean: {"ambiguous": share of faces with a probability inside AMBIGUOUS, and with ``w``
+    "linear_confident": the goal's held-out accuracy on the other faces only}} (reading 6)."""
+    out = {}
+    for a in BOOLEANS:
+        p = np.asarray(pred[a], np.float64)
+        unsure = (p > AMBIGUOUS[0]) & (p < AMBIGUOUS[1])
+        out[a] = {"ambiguous": round(float(unsure.mean()), 4)}
+        if w is not None:
+            out[a]["linear_confident"] = w_linear_accuracy(w[~unsure], {a: p[~unsure] > 0.5})[a]
+    return out
 
 
 def mlp_accuracy(x: np.ndarray, labels: dict, test_fraction: float = 0.2, seed: int = 0) -> dict:
@@ -87,9 +109,11 @@ def agreement(labels: dict, other: dict) -> dict:
 def ceiling(judge, predictor, n: int, size: int) -> dict:
     images, _ = render_batch(range(CEILING_SEED, CEILING_SEED + n), size=size)
     truth = np.stack([attributes_to_vector(seed_attributes(s)) for s in range(CEILING_SEED, CEILING_SEED + n)])
-    labels = labels_of(judge, images)
+    pred = judge.predict(images)
+    labels = labels_of(judge, images, pred)
     return {"linear": w_linear_accuracy(truth, labels), "rates": {a: round(float(v.mean()), 4) for a, v in labels.items()},
-            "predictor_agreement": agreement(labels, labels_of(predictor, images))}
+            "predictor_agreement": agreement(labels, labels_of(predictor, images)),
+            "ambiguity": ambiguity(pred)}
 
 
 def split_spread(w: np.ndarray, labels: dict, splits: int) -> dict:
@@ -104,12 +128,13 @@ def generator_readings(G, judge, predictor, n: int, splits: int = 10, goal_n: in
     with torch.no_grad():
         ws = torch.cat([L.seeds_to_ws(G, list(range(i, min(n, i + 1000))), psi=1.0) for i in range(0, n, 1000)])
     faces = synthesize(G, ws, noise_mode="const")
-    lab_const = labels_of(judge, faces)
+    pred = judge.predict(faces)
+    lab_const = labels_of(judge, faces, pred)
     lab_pred = labels_of(predictor, faces)
     torch.manual_seed(0)
     lab_random = labels_of(judge, synthesize(G, ws, noise_mode="random"))
     w = ws[:, 0].numpy()
-    return {"fingerprint": G.fingerprint,
+    return {"fingerprint": G.fingerprint, "ambiguity": ambiguity(pred, w),
             "linear": w_linear_accuracy(w, lab_const),
             "mlp": mlp_accuracy(w, lab_const),
             "goal_n_splits": split_spread(w[:goal_n], {a: v[:goal_n] for a, v in lab_const.items()}, splits),
@@ -149,6 +174,12 @@ def main(argv=None) -> int:
                                                               for x in GOAL_ATTRIBUTES))
         print(f"{m + ' predictor splits':>32}"[-32:] + "".join(
             f"{'%.3f+-%.3f' % tuple(r['goal_n_splits_predictor'][x]):>14}" for x in GOAL_ATTRIBUTES))
+        renders = result["ceiling_true_attributes"]["ambiguity"]
+        print(f"{m + ' ambiguous (renders)':>32}"[-32:] + "".join(
+            f"{'%.3f (%.3f)' % (r['ambiguity'][x]['ambiguous'], renders[x]['ambiguous']) if x in BOOLEANS else '':>14}"
+            for x in GOAL_ATTRIBUTES))
+        print(f"{m + ' linear, confident only':>32}"[-32:] + "".join(
+            f"{r['ambiguity'][x]['linear_confident'] if x in BOOLEANS else '':>9}" for x in GOAL_ATTRIBUTES))
     if a.out:
         result["command"] = "python bench/w_linearity.py " + " ".join(sys.argv[1:] if argv is None else argv)
         write_json(a.out, result)

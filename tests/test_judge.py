@@ -285,3 +285,26 @@ def test_bench_quality_writes_the_goal_keys_with_the_baseline_from_the_same_run(
     assert 0 <= q["detector"]["found_rate"] <= 1 and q["detector"]["n"] == 48
     assert "FAIL  Fréchet distance" not in out.stdout and "PASS  Fréchet distance" in out.stdout, out.stdout[-2000:]
     assert out.stdout.count("PASS ") + out.stdout.count("FAIL ") == len(q["goals"]) - 1
+
+
+def test_w_linearity_bench_ambiguity_reading_counts_half_drawn_booleans_and_refits_without_them():
+    """bench/w_linearity.py's ambiguity reading: the share of faces whose boolean probability is neither near
+    0 nor 1, and the goal's fit on the other faces only -- labels decided by a hair (probabilities near 0.5
+    on either side at random) pull the goal down, and leaving them out brings the plane back."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from w_linearity import AMBIGUOUS, BOOLEANS, ambiguity
+    from facegen.world.quality_goals import w_linear_accuracy
+    assert set(BOOLEANS) == {"glasses", "beard"}
+    rng = np.random.default_rng(2)
+    w = rng.normal(size=(2000, 16))
+    clear = w @ rng.normal(size=16) > 0
+    unsure = rng.random(2000) < 0.3                 # 30 %: a probability just either side of 0.5, at random
+    p = np.where(clear, 0.98, 0.02)
+    p[unsure] = 0.5 + rng.choice([-0.05, 0.05], unsure.sum())
+    pred = {"glasses": p, "beard": np.where(clear, 0.95, 0.05)}
+    got = ambiguity(pred, w)
+    assert got["glasses"]["ambiguous"] == pytest.approx(unsure.mean(), abs=1e-4) and got["beard"]["ambiguous"] == 0
+    assert got["glasses"]["linear_confident"] > 0.95 > w_linear_accuracy(w, {"glasses": p > 0.5})["glasses"] + 0.1
+    assert got["beard"]["linear_confident"] == w_linear_accuracy(w, {"beard": pred["beard"] > 0.5})["beard"]
+    assert AMBIGUOUS[0] < 0.45 and AMBIGUOUS[1] > 0.55
+    assert "linear_confident" not in ambiguity(pred)["glasses"]
