@@ -257,3 +257,43 @@ def test_a_branch_switching_bool_target_at_a_resume_warms_up_again(tmp_path, tin
         straight.train_step()
     assert int(straight.lin.calls) == 3 and int(straight.lin.target) == 1
     assert_resumes_bit_for_bit(tmp_path, tiny_images, straight, "lin", **prob)
+
+
+def test_spread_batch_takes_the_gain_from_narrowing_an_attribute_out_of_the_gradient(predictor):
+    """Scores scaled about their batch mean by a: with the running variance (the default) the loss falls as a
+    falls below 1 (narrowing pays, by twice the unexplained share); with ``spread="batch"`` its slope at a = 1
+    is ~0 while its value is the same -- and the gradient still pulls the scores toward the read-out."""
+    torch.manual_seed(0)
+    k, d, n = 5, 12, 64
+    mix = torch.randn(d, k)
+    levers = {sp: LinearDecodability(d, predictor=predictor, warmup=1, decay=0.02, spread=sp)
+              for sp in ("running", "batch")}
+    for _ in range(60):                         # statistics of scores half explained by w
+        w = torch.randn(n, d)
+        s = w @ mix / d ** 0.5 + torch.randn(n, k)
+        for lever in levers.values():
+            lever.update(w, s)
+    w = torch.randn(n, d)
+    s = w @ mix / d ** 0.5 + torch.randn(n, k)
+    slope, value = {}, {}
+    for sp, lever in levers.items():
+        a = torch.ones([], requires_grad=True)
+        m = s.mean(0)
+        loss, _ = lever.loss_of_scores(m + a * (s - m), w)
+        loss.backward()
+        slope[sp], value[sp] = float(a.grad), float(loss.detach())
+    assert value["batch"] == pytest.approx(value["running"], rel=1e-5)
+    assert slope["running"] > 0.5 * value["running"], slope          # narrowing (a < 1) lowers the loss
+    assert abs(slope["batch"]) < 0.1 * slope["running"], slope
+    x = s.clone().requires_grad_(True)                                # and it still pulls toward the read-out
+    A, b = levers["batch"].readout()
+    levers["batch"].loss_of_scores(x, w)[0].backward()
+    assert float((x.grad * (x.detach() - (w @ A + b))).sum()) > 0
+    with pytest.raises(ValueError, match="spread"):
+        LinearDecodability(d, predictor=predictor, spread="median")
+
+
+def test_the_spread_comes_from_the_training_config(predictor, tmp_path):
+    from facegen.world.linearity import build_linearity
+    assert build_linearity(tiny_cfg(tmp_path, lin_weight=1.0), "cpu").spread == "running"
+    assert build_linearity(tiny_cfg(tmp_path, lin_weight=1.0, lin_spread="batch"), "cpu").spread == "batch"

@@ -80,6 +80,7 @@ class TrainConfig:
     lin_mode: str = "both"                 # 'both': through the image and w | 'w': through w only (the mapping)
     lin_attributes: str = ",".join(LIN_ATTRIBUTES)  # the predictor attributes it reads (comma list)
     lin_bool_target: str = "logit"         # a boolean's score: 'logit' (clipped) | 'prob' (sigmoid) (linearity.py)
+    lin_spread: str = "running"            # the gradient's variance: 'running' | 'batch' (no gain from narrowing)
     match_weight: float = 0.0              # > 0: match the predictor's attribute distribution of fakes to the
     match_interval: int = 4                #      reals' (distribution_match.py)
     match_batch_shrink: int = 2
