@@ -308,3 +308,33 @@ def test_w_linearity_bench_ambiguity_reading_counts_half_drawn_booleans_and_refi
     assert got["beard"]["linear_confident"] == w_linear_accuracy(w, {"beard": pred["beard"] > 0.5})["beard"]
     assert AMBIGUOUS[0] < 0.45 and AMBIGUOUS[1] > 0.55
     assert "linear_confident" not in ambiguity(pred)["glasses"]
+
+
+def test_attribute_spread_bench_reads_each_labellers_spread_against_its_own_on_renders(tmp_path):
+    """bench/attribute_spread.py: renders read as generated faces are 0 % on both labellers (each labeller's
+    own compression cancels) while the goal's reading against the truth is the judge's bias; scores drawn
+    half as wide read -50 %; and the command runs on a generator and writes its readings."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from attribute_spread import main, relative, spreads
+    from facegen.world.judge import load_judge
+    from facegen.world.predictor import load_world_predictor
+    from facegen.world.render import render_batch
+    x, lab = render_batch(range(FRESH + 5000, FRESH + 5300), size=64)
+    j, p = load_judge().predict(x), load_world_predictor().predict(x)
+    truth = {"smile": float(np.std([d["smile"] for d in lab]))}
+    renders = spreads(j, p, ["smile"])
+    same = relative(renders, renders, truth)["smile"]
+    assert same["judge_vs_judge_on_renders"] == 0 and same["predictor_vs_predictor_on_renders"] == 0
+    assert same["judge_vs_world"] == pytest.approx(renders["smile"]["judge_std"] / truth["smile"] - 1, abs=1e-4)
+    assert 0.8 < renders["smile"]["correlation"] <= 1
+    half = {k: {"smile": 0.5 * np.asarray(v["smile"]) + 0.25} for k, v in (("j", j), ("p", p))}
+    narrow = relative(spreads(half["j"], half["p"], ["smile"]), renders, truth)["smile"]
+    assert narrow["judge_vs_judge_on_renders"] == pytest.approx(-0.5, abs=1e-3)
+    assert narrow["predictor_vs_predictor_on_renders"] == pytest.approx(-0.5, abs=1e-3)
+    out = tmp_path / "spread.json"
+    assert main(["--models", "mini", "--n", "200", "--attributes", "smile,age", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert set(got["models"]["mini"]) == {"fingerprint", "smile", "age"}
+    assert -0.6 < got["models"]["mini"]["smile"]["judge_vs_judge_on_renders"] < 0.3
+    with pytest.raises(SystemExit):
+        main(["--models", "mini", "--attributes", "glasses"])

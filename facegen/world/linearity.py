@@ -51,10 +51,11 @@ target keeps this lever's fresh statistics (it warms up again).
 running variance, a constant of the step -- and then narrowing an attribute pays: scaling the batch's scores
 about their mean by a changes a^2 Var(s) - 2a Cov(s, h) + E(h - m)^2, whose slope at a = 1 is twice the
 unexplained variance, so G gains by drawing every attribute closer to its mean, the more so the less of it
-is explained. Measured (stop 22, ``bench/w_linearity.py``'s neighbours in bench/results/v2-cpu-ema20lin-noaug):
-1000 steps from the same point at weight 1 instead of 0.25, the world predictor's smile spread on G went
-from -7 % to -13 % of its spread on renders (the judge's from -13 % to -15 %), while the match lever held
-the reals' spread as its target. "batch" keeps the value (the running variance) and puts the batch's own
+is explained. Measured (stop 22, ``bench/attribute_spread.py``,
+bench/results/v2-cpu-ema20lin-noaug/spread-stop22-69000.json): 1000 steps from the same point at weight 1
+instead of 0.25, the world predictor's smile spread on G went from -7 % to -13 % of its spread on renders
+(the judge's from -13 % to -14 %; gender and age 2-3 points narrower too), while the match lever held the
+reals' spread as its target. "batch" keeps the value (the running variance) and puts the batch's own
 variance into the gradient, var_running * v_batch / v_batch.detach(): the ratio is scale-free (E(s - h)^2
 / Var(s) with the read-out the least-squares fit has slope 2 (Var(h) - Cov(s, h)) = 0 at a = 1), so the
 lever asks for a plane in w, not for a narrower face.
