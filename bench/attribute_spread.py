@@ -28,15 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from facegen.engine import latents as L  # noqa: E402
 from facegen.engine.loaders import load_generator  # noqa: E402
-from facegen.engine.synthesis import synthesize  # noqa: E402
 from facegen.world.attributes import ATTRIBUTE_SPEC  # noqa: E402
 from facegen.world.judge import load_judge  # noqa: E402
 from facegen.world.predictor import load_world_predictor  # noqa: E402
 from facegen.world.render import render_batch  # noqa: E402
 from results_io import write_json  # noqa: E402
-from w_linearity import CEILING_SEED  # noqa: E402
+from w_linearity import CEILING_SEED, generated  # noqa: E402
 
 #: The continuous attributes the goals read for linearity; ``--attributes`` takes any continuous ones.
 DEFAULT_ATTRIBUTES = ("smile", "gender", "age")
@@ -90,9 +88,7 @@ def main(argv=None) -> int:
         for x in attributes))
     for m in models:
         G = load_generator(m)
-        with torch.no_grad():
-            ws = torch.cat([L.seeds_to_ws(G, list(range(i, min(a.n, i + 1000))), psi=1.0) for i in range(0, a.n, 1000)])
-        faces = synthesize(G, ws, noise_mode="const")
+        _, faces = generated(G, a.n)
         r = relative(spreads(judge.predict(faces), predictor.predict(faces), attributes), renders, truth)
         result["models"][m] = {"fingerprint": G.fingerprint, **r}
         print(f"{m + ' judge / predictor vs renders, r':>34}"[-34:] + "".join(

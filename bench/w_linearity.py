@@ -124,10 +124,15 @@ def split_spread(w: np.ndarray, labels: dict, splits: int) -> dict:
             for a in labels}
 
 
-def generator_readings(G, judge, predictor, n: int, splits: int = 10, goal_n: int = 1000) -> dict:
+def generated(G, n: int) -> tuple:
+    """(ws, faces) of seeds 0..n-1 at ψ 1 with constant noise: the goal's faces."""
     with torch.no_grad():
         ws = torch.cat([L.seeds_to_ws(G, list(range(i, min(n, i + 1000))), psi=1.0) for i in range(0, n, 1000)])
-    faces = synthesize(G, ws, noise_mode="const")
+    return ws, synthesize(G, ws, noise_mode="const")
+
+
+def generator_readings(G, judge, predictor, n: int, splits: int = 10, goal_n: int = 1000) -> dict:
+    ws, faces = generated(G, n)
     pred = judge.predict(faces)
     lab_const = labels_of(judge, faces, pred)
     lab_pred = labels_of(predictor, faces)
