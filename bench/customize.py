@@ -32,6 +32,8 @@ classes (base rate < 15 %).
 itself picks them from `--n-ceiling` unconditional faces (64 members drawn 8 times). A method that
 samples the generator's distribution and is judged right can hardly be more varied than this; where
 the ceiling is below 0.8, the diversity goal is out of reach for that generator, not for the method.
+With ``--world-ceiling`` the same pick among the world's own renders (against the renders' own spread):
+where that is below 0.8, no generator that draws the world faithfully reaches the goal for the class.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ from facegen.packs.classifier import load_classifier, load_zcodes  # noqa: E402
 from facegen.packs.pack import find_pack, load_pack, require  # noqa: E402
 from facegen.world.classes import WORLD_CLASSES, label_bank  # noqa: E402
 from facegen.world.judge import load_judge  # noqa: E402
+from facegen.world.quality import TEST_SEED_BASE  # noqa: E402
+from facegen.world.render import render_batch  # noqa: E402
 from facegen.world.predictor import load_world_predictor  # noqa: E402
 from goals import CLASS_DIVERSITY, class_goal_met  # noqa: E402
 from results_io import write_json  # noqa: E402
@@ -72,6 +76,23 @@ def mean_pairwise(feats: np.ndarray) -> float:
     d = torch.cdist(f, f)
     n = len(f)
     return float(d.sum() / max(1, n * (n - 1)))
+
+
+def class_ceiling(P, images: np.ndarray, names: list, n: int, ref_div: float, label: str) -> dict:
+    """Per class: the diversity of n of the judge's own members among ``images`` (drawn 8 times) against
+    ``ref_div``, and how many members there were (``None`` where there are fewer than n)."""
+    pred, feats, _ = P.predict_all(images)
+    mask = WORLD_CLASSES.mask(label_table(pred, P.spec), names)
+    rng = np.random.default_rng(0)
+    out = {}
+    for k, name in enumerate(names):
+        idx = np.flatnonzero(mask[:, k])
+        div = (float(np.mean([mean_pairwise(feats[rng.choice(idx, n, replace=False)]) / ref_div
+                              for _ in range(8)])) if len(idx) >= n else None)
+        out[name] = {"ceiling_diversity": div, "ceiling_members": len(idx)}
+        print(f"{label} {name:12s}: {len(idx)} of {len(images)} faces are members by the judge; "
+              f"their diversity {div if div is not None else float('nan'):.2f}", flush=True)
+    return out
 
 
 def judge(P, C, images: np.ndarray, name: str, J=None) -> dict:
@@ -102,6 +123,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n-ref", type=int, default=512, help="unconditional faces for base rates and diversity")
     ap.add_argument("--n-ceiling", type=int, default=8192, help="unconditional faces the judge picks class members "
                     "from for the diversity ceiling (0: skip)")
+    ap.add_argument("--world-ceiling", action="store_true", help="also the ceiling of the world's own renders "
+                    "(--n-ceiling of them, against their own unconditional spread): is the goal reachable at all?")
     ap.add_argument("--psi", type=float, default=0.7)
     ap.add_argument("--no-second-judge", action="store_true", help="skip the independent judge's second reading")
     ap.add_argument("--classes", default="")
@@ -139,16 +162,14 @@ def main(argv=None) -> int:
     if a.n_ceiling:
         zc = torch.randn(a.n_ceiling, G.z_dim, generator=torch.Generator().manual_seed(SEED + 7))
         cimg = np.concatenate([cz.generate_from_z(G, zc[i:i + 256], a.psi)[0] for i in range(0, a.n_ceiling, 256)])
-        cpred, cfeats, _ = P.predict_all(cimg)
-        cmask = WORLD_CLASSES.mask(label_table(cpred, P.spec), names)
-        rng = np.random.default_rng(0)
-        for k, name in enumerate(names):
-            idx = np.flatnonzero(cmask[:, k])
-            div = (float(np.mean([mean_pairwise(cfeats[rng.choice(idx, a.n, replace=False)]) / ref_div
-                                  for _ in range(8)])) if len(idx) >= a.n else None)
-            ceiling[name] = {"ceiling_diversity": div, "ceiling_members": len(idx)}
-            print(f"ceiling {name:12s}: {len(idx)} of {a.n_ceiling} faces are members by the judge; "
-                  f"their diversity {div if div is not None else float('nan'):.2f}", flush=True)
+        ceiling = class_ceiling(P, cimg, names, a.n, ref_div, "ceiling")
+    # The world's own ceiling: the same pick among renders, against the renders' own spread.
+    if a.n_ceiling and a.world_ceiling:
+        renders = render_batch(range(TEST_SEED_BASE, TEST_SEED_BASE + a.n_ceiling), size=G.img_resolution)[0]
+        _, rfeats, _ = P.predict_all(renders[:a.n_ref])
+        world_ref = float(np.mean([mean_pairwise(rfeats[i:i + a.n]) for i in range(0, a.n_ref - a.n + 1, a.n)]))
+        for name, c in class_ceiling(P, renders, names, a.n, world_ref, "world ceiling").items():
+            ceiling[name].update({f"world_{k}": v for k, v in c.items()})
 
     finetuned = {}
     for name, reg in ({} if a.no_finetuned else pack.get("finetuned") or {}).items():
@@ -245,6 +266,13 @@ def main(argv=None) -> int:
             n: round(d, 3) if d is not None else None for n, d in div.items()}
         print(f"ceiling >= 0.8 for {len(reach)}/{len(names)} classes; below: "
               f"{', '.join(f'{n} {div[n]:.3f}' for n in names if n not in reach and div[n] is not None)}")
+        if a.world_ceiling:
+            wdiv = {n: ceiling[n]["world_ceiling_diversity"] for n in names}
+            goals["world diversity ceiling >= 0.8 (goal reachable by a generator that draws the world)"] = {
+                n: round(d, 3) if d is not None else None for n, d in wdiv.items()}
+            print(f"the world's own renders: ceiling >= 0.8 for "
+                  f"{sum((d or 0) >= CLASS_DIVERSITY for d in wdiv.values())}/{len(names)} classes; below: "
+                  f"{', '.join(f'{n} {d:.3f}' for n, d in wdiv.items() if d is not None and d < CLASS_DIVERSITY)}")
         for method in dict.fromkeys(r["method"] for r in rows if r["method"] != "unconditional"):
             met = [r["class"] for r in rows if r["method"] == method and r["class"] in reach
                    and class_goal_met(r)]

@@ -422,6 +422,30 @@ def test_customize_bench_written_elsewhere_keeps_the_shipped_grid(tmp_path):
             shipped.write_bytes(before)          # a failing run must not leave the asset changed
 
 
+def test_customize_bench_world_ceiling_reads_the_worlds_own_renders(tmp_path):
+    """--world-ceiling: the class members it counts are the world predictor's members among the world's
+    renders (seeds from quality.TEST_SEED_BASE), not among the generator's faces, and their diversity is
+    read against the renders' own spread."""
+    import subprocess
+    import sys
+    from facegen.labels.classes import label_table
+    from facegen.world.classes import WORLD_CLASSES
+    from facegen.world.predictor import load_world_predictor
+    from facegen.world.quality import TEST_SEED_BASE
+    from facegen.world.render import render_batch
+    out = tmp_path / "w.json"
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "customize.py"), "--classes", "female", "--n", "2",
+                        "--n-ref", "8", "--n-ceiling", "24", "--world-ceiling", "--no-finetuned",
+                        "--no-second-judge", "--out", str(out), "--grid", ""],
+                       capture_output=True, text=True, cwd=REPO, timeout=200)
+    assert r.returncode == 0, r.stderr[-2000:]
+    row = next(x for x in json.loads(out.read_text())["rows"] if x["method"] == "unconditional")
+    P = load_world_predictor()
+    pred, _, _ = P.predict_all(render_batch(range(TEST_SEED_BASE, TEST_SEED_BASE + 24), size=64)[0])
+    members = int(WORLD_CLASSES.mask(label_table(pred, P.spec), ["female"])[:, 0].sum())
+    assert row["world_ceiling_members"] == members >= 2
+    assert row["world_ceiling_diversity"] > 0
+
 def test_class_agreement_bench_reads_precision_and_recall_against_the_judge(tmp_path):
     """bench/class_agreement.py: a classifier that accepts every face (threshold 0) has precision = the
     judge's member share and recall 1 for every class; at the app's threshold it accepts fewer."""
