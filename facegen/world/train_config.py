@@ -89,6 +89,7 @@ class TrainConfig:
                                            #      "ema" (G_ema, the network that ships; G still takes the gradient)
     match_mode: str = "moments"            # the pull: running mean / spread errors ("moments") or the batch's
                                            #      sorted statistics against the reals' ("quantiles")
+    match_joint: str = ""                  # "cov": also every pair's covariance (attributes drawn apart stay apart)
 
 
 def build_networks(cfg: TrainConfig):
