@@ -338,3 +338,32 @@ def test_attribute_spread_bench_reads_each_labellers_spread_against_its_own_on_r
     assert -0.6 < got["models"]["mini"]["smile"]["judge_vs_judge_on_renders"] < 0.3
     with pytest.raises(SystemExit):
         main(["--models", "mini", "--attributes", "glasses"])
+
+
+def test_attribute_coupling_bench_names_the_pair_a_generator_draws_together(tmp_path):
+    """bench/attribute_coupling.py: renders' labels read against themselves couple nothing; the same labels
+    with every bearded face given brown eyes (the coupling mini v2's lin1b run drew) put that pair first
+    and read P(brown eyes | beard) = 1; and the command runs on a generator and writes its readings."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from attribute_coupling import coupling, main, table
+    from facegen.world.predictor import load_world_predictor
+    from facegen.world.render import render_batch
+    P = load_world_predictor()
+    x, _ = render_batch(range(FRESH + 6000, FRESH + 6400), size=64)
+    names, ren = table(P.predict(x), P.spec)
+    assert "eye_color:brown" in names and "bg_hue" not in names and set(np.unique(ren[:, names.index("beard")])) <= {0, 1}
+    same = coupling(names, ren, ren)
+    assert same["mean_abs_gap"] == 0
+    coupled = ren.copy()
+    eyes = [i for i, n in enumerate(names) if n.startswith("eye_color:")]
+    bearded = coupled[:, names.index("beard")] > 0.5
+    coupled[np.ix_(bearded, eyes)] = 0
+    coupled[bearded, names.index("eye_color:brown")] = 1
+    c = coupling(names, coupled, ren)
+    assert c["mean_abs_gap"] > 0 and "beard" in c["top"][0]["pair"] and "eye_color" in c["top"][0]["pair"]
+    assert c["conditional"]["eye_color:brown | beard"]["generated"] == 1.0
+    assert c["conditional"]["eye_color:brown | beard"]["renders"] < 0.8
+    out = tmp_path / "coupling.json"
+    assert main(["--models", "mini", "--n", "200", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())["models"]["mini"]
+    assert {"judge", "predictor"} <= set(got) and 0 < got["judge"]["mean_abs_gap"] < 1
