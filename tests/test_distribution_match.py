@@ -372,3 +372,19 @@ def test_joint_cov_lever_resumes_bit_for_bit_and_reads_states_without_it(tmp_pat
     assert int(joint.match.joint_calls) == 0 and int(joint.match.calls) == 1
     marginal.match.load_state_dict(straight.match.state_dict())
     assert int(marginal.match.calls) == 3
+
+
+def test_joint_weight_scales_the_pair_terms_alone(tmp_path, tiny_images):
+    """match_joint_weight 0 trains exactly as the marginal lever does; weight 1 does not."""
+    def g_after(**joint):
+        on = dict(match_weight=1.0, match_interval=1, match_warmup=1, **joint)
+        tr = Trainer(tiny_cfg(tmp_path / str(sorted(joint.items())), **on), tiny_images)
+        for _ in range(5):
+            tr.train_step()
+        return dict(tr.G.named_parameters())
+
+    marginal = g_after()
+    zero = g_after(match_joint="cov", match_joint_weight=0.0)
+    one = g_after(match_joint="cov", match_joint_weight=1.0)
+    assert all(torch.equal(v, zero[k]) for k, v in marginal.items())
+    assert any(not torch.equal(v, one[k]) for k, v in marginal.items())

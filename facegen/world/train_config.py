@@ -90,6 +90,7 @@ class TrainConfig:
     match_mode: str = "moments"            # the pull: running mean / spread errors ("moments") or the batch's
                                            #      sorted statistics against the reals' ("quantiles")
     match_joint: str = ""                  # "cov": also every pair's covariance (attributes drawn apart stay apart)
+    match_joint_weight: float = 1.0        #      the pair terms' weight, relative to the marginal ones
 
 
 def build_networks(cfg: TrainConfig):
