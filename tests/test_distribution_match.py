@@ -388,3 +388,21 @@ def test_joint_weight_scales_the_pair_terms_alone(tmp_path, tiny_images):
     one = g_after(match_joint="cov", match_joint_weight=1.0)
     assert all(torch.equal(v, zero[k]) for k, v in marginal.items())
     assert any(not torch.equal(v, one[k]) for k, v in marginal.items())
+
+
+def test_joint_covariances_read_the_batch_even_when_the_marginals_read_g_ema(predictor):
+    """The fake covariances are the training batch's (no lag, docstring 8), while the marginal fake means
+    follow ``measured`` (G_ema's faces, docstring 6)."""
+    x, _ = _renders(range(24))
+    batch, measured, real = x[:8], x[8:16], x[16:]
+    m = DistributionMatch(predictor=predictor, decay=1.0, warmup=5, measure="ema", joint="cov")
+    m.loss(batch, real, measured)
+    with torch.no_grad():
+        f_batch, f_measured = m.statistics(batch).double(), m.statistics(measured).double()
+
+    def cov(f):
+        c = f - f.mean(0)
+        return c.T @ c / len(f)
+
+    torch.testing.assert_close(m.cov_fake, cov(f_batch))
+    torch.testing.assert_close(m.mean_fake, f_measured.mean(0))

@@ -63,7 +63,9 @@ Method, every ``interval`` G steps (lazy), on ``batch // batch_shrink`` fresh fa
    proportional controller on the batch's cross-moments. At ``joint_weight`` 1 (231 pairs pulled, against
    46 marginal terms) on the lin1b run from step 73250 the marginals gave way -- the worst mean error grew
    from 0.08 to 0.54 real spreads in 250 steps, eye colour 17 points off, FD 26 (was 15) -- so it is
-   weighed apart. Why: marginals can be met by coupling attributes that the world draws apart. At
+   weighed apart. The fake covariances read the training G's batch whatever ``measure`` says: read on
+   G_ema (weight 1, the run above) the controller overshot as the marginal one did (6.): P(brown eyes |
+   beard) went from 0.98 to 0.20-0.26 (world 0.57) in 500 steps. Why: marginals can be met by coupling attributes that the world draws apart. At
    step 71000 of the lin1b run every rate was within its goal, yet the predictor read brown eyes on 97.5 %
    of the bearded faces (world 58 %) and no blue ones, a beard on 75 % of the bald (world 38 %), glasses on
    16 % of the bearded (28 %); the bearded and the bald were so alike that customisation's diversity
@@ -223,7 +225,7 @@ class DistributionMatch(nn.Module):
         rate = max(1.0 / (int(self.calls) + 1), self.decay)
         if self.joint:
             joint_rate = max(1.0 / (int(self.joint_calls) + 1), self.decay)
-            self._fold_joint("fake", f_measured, joint_rate)
+            self._fold_joint("fake", f.detach(), joint_rate)     # the batch's own faces, whatever ``measure``
             self._fold_joint("real", f_real, joint_rate)
             self.joint_calls += 1
         self._fold("fake", f_measured, rate)
