@@ -123,6 +123,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n-ref", type=int, default=512, help="unconditional faces for base rates and diversity")
     ap.add_argument("--n-ceiling", type=int, default=8192, help="unconditional faces the judge picks class members "
                     "from for the diversity ceiling (0: skip)")
+    ap.add_argument("--ceiling-only", action="store_true", help="only the ceilings of --classes (no pack needed): "
+                    "how varied the generator's own class members are")
     ap.add_argument("--world-ceiling", action="store_true", help="also the ceiling of the world's own renders "
                     "(--n-ceiling of them, against their own unconditional spread): is the goal reachable at all?")
     ap.add_argument("--psi", type=float, default=0.7)
@@ -141,11 +143,16 @@ def main(argv=None) -> int:
             else str(Path(a.out).with_suffix(".png"))
     torch.set_num_threads(1)
     G = load_generator(a.model).eval()
-    pack = load_pack(a.pack, G) if a.pack else find_pack(G, hub=False)
-    P, C = load_world_predictor(), load_classifier(require(pack, "classifier", "bench/customize.py"))
-    J = None if a.no_second_judge else load_judge()
-    bank = load_zcodes(a.zcodes or require(pack, "zcodes", "bench/customize.py"), G=G)
-    names = [n.strip() for n in a.classes.split(",") if n.strip()] or bank.classes
+    names = [n.strip() for n in a.classes.split(",") if n.strip()]
+    if a.ceiling_only and not (names and a.n_ceiling and Path(a.out).resolve() != (SHIPPED / "bench.json").resolve()):
+        ap.error("--ceiling-only needs --classes, --n-ceiling > 0 and an --out of its own")
+    P = load_world_predictor()
+    if not a.ceiling_only:
+        pack = load_pack(a.pack, G) if a.pack else find_pack(G, hub=False)
+        C = load_classifier(require(pack, "classifier", "bench/customize.py"))
+        J = None if a.no_second_judge else load_judge()
+        bank = load_zcodes(a.zcodes or require(pack, "zcodes", "bench/customize.py"), G=G)
+        names = names or bank.classes
 
     # Unconditional reference: base rates and feature spread.
     z = torch.randn(a.n_ref, G.z_dim, generator=torch.Generator().manual_seed(SEED))
@@ -170,6 +177,13 @@ def main(argv=None) -> int:
         world_ref = float(np.mean([mean_pairwise(rfeats[i:i + a.n]) for i in range(0, a.n_ref - a.n + 1, a.n)]))
         for name, c in class_ceiling(P, renders, names, a.n, world_ref, "world ceiling").items():
             ceiling[name].update({f"world_{k}": v for k, v in c.items()})
+
+    if a.ceiling_only:
+        write_json(a.out, {"command": "python bench/customize.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                           "model": a.model, "fingerprint": G.fingerprint, "psi": a.psi, "n": a.n, "n_ref": a.n_ref,
+                           "judge": "world predictor (assets/predictor)", "ref_mean_pairwise": ref_div,
+                           "ceilings": ceiling})
+        return 0
 
     finetuned = {}
     for name, reg in ({} if a.no_finetuned else pack.get("finetuned") or {}).items():

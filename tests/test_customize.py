@@ -425,7 +425,7 @@ def test_customize_bench_written_elsewhere_keeps_the_shipped_grid(tmp_path):
 def test_customize_bench_world_ceiling_reads_the_worlds_own_renders(tmp_path):
     """--world-ceiling: the class members it counts are the world predictor's members among the world's
     renders (seeds from quality.TEST_SEED_BASE), not among the generator's faces, and their diversity is
-    read against the renders' own spread."""
+    read against the renders' own spread (with --ceiling-only: the ceilings alone, no pack read)."""
     import subprocess
     import sys
     from facegen.labels.classes import label_table
@@ -435,11 +435,10 @@ def test_customize_bench_world_ceiling_reads_the_worlds_own_renders(tmp_path):
     from facegen.world.render import render_batch
     out = tmp_path / "w.json"
     r = subprocess.run([sys.executable, str(REPO / "bench" / "customize.py"), "--classes", "female", "--n", "2",
-                        "--n-ref", "8", "--n-ceiling", "24", "--world-ceiling", "--no-finetuned",
-                        "--no-second-judge", "--out", str(out), "--grid", ""],
+                        "--n-ref", "8", "--n-ceiling", "24", "--world-ceiling", "--ceiling-only", "--out", str(out)],
                        capture_output=True, text=True, cwd=REPO, timeout=200)
     assert r.returncode == 0, r.stderr[-2000:]
-    row = next(x for x in json.loads(out.read_text())["rows"] if x["method"] == "unconditional")
+    row = json.loads(out.read_text())["ceilings"]["female"]
     P = load_world_predictor()
     pred, _, _ = P.predict_all(render_batch(range(TEST_SEED_BASE, TEST_SEED_BASE + 24), size=64)[0])
     members = int(WORLD_CLASSES.mask(label_table(pred, P.spec), ["female"])[:, 0].sum())
