@@ -60,16 +60,22 @@ Method, every ``interval`` G steps (lazy), on ``batch // batch_shrink`` fresh fa
    units of the two real spreads -- e_ij = (cov_fake_ij - cov_real_ij) / (scale_i scale_j) from running
    covariance matrices (their own count and warm-up, so a state without them resumes), and the loss adds
    the sum over pairs of e_ij * cov_batch_ij / (scale_i scale_j), times ``joint_weight``: the same
-   proportional controller on the batch's cross-moments. At ``joint_weight`` 1 (231 pairs pulled, against
-   46 marginal terms) on the lin1b run from step 73250 the marginals gave way -- the worst mean error grew
-   from 0.08 to 0.54 real spreads in 250 steps, eye colour 17 points off, FD 26 (was 15) -- so it is
-   weighed apart. The fake covariances read the training G's batch whatever ``measure`` says: read on
-   G_ema (weight 1, the run above) the controller overshot as the marginal one did (6.): P(brown eyes |
-   beard) went from 0.98 to 0.20-0.26 (world 0.57) in 500 steps. Why: marginals can be met by coupling attributes that the world draws apart. At
-   step 71000 of the lin1b run every rate was within its goal, yet the predictor read brown eyes on 97.5 %
-   of the bearded faces (world 58 %) and no blue ones, a beard on 75 % of the bald (world 38 %), glasses on
-   16 % of the bearded (28 %); the bearded and the bald were so alike that customisation's diversity
-   ceiling read 0.71 / 0.57 of unconditional (the world's own renders: 0.92 / 0.83).
+   proportional controller on the batch's cross-moments. Why: marginals can be met by coupling attributes
+   that the world draws apart. At step 71000 of the lin1b run every rate was within its goal, yet the
+   predictor read brown eyes on 97.5 % of the bearded faces (world 58 %) and no blue ones, a beard on 75 % of
+   the bald (world 38 %), glasses on 16 % of the bearded (28 %); the bearded and the bald were so alike that
+   customisation's diversity ceiling read 0.71 / 0.57 of unconditional (the world's own renders: 0.92 /
+   0.83). Measured on that run (stop 23, bench/results/v2-cpu-ema20lin-noaug/README.md):
+
+   - at ``joint_weight`` 1 (231 pairs pulled, against 46 marginal terms) the marginals gave way -- the worst
+     mean error grew from 0.08 to 0.54 real spreads in 250 steps, eye colour 17 points off, FD 26 (was 15) --
+     hence a weight of its own;
+   - the fake covariances read the training G's batch whatever ``measure`` says: read on G_ema the
+     controller overshot as the marginal one did (6.): P(brown eyes | beard) went from about 0.95 to
+     0.20-0.26 (world 0.57) in 500 steps;
+   - at weight 0.1, read on the batch, the coupling fell (the judge's mean |r_G - r_renders| over the pairs
+     0.071 -> 0.057 in 1,250 steps) but eye colour hopped between snapshots (blue 17 -> 29 -> 7 %) and FD
+     read 26-29 at two of five; not yet a recipe.
 
 The quality judge never enters: the predictor is the training-side labeller; the judge then says whether
 the rates really moved. State (checkpointed): the running statistics and the step count.
@@ -194,10 +200,9 @@ class DistributionMatch(nn.Module):
     @torch.no_grad()
     def _fold_joint(self, side: str, f: torch.Tensor, rate: float) -> None:
         f = f.double()
-        centred = f - f.mean(0)
-        mean = getattr(self, f"mean_{side}")      # the marginal fold has not moved it yet this call
-        delta = f.mean(0) - mean
-        fold_covariance(getattr(self, f"cov_{side}"), centred.T @ centred / len(f), delta, delta, rate)
+        m = f.mean(0)
+        delta = m - getattr(self, f"mean_{side}")     # the marginal fold has not moved it yet this call
+        fold_covariance(getattr(self, f"cov_{side}"), (f - m).T @ (f - m) / len(f), delta, delta, rate)
 
     def joint_errors(self, scale: torch.Tensor) -> torch.Tensor:
         """e [k, k] (docstring, 8): the running covariance gap of every matched pair in units of the two real
