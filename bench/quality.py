@@ -90,6 +90,7 @@ def main():
     q.update(measure_goals(G, load_judge(a.judge), baseline=baseline, n=a.n, renders=renders,
                            detector=not a.no_detector))
     q["baseline"] = a.baseline
+    q["fingerprint"] = G.fingerprint        # the model read (a folder's metrics.json may come from elsewhere)
     q["goals"] = goal_report(q)
     q["eval_seconds"] = round(time.time() - t0, 1)
     model_dir = Path(a.model)

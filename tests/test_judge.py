@@ -264,7 +264,8 @@ def test_detector_agreement_finds_rendered_faces_and_not_scrambled_ones():
 
 def test_bench_quality_writes_the_goal_keys_with_the_baseline_from_the_same_run(tmp_path):
     """bench/quality.py on a copy of mini (n 48) with an untrained generator as --baseline: every goal key
-    is written; the untrained baseline is further from the world than mini; each goal is printed."""
+    is written, with the fingerprint of the model read; the untrained baseline is further from the world than
+    mini; each goal is printed."""
     import shutil
     from conftest import _random_generator
     from facegen.engine.folder import save_pretrained
@@ -283,6 +284,8 @@ def test_bench_quality_writes_the_goal_keys_with_the_baseline_from_the_same_run(
     assert {n for n, *_ in __import__("facegen.world.attributes", fromlist=["x"]).ATTRIBUTE_SPEC} == \
         set(q["attribute_rates"])
     assert 0 <= q["detector"]["found_rate"] <= 1 and q["detector"]["n"] == 48
+    from facegen import load_generator
+    assert q["fingerprint"] == load_generator(str(model)).fingerprint      # the reading names its model
     assert "FAIL  Fréchet distance" not in out.stdout and "PASS  Fréchet distance" in out.stdout, out.stdout[-2000:]
     assert out.stdout.count("PASS ") + out.stdout.count("FAIL ") == len(q["goals"]) - 1
 
