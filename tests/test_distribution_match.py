@@ -406,3 +406,17 @@ def test_joint_covariances_read_the_batch_even_when_the_marginals_read_g_ema(pre
 
     torch.testing.assert_close(m.cov_fake, cov(f_batch))
     torch.testing.assert_close(m.mean_fake, f_measured.mean(0))
+
+
+def test_joint_skip_leaves_the_named_attributes_pairs_out(predictor):
+    """joint_skip: no pair with a class of the named attribute is pulled (its running error reads 0); the
+    other pairs still are; a name that is no statistic is refused."""
+    m = DistributionMatch(predictor=predictor, decay=1.0, joint="cov", joint_skip=("eye_color",))
+    full = DistributionMatch(predictor=predictor, decay=1.0, joint="cov")
+    eyes = [i for i, lab in enumerate(m.labels) if lab.startswith("eye_color:")]
+    g, b = m.labels.index("glasses"), m.labels.index("beard")
+    assert not m.pairs[eyes].any() and not m.pairs[:, eyes].any() and full.pairs[:, eyes].any()
+    assert m.pairs[min(g, b), max(g, b)]
+    assert int(full.pairs.sum()) - int(m.pairs.sum()) == len(eyes) * (len(m.labels) - len(eyes))
+    with pytest.raises(ValueError, match="no statistic"):
+        DistributionMatch(predictor=predictor, joint="cov", joint_skip=("eyes",))

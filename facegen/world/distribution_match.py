@@ -75,7 +75,8 @@ Method, every ``interval`` G steps (lazy), on ``batch // batch_shrink`` fresh fa
      0.20-0.26 (world 0.57) in 500 steps;
    - at weight 0.1, read on the batch, the coupling fell (the judge's mean |r_G - r_renders| over the pairs
      0.071 -> 0.057 in 1,250 steps) but eye colour hopped between snapshots (blue 17 -> 29 -> 7 %) and FD
-     read 26-29 at two of five; not yet a recipe.
+     read 26-29 at two of five; not yet a recipe. ``joint_skip`` leaves every pair of the named
+     attributes out (e.g. "eye_color", the one that hopped).
 
 The quality judge never enters: the predictor is the training-side labeller; the judge then says whether
 the rates really moved. State (checkpointed): the running statistics and the step count.
@@ -111,7 +112,8 @@ def statistics_layout(predictor) -> list[tuple[str, str, int, int]]:
 class DistributionMatch(nn.Module):
     def __init__(self, weight: float = 1.0, interval: int = 4, batch_shrink: int = 2, predictor=None,
                  decay: float = 0.02, warmup: int = 50, scale_floor: float = 0.05, measure: str = "G",
-                 mode: str = "moments", pool: int = 512, joint: str = "", joint_weight: float = 1.0, device="cpu"):
+                 mode: str = "moments", pool: int = 512, joint: str = "", joint_weight: float = 1.0,
+                 joint_skip: tuple = (), device="cpu"):
         super().__init__()
         if weight <= 0 or interval < 1 or batch_shrink < 1 or not 0 < decay <= 1 or warmup < 0 \
                 or measure not in ("G", "ema") or mode not in ("moments", "quantiles") or pool < 1 \
@@ -138,7 +140,11 @@ class DistributionMatch(nn.Module):
                 self.register_buffer(f"cov_{side}", torch.zeros(k, k, dtype=torch.float64))
             self.register_buffer("joint_calls", torch.zeros([], dtype=torch.long))
             attribute = [label.split(":")[0] for label in self.labels]
-            self.pairs = torch.tensor([[i < j and attribute[i] != attribute[j] for j in range(k)] for i in range(k)])
+            unknown = set(joint_skip) - set(attribute)
+            if unknown:
+                raise ValueError(f"attribute match: joint_skip names no statistic: {sorted(unknown)}")
+            self.pairs = torch.tensor([[i < j and attribute[i] != attribute[j] and not {attribute[i], attribute[j]}
+                                        & set(joint_skip) for j in range(k)] for i in range(k)])
         if mode == "quantiles":                      # docstring, 7: the reals' statistics, a ring of ``pool`` rows
             self.register_buffer("pool", torch.zeros(pool, k))
             self.register_buffer("pool_count", torch.zeros([], dtype=torch.long))
@@ -281,4 +287,5 @@ def build_distribution_match(cfg, device) -> Optional[DistributionMatch]:
     return DistributionMatch(weight=cfg.match_weight, interval=cfg.match_interval,
                           batch_shrink=cfg.match_batch_shrink, warmup=cfg.match_warmup,
                           measure=cfg.match_measure, mode=cfg.match_mode, joint=cfg.match_joint,
-                          joint_weight=cfg.match_joint_weight, device=device)
+                          joint_weight=cfg.match_joint_weight,
+                          joint_skip=tuple(a for a in cfg.match_joint_skip.split(",") if a), device=device)

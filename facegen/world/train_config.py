@@ -91,6 +91,7 @@ class TrainConfig:
                                            #      sorted statistics against the reals' ("quantiles")
     match_joint: str = ""                  # "cov": also every pair's covariance (attributes drawn apart stay apart)
     match_joint_weight: float = 1.0        #      the pair terms' weight, relative to the marginal ones
+    match_joint_skip: str = ""             #      attributes whose pairs are left out (comma list, e.g. eye_color)
 
 
 def build_networks(cfg: TrainConfig):
