@@ -78,10 +78,16 @@ def mean_pairwise(feats: np.ndarray) -> float:
     return float(d.sum() / max(1, n * (n - 1)))
 
 
-def class_ceiling(P, images: np.ndarray, names: list, n: int, ref_div: float, label: str) -> dict:
-    """Per class: the diversity of n of the judge's own members among ``images`` (drawn 8 times) against
-    ``ref_div``, and how many members there were (``None`` where there are fewer than n)."""
-    pred, feats, _ = P.predict_all(images)
+def reference_diversity(feats: np.ndarray, n: int) -> float:
+    """The mean pairwise feature distance of consecutive sets of n faces (the class sets' own n: the
+    estimate's bias matches)."""
+    return float(np.mean([mean_pairwise(feats[i:i + n]) for i in range(0, len(feats) - n + 1, n)]))
+
+
+def class_ceiling(P, pred: dict, feats: np.ndarray, names: list, n: int, ref_div: float, label: str) -> dict:
+    """Per class: the diversity of n of the judge's own members among faces the judge read as ``pred`` /
+    ``feats`` (drawn 8 times) against ``ref_div``, and how many members there were (``None`` where there are
+    fewer than n)."""
     mask = WORLD_CLASSES.mask(label_table(pred, P.spec), names)
     rng = np.random.default_rng(0)
     out = {}
@@ -90,7 +96,7 @@ def class_ceiling(P, images: np.ndarray, names: list, n: int, ref_div: float, la
         div = (float(np.mean([mean_pairwise(feats[rng.choice(idx, n, replace=False)]) / ref_div
                               for _ in range(8)])) if len(idx) >= n else None)
         out[name] = {"ceiling_diversity": div, "ceiling_members": len(idx)}
-        print(f"{label} {name:12s}: {len(idx)} of {len(images)} faces are members by the judge; "
+        print(f"{label} {name:12s}: {len(idx)} of {len(feats)} faces are members by the judge; "
               f"their diversity {div if div is not None else float('nan'):.2f}", flush=True)
     return out
 
@@ -159,8 +165,7 @@ def main(argv=None) -> int:
     (ref_images, _), t_ref = timed(lambda: cz.generate_from_z(G, z, a.psi))
     pred, ref_feats, _ = P.predict_all(ref_images)
     ref_mask = WORLD_CLASSES.mask(label_table(pred, P.spec), names)
-    # diversity reference on n faces (the same n as the class sets: the estimate's bias matches)
-    ref_div = float(np.mean([mean_pairwise(ref_feats[i:i + a.n]) for i in range(0, a.n_ref - a.n + 1, a.n)]))
+    ref_div = reference_diversity(ref_feats, a.n)
     print(f"generator {a.model} ({G.fingerprint}), psi {a.psi}, n {a.n}; unconditional: "
           f"{t_ref / a.n_ref * 1000:.1f} ms/face, mean pairwise feature distance {ref_div:.3f}", flush=True)
 
@@ -169,13 +174,14 @@ def main(argv=None) -> int:
     if a.n_ceiling:
         zc = torch.randn(a.n_ceiling, G.z_dim, generator=torch.Generator().manual_seed(SEED + 7))
         cimg = np.concatenate([cz.generate_from_z(G, zc[i:i + 256], a.psi)[0] for i in range(0, a.n_ceiling, 256)])
-        ceiling = class_ceiling(P, cimg, names, a.n, ref_div, "ceiling")
+        cpred, cfeats, _ = P.predict_all(cimg)
+        ceiling = class_ceiling(P, cpred, cfeats, names, a.n, ref_div, "ceiling")
     # The world's own ceiling: the same pick among renders, against the renders' own spread.
     if a.n_ceiling and a.world_ceiling:
         renders = render_batch(range(TEST_SEED_BASE, TEST_SEED_BASE + a.n_ceiling), size=G.img_resolution)[0]
-        _, rfeats, _ = P.predict_all(renders[:a.n_ref])
-        world_ref = float(np.mean([mean_pairwise(rfeats[i:i + a.n]) for i in range(0, a.n_ref - a.n + 1, a.n)]))
-        for name, c in class_ceiling(P, renders, names, a.n, world_ref, "world ceiling").items():
+        rpred, rfeats, _ = P.predict_all(renders)
+        world_ref = reference_diversity(rfeats[:a.n_ref], a.n)
+        for name, c in class_ceiling(P, rpred, rfeats, names, a.n, world_ref, "world ceiling").items():
             ceiling[name].update({f"world_{k}": v for k, v in c.items()})
 
     if a.ceiling_only:
