@@ -420,3 +420,46 @@ def test_joint_skip_leaves_the_named_attributes_pairs_out(predictor):
     assert int(full.pairs.sum()) - int(m.pairs.sum()) == len(eyes) * (len(m.labels) - len(eyes))
     with pytest.raises(ValueError, match="no statistic"):
         DistributionMatch(predictor=predictor, joint="cov", joint_skip=("eyes",))
+
+
+def test_read_augment_reads_through_the_predictors_training_augmentation(predictor):
+    """read "augment": a perturbation tuned against the plain read (ten signed-gradient steps within 8/255
+    on renders) moves the augmented read less than 0.6 of what it moves the plain one, for a continuous, a
+    boolean and a categorical statistic; a fresh augmentation every call; an unknown read is refused."""
+    x, _ = _renders(range(8))
+    plain = DistributionMatch(predictor=predictor)
+    aug = DistributionMatch(predictor=predictor, read="augment")
+    for label in ("smile", "glasses", "eye_color:green"):
+        j = plain.labels.index(label)
+        d = torch.zeros_like(x, requires_grad=True)
+        for _ in range(10):
+            grad, = torch.autograd.grad(plain.statistics(x + d)[:, j].sum(), d)
+            with torch.no_grad():
+                d += 2 / 255 * grad.sign()
+                d.clamp_(-8 / 255, 8 / 255)
+        with torch.no_grad():
+            moved_plain = float((plain.statistics(x + d) - plain.statistics(x))[:, j].mean())
+            torch.manual_seed(0)
+            before = torch.stack([aug.statistics(x)[:, j] for _ in range(8)]).mean(0)
+            torch.manual_seed(0)
+            after = torch.stack([aug.statistics(x + d)[:, j] for _ in range(8)]).mean(0)
+        assert moved_plain > 0.1, (label, moved_plain)
+        assert float((after - before).mean()) < 0.6 * moved_plain, label
+    with torch.no_grad():
+        assert not torch.equal(aug.statistics(x), aug.statistics(x))
+        torch.testing.assert_close(plain.statistics(x), plain.statistics(x))
+    with pytest.raises(ValueError, match="read"):
+        DistributionMatch(predictor=predictor, read="blurred")
+
+
+def test_read_augment_reaches_the_loop_and_resumes_bit_for_bit(tmp_path, tiny_images):
+    """match_read / lin_read come from the training config, and a run reading through the augmentation
+    (torch's global generator) still resumes bit for bit."""
+    on = dict(match_weight=1.0, match_interval=2, match_warmup=1, match_read="augment",
+              lin_weight=1.0, lin_interval=2, lin_warmup=1, lin_read="augment")
+    straight = Trainer(tiny_cfg(tmp_path / "straight", **on), tiny_images)
+    assert straight.match.read == "augment" and straight.lin.read == "augment"
+    for _ in range(6):
+        straight.train_step()
+    assert_resumes_bit_for_bit(tmp_path, tiny_images, straight, "match", **on)
+    assert Trainer(tiny_cfg(tmp_path / "plain", match_weight=1.0, lin_weight=1.0), tiny_images).match.read == "plain"

@@ -297,3 +297,19 @@ def test_the_spread_comes_from_the_training_config(predictor, tmp_path):
     from facegen.world.linearity import build_linearity
     assert build_linearity(tiny_cfg(tmp_path, lin_weight=1.0), "cpu").spread == "running"
     assert build_linearity(tiny_cfg(tmp_path, lin_weight=1.0, lin_spread="batch"), "cpu").spread == "batch"
+
+
+def test_read_augment_scores_faces_through_the_predictors_training_augmentation(predictor):
+    """read "augment": the scores are the predictor's on augmented faces (a fresh draw each call, so two
+    calls differ while the plain read repeats), the gradient still reaches the image; unknown reads refused."""
+    x = _faces(6).requires_grad_(True)
+    plain = LinearDecodability(16, predictor=predictor)
+    aug = LinearDecodability(16, predictor=predictor, read="augment")
+    s = aug.scores(x)
+    assert not torch.equal(s.detach(), aug.scores(x).detach())
+    torch.testing.assert_close(plain.scores(x), plain.scores(x))
+    assert (s.detach() - plain.scores(x).detach()).abs().max() > 1e-3
+    grad, = torch.autograd.grad(s.sum(), x)
+    assert grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="read"):
+        LinearDecodability(16, predictor=predictor, read="blurred")

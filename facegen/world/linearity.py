@@ -62,6 +62,9 @@ variance into the gradient, var_running * v_batch / v_batch.detach(): the ratio 
 / Var(s) with the read-out the least-squares fit has slope 2 (Var(h) - Cov(s, h)) = 0 at a = 1), so the
 lever asks for a plane in w, not for a narrower face.
 
+``read``: how the predictor sees G's faces, "plain" or "augment" (through its own training augmentation,
+a fresh draw per call; the attribute-matching lever's docstring, 9., says why).
+
 State (checkpointed): the running statistics, the step count and the boolean target. The predictor is not
 part of the state (it is the shipped file, loaded at start).
 """
@@ -73,6 +76,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from facegen.world.predictor_images import READS, lever_input
 from facegen.world.running_moments import fold_covariance
 
 __all__ = ["LinearDecodability", "DEFAULT_ATTRIBUTES", "BOOL_TARGETS", "SPREADS"]
@@ -89,7 +93,8 @@ class LinearDecodability(nn.Module):
     def __init__(self, w_dim: int, weight: float = 1.0, interval: int = 4, batch_shrink: int = 2,
                  attributes: Sequence[str] = DEFAULT_ATTRIBUTES, predictor=None, decay: float = 0.01,
                  logit_clip: float = 6.0, ridge: float = 1e-3, warmup: int = 100, var_floor: float = 0.01,
-                 mode: str = "both", bool_target: str = "logit", spread: str = "running", device="cpu"):
+                 mode: str = "both", bool_target: str = "logit", spread: str = "running", read: str = "plain",
+                 device="cpu"):
         super().__init__()
         if weight <= 0 or interval < 1 or batch_shrink < 1 or not 0 < decay <= 1 or warmup < 0:
             raise ValueError("linear decodability: weight > 0, interval >= 1, batch_shrink >= 1, 0 < decay <= 1, "
@@ -100,7 +105,9 @@ class LinearDecodability(nn.Module):
             raise ValueError(f"linear decodability: bool_target {bool_target!r}, use one of {BOOL_TARGETS}")
         if spread not in SPREADS:
             raise ValueError(f"linear decodability: spread {spread!r}, use one of {SPREADS}")
-        self.mode, self.bool_target, self.spread = mode, bool_target, spread
+        if read not in READS:
+            raise ValueError(f"linear decodability: read {read!r}, use one of {READS}")
+        self.mode, self.bool_target, self.spread, self.read = mode, bool_target, spread, read
         from facegen.world.predictor import frozen_world_predictor
         # A plain attribute (a list), not a submodule: the predictor is not trained and not checkpointed.
         self._predictor = [frozen_world_predictor(predictor, device)]
@@ -133,7 +140,7 @@ class LinearDecodability(nn.Module):
     def scores(self, img: torch.Tensor) -> torch.Tensor:
         """Raw predictor scores [N, k] of images [N, 3, H, W] in [-1, 1] (see the module docstring, 2)."""
         P = self._predictor[0]
-        out = P(P.prepare_tensor(img, (-1.0, 1.0)))[1][:, self.columns]
+        out = P(lever_input(P, img, self.read))[1][:, self.columns]     # ``read`` in the module docstring
         boolean = out.sigmoid() if self.bool_target == "prob" else out.clamp(-self.logit_clip, self.logit_clip)
         return torch.where(self.is_logit.to(out.device), boolean, out)
 
@@ -212,7 +219,7 @@ def build_linearity(cfg, device) -> Optional[LinearDecodability]:
         return None
     lin = LinearDecodability(cfg.w_dim, weight=cfg.lin_weight, interval=cfg.lin_interval,
                              batch_shrink=cfg.lin_batch_shrink, warmup=cfg.lin_warmup, mode=cfg.lin_mode,
-                             bool_target=cfg.lin_bool_target, spread=cfg.lin_spread,
+                             bool_target=cfg.lin_bool_target, spread=cfg.lin_spread, read=cfg.lin_read,
                              attributes=tuple(a.strip() for a in cfg.lin_attributes.split(",") if a.strip()),
                              device=device)
     return lin

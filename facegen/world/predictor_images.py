@@ -6,6 +6,9 @@
   random shift (+-3 px) and scale (+-5 %), partial Gaussian blur (:func:`blur`) and pixel noise, so the
   predictor transfers to GAN samples, which are a little softer than renders. Colours are never
   jittered: they are labels.
+* :func:`lever_input` -- how a training lever (linearity.py, distribution_match.py) shows images in [-1, 1]
+  to the predictor: as they are ("plain"), or through :func:`augment` ("augment", the generator then cannot
+  meet the lever with detail only the predictor reads -- the levers' docstrings say why and what it did).
 * :func:`make_corruptions` -- the negatives of the validity head (label 0), made on the fly: uniform
   noise, pixel-shuffled renders, smooth colour blobs, renders cut into patches and shuffled (whole image
   or only the face region), flat colours and gradients (:data:`CORRUPTIONS`).
@@ -14,12 +17,12 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["resize", "blur", "augment", "CORRUPTIONS", "make_corruptions"]
+__all__ = ["resize", "blur", "augment", "READS", "lever_input", "CORRUPTIONS", "make_corruptions"]
 
 
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -49,15 +52,18 @@ def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
-def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, g: Optional[torch.Generator]) -> torch.Tensor:
     """Training augmentation of [N, 3, S, S] in [0, 1]: shift +-3 px and scale +-5 % (75 % of images),
-    partial Gaussian blur (45 %, sigma 0.6-1.3 mixed in by a random weight) and pixel noise (40 %, std up to 0.03)."""
+    partial Gaussian blur (45 %, sigma 0.6-1.3 mixed in by a random weight) and pixel noise (40 %, std up to 0.03).
+    Differentiable in x. ``g`` None draws from torch's global generator of x's device (a training lever that
+    reads the predictor through it: the trainer's checkpointed RNG state then covers it)."""
     n, _, s, _ = x.shape
-    u = lambda *shape: torch.rand(*shape, generator=g)  # noqa: E731
+    device = x.device if g is None else g.device
+    u = lambda *shape: torch.rand(*shape, generator=g, device=device).to(x.device)  # noqa: E731
     geo = (u(n) < 0.75).float()
     scale = 1.0 + geo * (u(n) - 0.5) * 0.1
     shift = geo[:, None] * (u(n, 2) - 0.5) * 2 * (3.0 / (s / 2))
-    theta = torch.zeros(n, 2, 3)
+    theta = torch.zeros(n, 2, 3, device=x.device)
     theta[:, 0, 0] = 1 / scale
     theta[:, 1, 1] = 1 / scale
     theta[:, :, 2] = shift
@@ -66,13 +72,26 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     x = torch.where(geo.view(n, 1, 1, 1) > 0, moved, x)
     sel = torch.nonzero(u(n) < 0.45).flatten()       # blur a subset: one sigma per batch, partial mix
     if len(sel):
-        sigma = (0.6, 0.9, 1.3)[int(torch.randint(3, (1,), generator=g))]
+        sigma = (0.6, 0.9, 1.3)[int(torch.randint(3, (1,), generator=g, device=device))]
         xs = x[sel]
         a = u(len(sel)).view(-1, 1, 1, 1)
         x = x.index_copy(0, sel, xs + a * (blur(xs, sigma) - xs))
     sd = (u(n) < 0.4).float() * u(n) * 0.03
-    x = x + sd.view(n, 1, 1, 1) * torch.randn(x.shape, generator=g)
+    x = x + sd.view(n, 1, 1, 1) * torch.randn(x.shape, generator=g, device=device).to(x.device)
     return x.clamp(0.0, 1.0)
+
+
+#: How a training lever shows images to the predictor (:func:`lever_input`).
+READS = ("plain", "augment")
+
+
+def lever_input(predictor, img: torch.Tensor, read: str) -> torch.Tensor:
+    """The predictor's input for images [N, 3, H, W] in [-1, 1], differentiably: resized, and with ``read``
+    "augment" passed through :func:`augment` (torch's global generator: fresh draws every call)."""
+    if read not in READS:
+        raise ValueError(f"predictor read {read!r}: use one of {READS}")
+    x = predictor.prepare_tensor(img, (-1.0, 1.0))
+    return augment(x, None) if read == "augment" else x
 
 
 CORRUPTIONS = ("noise", "pixel_shuffle", "blobs", "patch_shuffle", "face_patch_shuffle", "colour_field")

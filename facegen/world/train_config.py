@@ -81,6 +81,8 @@ class TrainConfig:
     lin_attributes: str = ",".join(LIN_ATTRIBUTES)  # the predictor attributes it reads (comma list)
     lin_bool_target: str = "logit"         # a boolean's score: 'logit' (clipped) | 'prob' (sigmoid) (linearity.py)
     lin_spread: str = "running"            # the gradient's variance: 'running' | 'batch' (no gain from narrowing)
+    lin_read: str = "plain"                # how the predictor sees G's faces: 'plain' | 'augment' (its training
+                                           #      augmentation, predictor_images.lever_input)
     match_weight: float = 0.0              # > 0: match the predictor's attribute distribution of fakes to the
     match_interval: int = 4                #      reals' (distribution_match.py)
     match_batch_shrink: int = 2
@@ -92,6 +94,7 @@ class TrainConfig:
     match_joint: str = ""                  # "cov": also every pair's covariance (attributes drawn apart stay apart)
     match_joint_weight: float = 1.0        #      the pair terms' weight, relative to the marginal ones
     match_joint_skip: str = ""             #      attributes whose pairs are left out (comma list, e.g. eye_color)
+    match_read: str = "plain"              # how the predictor sees faces and reals: 'plain' | 'augment'
 
 
 def build_networks(cfg: TrainConfig):
