@@ -463,3 +463,31 @@ def test_read_augment_reaches_the_loop_and_resumes_bit_for_bit(tmp_path, tiny_im
         straight.train_step()
     assert_resumes_bit_for_bit(tmp_path, tiny_images, straight, "match", **on)
     assert Trainer(tiny_cfg(tmp_path / "plain", match_weight=1.0, lin_weight=1.0), tiny_images).match.read == "plain"
+
+
+def test_sharpen_brings_class_statistics_toward_class_counts(predictor):
+    """sharpen T < 1 (docstring, 10): on faces with uncertain classes (blurred renders) each face's
+    categorical and boolean statistics lie much closer to its top class (one-hot) than at T 1 (which is the
+    plain read), so their means approach class counts; rows still sum to one; T comes from the training
+    config; T <= 0 is refused."""
+    from facegen.world.distribution_match import build_distribution_match
+    from facegen.world.predictor_images import blur
+    x, _ = _renders(range(40))
+    x = blur(x, 1.2)
+    plain = DistributionMatch(predictor=predictor)
+    one, sharp = DistributionMatch(predictor=predictor, sharpen=1.0), DistributionMatch(predictor=predictor, sharpen=0.3)
+    with torch.no_grad():
+        f1, fs = one.statistics(x), sharp.statistics(x)
+        torch.testing.assert_close(f1, plain.statistics(x))
+    eyes = [i for i, lab in enumerate(plain.labels) if lab.startswith("eye_color:")]
+    top = torch.nn.functional.one_hot(f1[:, eyes].argmax(1), len(eyes)).float()
+    off = lambda f: float((f[:, eyes] - top).abs().sum(1).mean())  # noqa: E731
+    assert off(f1) > 0.05 and off(fs) < 0.5 * off(f1), (off(fs), off(f1))
+    torch.testing.assert_close(fs[:, eyes].sum(1), torch.ones(len(x)))
+    g = plain.labels.index("glasses")
+    drawn = (f1[:, g] > 0.5).float()
+    assert float((fs[:, g] - drawn).abs().mean()) < 0.5 * float((f1[:, g] - drawn).abs().mean())
+    from test_training import tiny_cfg as cfg_of
+    assert build_distribution_match(cfg_of("/tmp", match_weight=1.0, match_sharpen=0.3), "cpu").sharpen == 0.3
+    with pytest.raises(ValueError, match="sharpen"):
+        DistributionMatch(predictor=predictor, sharpen=0.0)

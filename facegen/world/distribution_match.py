@@ -87,6 +87,14 @@ Method, every ``interval`` G steps (lazy), on ``batch // batch_shrink`` fresh fa
    against the plain read moves the augmented one by 0.40-0.47 of it (tests); with "augment" G must move
    what survives a shift or a blur.
 
+10. How sure a face's classes are (``sharpen``, a temperature T): booleans read sigmoid(logit / T),
+   categoricals softmax(logits / T). Why: the goal counts a face's class by the judge's most probable one,
+   and the lever matched mean probabilities -- at w1b's step 75250 the predictor's mean eye-colour
+   probabilities on G were within 1.5 points of renders', but G's eyes were less certain (mean top
+   probability 0.86 vs 0.90) and counted by the top class blue ran 2.8 points over, grey 2.5 under (the
+   judge: +4.6 / -3.4, green -3.6). With T < 1 the statistics approach class counts (the mean of
+   near-one-hot rows), so the pull moves the faces near a class boundary, to the side the counts need.
+
 The quality judge never enters: the predictor is the training-side labeller; the judge then says whether
 the rates really moved. State (checkpointed): the running statistics and the step count.
 """
@@ -123,7 +131,7 @@ class DistributionMatch(nn.Module):
     def __init__(self, weight: float = 1.0, interval: int = 4, batch_shrink: int = 2, predictor=None,
                  decay: float = 0.02, warmup: int = 50, scale_floor: float = 0.05, measure: str = "G",
                  mode: str = "moments", pool: int = 512, joint: str = "", joint_weight: float = 1.0,
-                 joint_skip: tuple = (), read: str = "plain", device="cpu"):
+                 joint_skip: tuple = (), read: str = "plain", sharpen: float = 1.0, device="cpu"):
         super().__init__()
         if weight <= 0 or interval < 1 or batch_shrink < 1 or not 0 < decay <= 1 or warmup < 0 \
                 or measure not in ("G", "ema") or mode not in ("moments", "quantiles") or pool < 1 \
@@ -133,6 +141,9 @@ class DistributionMatch(nn.Module):
                              "joint '' or 'cov' (with mode 'moments'), joint_weight >= 0")
         if read not in READS:
             raise ValueError(f"attribute match: read {read!r}, use one of {READS}")
+        if not sharpen > 0:
+            raise ValueError(f"attribute match: sharpen {sharpen} must be > 0")
+        self.sharpen = sharpen
         self.measure, self.mode, self.joint, self.joint_weight, self.read = measure, mode, joint, joint_weight, read
         from facegen.world.predictor import frozen_world_predictor
         # A plain attribute (a list), not a submodule: the predictor is not trained and not checkpointed.
@@ -198,11 +209,11 @@ class DistributionMatch(nn.Module):
             if kind == "continuous":
                 cols.append(out[:, i])
             elif kind == "bool":
-                cols.append(torch.sigmoid(out[:, i]))
+                cols.append(torch.sigmoid(out[:, i] / self.sharpen))          # docstring, 10
             else:
                 if i not in groups:
                     width = next(w for _, _, _, j, w in P.layout if j == i)
-                    groups[i] = out[:, i:i + width].softmax(1)
+                    groups[i] = (out[:, i:i + width] / self.sharpen).softmax(1)
                 cols.append(groups[i][:, k])
         return torch.stack(cols, 1)
 
@@ -301,4 +312,4 @@ def build_distribution_match(cfg, device) -> Optional[DistributionMatch]:
                           measure=cfg.match_measure, mode=cfg.match_mode, joint=cfg.match_joint,
                           joint_weight=cfg.match_joint_weight,
                           joint_skip=tuple(a for a in cfg.match_joint_skip.split(",") if a), read=cfg.match_read,
-                          device=device)
+                          sharpen=cfg.match_sharpen, device=device)
