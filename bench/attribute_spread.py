@@ -12,6 +12,9 @@ as the two labellers agree. Per continuous attribute and model, on the same face
    attribute into G's faces);
 3. the goal's own number: the judge's deviation on generated faces relative to the renders' truth.
 
+``--predictor-read augment`` reads the predictor as a lever does with ``--lin-read`` / ``--match-read
+augment`` (through its training augmentation, seeded), so the predictor's columns say what such a lever sees.
+
     python bench/attribute_spread.py --models DIR,DIR --n 2000 --out bench/results/X.json
 """
 
@@ -32,12 +35,27 @@ from facegen.engine.loaders import load_generator  # noqa: E402
 from facegen.world.attributes import ATTRIBUTE_SPEC  # noqa: E402
 from facegen.world.judge import load_judge  # noqa: E402
 from facegen.world.predictor import load_world_predictor  # noqa: E402
+from facegen.world.predictor_images import READS, lever_input  # noqa: E402
 from facegen.world.render import render_batch  # noqa: E402
 from results_io import write_json  # noqa: E402
 from w_linearity import CEILING_SEED, generated  # noqa: E402
 
 #: The continuous attributes the goals read for linearity; ``--attributes`` takes any continuous ones.
 DEFAULT_ATTRIBUTES = ("smile", "gender", "age")
+
+
+def predicted(predictor, images: np.ndarray, read: str, seed: int = 0, chunk: int = 250) -> dict:
+    """The predictor's decoded attributes of uint8 images [N, H, W, 3], read as a lever reads them
+    (``facegen.world.predictor_images.lever_input``; "augment" seeded for a repeatable reading)."""
+    if read == "plain":
+        return predictor.predict(images)
+    torch.manual_seed(seed)
+    parts = []
+    with torch.no_grad():
+        for i in range(0, len(images), chunk):
+            x = torch.from_numpy(np.ascontiguousarray(images[i:i + chunk])).permute(0, 3, 1, 2).float() / 127.5 - 1
+            parts.append(predictor.decode(predictor(lever_input(predictor, x, read))[1]))
+    return {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
 
 
 def spreads(judged: dict, predicted: dict, attributes) -> dict:
@@ -66,6 +84,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", required=True, help="comma-separated model folders / registry names")
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--attributes", default=",".join(DEFAULT_ATTRIBUTES))
+    ap.add_argument("--predictor-read", choices=READS, default="plain")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
@@ -80,8 +99,8 @@ def main(argv=None) -> int:
     size = load_generator(models[0]).img_resolution
     images, labels = render_batch(range(CEILING_SEED, CEILING_SEED + a.n), size=size)
     truth = {x: float(np.std([d[x] for d in labels])) for x in attributes}
-    renders = spreads(judge.predict(images), predictor.predict(images), attributes)
-    result = {"n": a.n, "world_std": {x: round(v, 4) for x, v in truth.items()}, "renders": renders, "models": {}}
+    renders = spreads(judge.predict(images), predicted(predictor, images, a.predictor_read), attributes)
+    result = {"n": a.n, "predictor_read": a.predictor_read, "world_std": {x: round(v, 4) for x, v in truth.items()}, "renders": renders, "models": {}}
     print(f"{'':>34}" + "".join(f"{x:>26}" for x in attributes))
     print(f"{'renders: judge / predictor std, r':>34}" + "".join(
         f"{'%.3f / %.3f, %.3f' % (renders[x]['judge_std'], renders[x]['predictor_std'], renders[x]['correlation']):>26}"
@@ -89,7 +108,8 @@ def main(argv=None) -> int:
     for m in models:
         G = load_generator(m)
         _, faces = generated(G, a.n)
-        r = relative(spreads(judge.predict(faces), predictor.predict(faces), attributes), renders, truth)
+        r = relative(spreads(judge.predict(faces), predicted(predictor, faces, a.predictor_read), attributes),
+                     renders, truth)
         result["models"][m] = {"fingerprint": G.fingerprint, **r}
         print(f"{m + ' judge / predictor vs renders, r':>34}"[-34:] + "".join(
             f"{'%+.0f%% / %+.0f%%, %.3f' % (100 * r[x]['judge_vs_judge_on_renders'], 100 * r[x]['predictor_vs_predictor_on_renders'], r[x]['correlation']):>26}"

@@ -491,3 +491,25 @@ def test_sharpen_brings_class_statistics_toward_class_counts(predictor):
     assert build_distribution_match(cfg_of("/tmp", match_weight=1.0, match_sharpen=0.3), "cpu").sharpen == 0.3
     with pytest.raises(ValueError, match="sharpen"):
         DistributionMatch(predictor=predictor, sharpen=0.0)
+
+
+def test_continuous_clamped_keeps_statistics_in_range(predictor):
+    """continuous "clamped" (docstring, 11): continuous statistics are the raw head outputs clipped to [0, 1],
+    so a face read past the range's end adds no spread; probabilities are untouched; the option comes from
+    the training config; unknown values are refused."""
+    from facegen.world.distribution_match import build_distribution_match
+    x, _ = _renders(range(12))
+    x = x.clone()
+    x[:4] = x[:4] * 1.6                      # over-contrasted faces push some raw readings out of range
+    raw, clamped = DistributionMatch(predictor=predictor), DistributionMatch(predictor=predictor, continuous="clamped")
+    with torch.no_grad():
+        fr, fc = raw.statistics(x), clamped.statistics(x)
+    cont = [i for i, (_, kind, _, _) in enumerate(raw.layout) if kind == "continuous"]
+    other = [i for i in range(len(raw.labels)) if i not in cont]
+    assert ((fr[:, cont] < 0) | (fr[:, cont] > 1)).any()
+    torch.testing.assert_close(fc[:, cont], fr[:, cont].clamp(0, 1))
+    torch.testing.assert_close(fc[:, other], fr[:, other])
+    from test_training import tiny_cfg as cfg_of
+    assert build_distribution_match(cfg_of("/tmp", match_weight=1.0, match_continuous="clamped"), "cpu").continuous == "clamped"
+    with pytest.raises(ValueError, match="continuous"):
+        DistributionMatch(predictor=predictor, continuous="clip")

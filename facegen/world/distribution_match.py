@@ -95,6 +95,13 @@ Method, every ``interval`` G steps (lazy), on ``batch // batch_shrink`` fresh fa
    judge: +4.6 / -3.4, green -3.6). With T < 1 the statistics approach class counts (the mean of
    near-one-hot rows), so the pull moves the faces near a class boundary, to the side the counts need.
 
+11. Continuous values in range (``continuous``): "raw" (the head's output, 1.) or "clamped" to [0, 1], the
+   range the predictor's own decoding (and every label) keeps. Why: at w1b's step 75250 the raw smile reading
+   of G's faces fell outside [0, 1] on 6.9 % of them (-0.21 to 1.25; renders 1.2 %), and those outliers made
+   up the spread the lever asked for: raw sd 0.279 vs renders' 0.276, clamped 0.267, while the upper quartile
+   sat at 0.69 vs 0.79 (the judge: 0.66 vs 0.79, spread -10 % of its own on renders). Clamped, a face
+   beyond the range counts as the range's end, so the spread must come from more faces at the ends.
+
 The quality judge never enters: the predictor is the training-side labeller; the judge then says whether
 the rates really moved. State (checkpointed): the running statistics and the step count.
 """
@@ -110,7 +117,10 @@ from facegen.world.predictor_images import READS, lever_input
 from facegen.world.predictor_network import CIRCULAR
 from facegen.world.running_moments import fold_covariance
 
-__all__ = ["DistributionMatch", "statistics_layout", "build_distribution_match"]
+__all__ = ["DistributionMatch", "statistics_layout", "build_distribution_match", "CONTINUOUS"]
+
+#: How a continuous statistic is read (docstring, 11): the head's raw output, or clamped to its range [0, 1].
+CONTINUOUS = ("raw", "clamped")
 
 
 def statistics_layout(predictor) -> list[tuple[str, str, int, int]]:
@@ -131,7 +141,8 @@ class DistributionMatch(nn.Module):
     def __init__(self, weight: float = 1.0, interval: int = 4, batch_shrink: int = 2, predictor=None,
                  decay: float = 0.02, warmup: int = 50, scale_floor: float = 0.05, measure: str = "G",
                  mode: str = "moments", pool: int = 512, joint: str = "", joint_weight: float = 1.0,
-                 joint_skip: tuple = (), read: str = "plain", sharpen: float = 1.0, device="cpu"):
+                 joint_skip: tuple = (), read: str = "plain", sharpen: float = 1.0,
+                 continuous: str = "raw", device="cpu"):
         super().__init__()
         if weight <= 0 or interval < 1 or batch_shrink < 1 or not 0 < decay <= 1 or warmup < 0 \
                 or measure not in ("G", "ema") or mode not in ("moments", "quantiles") or pool < 1 \
@@ -143,7 +154,9 @@ class DistributionMatch(nn.Module):
             raise ValueError(f"attribute match: read {read!r}, use one of {READS}")
         if not sharpen > 0:
             raise ValueError(f"attribute match: sharpen {sharpen} must be > 0")
-        self.sharpen = sharpen
+        if continuous not in CONTINUOUS:
+            raise ValueError(f"attribute match: continuous {continuous!r}, use one of {CONTINUOUS}")
+        self.sharpen, self.continuous = sharpen, continuous
         self.measure, self.mode, self.joint, self.joint_weight, self.read = measure, mode, joint, joint_weight, read
         from facegen.world.predictor import frozen_world_predictor
         # A plain attribute (a list), not a submodule: the predictor is not trained and not checkpointed.
@@ -206,8 +219,8 @@ class DistributionMatch(nn.Module):
         out = P(lever_input(P, img, self.read))[1]                 # docstring, 9
         cols, groups = [], {}
         for label, kind, i, k in self.layout:
-            if kind == "continuous":
-                cols.append(out[:, i])
+            if kind == "continuous":                                           # docstring, 11
+                cols.append(out[:, i].clamp(0.0, 1.0) if self.continuous == "clamped" else out[:, i])
             elif kind == "bool":
                 cols.append(torch.sigmoid(out[:, i] / self.sharpen))          # docstring, 10
             else:
@@ -312,4 +325,4 @@ def build_distribution_match(cfg, device) -> Optional[DistributionMatch]:
                           measure=cfg.match_measure, mode=cfg.match_mode, joint=cfg.match_joint,
                           joint_weight=cfg.match_joint_weight,
                           joint_skip=tuple(a for a in cfg.match_joint_skip.split(",") if a), read=cfg.match_read,
-                          sharpen=cfg.match_sharpen, device=device)
+                          sharpen=cfg.match_sharpen, continuous=cfg.match_continuous, device=device)
