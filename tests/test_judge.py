@@ -370,3 +370,30 @@ def test_attribute_coupling_bench_names_the_pair_a_generator_draws_together(tmp_
     assert main(["--models", "mini", "--n", "200", "--out", str(out)]) == 0
     got = json.loads(out.read_text())["models"]["mini"]
     assert {"judge", "predictor"} <= set(got) and 0 < got["judge"]["mean_abs_gap"] < 1
+
+
+def test_lever_reading_bench_tells_the_statistic_from_the_labeller(tmp_path):
+    """bench/lever_reading.py: renders read against themselves differ by nothing; over-contrasted renders
+    push predictor readings out of [0, 1], so the raw spread grows past the clamped one; a blur makes the
+    predictor less sure of eye colour; the command runs on a generator and writes its readings."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from lever_reading import difference, main, readings
+    from facegen.world.judge import load_judge
+    from facegen.world.predictor import load_world_predictor
+    from facegen.world.render import render_batch
+    P, J = load_world_predictor(), load_judge()
+    x, _ = render_batch(range(FRESH + 7000, FRESH + 7200), size=64)
+    ren = readings(P, J, x, ("smile",))
+    same = difference(ren, ren)
+    assert same["continuous"]["smile"]["predictor_raw_std"] == 0
+    assert all(v == 0 for v in same["classes"]["eye_color"]["judge_count"].values())
+    d = difference(readings(P, J, np.ascontiguousarray(x[:, ::-1]), ("smile",)), ren)["continuous"]["smile"]
+    assert d["predictor_out_of_range_points"] > 0 and d["predictor_raw_std"] > d["predictor_clamped_std"]
+    from facegen.world.predictor_images import blur
+    soft = (blur(torch.from_numpy(x).permute(0, 3, 1, 2).float(), 1.5).permute(0, 2, 3, 1)).round().clamp(0, 255)
+    d = difference(readings(P, J, soft.to(torch.uint8).numpy(), ("smile",)), ren)["classes"]["eye_color"]
+    assert d["predictor_sureness"] < 0
+    out = tmp_path / "reading.json"
+    assert main(["--models", "mini", "--n", "100", "--continuous", "smile", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())["models"]["mini"]["minus_renders"]
+    assert set(got["classes"]["eye_color"]["judge_count"]) == {"brown", "blue", "green", "grey"}

@@ -94,6 +94,8 @@ Method, every ``interval`` G steps (lazy), on ``batch // batch_shrink`` fresh fa
    probability 0.86 vs 0.90) and counted by the top class blue ran 2.8 points over, grey 2.5 under (the
    judge: +4.6 / -3.4, green -3.6). With T < 1 the statistics approach class counts (the mean of
    near-one-hot rows), so the pull moves the faces near a class boundary, to the side the counts need.
+   (Readings of 10. and 11.: ``python bench/lever_reading.py --models <export of step 75250> --n 1000``,
+   bench/results/v2-cpu-ema20lin-noaug/stop24/lever-reading-w1b-75250.json.)
 
 11. Continuous values in range (``continuous``): "raw" (the head's output, 1.) or "clamped" to [0, 1], the
    range the predictor's own decoding (and every label) keeps. Why: at w1b's step 75250 the raw smile reading
