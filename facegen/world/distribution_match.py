@@ -85,7 +85,11 @@ Method, every ``interval`` G steps (lazy), on ``batch // batch_shrink`` fresh fa
    brown eyes 57 % vs 59 % -- while the judge read smile's spread 12 % under its own reading of renders and
    brown eyes 6 points over: G draws detail that only the predictor reads that way. A perturbation tuned
    against the plain read moves the augmented one by 0.40-0.47 of it (tests); with "augment" G must move
-   what survives a shift or a blur.
+   what survives a shift or a blur. Measured (stop 24): it does not see what the judge sees -- read through
+   the augmentation the predictor finds w1b's smile spread at +0 % of renders' (plain -3 %, the judge -10 %;
+   ``bench/attribute_spread.py --predictor-read augment``, stop24/spread-augment-w1b-75250.json), and 250
+   steps of j2 with both levers reading "augment" gave FD 13.67, smile -17 %, eye colour 7.1 points
+   (stop24/goals-j2a-77000.md); the two differences it did not see are 10. and 11.
 
 10. How sure a face's classes are (``sharpen``, a temperature T): booleans read sigmoid(logit / T),
    categoricals softmax(logits / T). Why: the goal counts a face's class by the judge's most probable one,
