@@ -313,3 +313,22 @@ def test_read_augment_scores_faces_through_the_predictors_training_augmentation(
     assert grad.abs().sum() > 0
     with pytest.raises(ValueError, match="read"):
         LinearDecodability(16, predictor=predictor, read="blurred")
+
+
+def test_continuous_clamped_scores_stay_in_range(predictor, tmp_path):
+    """continuous "clamped": continuous scores are the raw ones clipped to [0, 1] (upside-down faces read some
+    smiles past the range), booleans are untouched, the option comes from the config; others refused."""
+    from facegen.world.linearity import build_linearity
+    x = _faces(40).flip(2)
+    raw, clamped = LinearDecodability(16, predictor=predictor), LinearDecodability(16, predictor=predictor,
+                                                                                   continuous="clamped")
+    with torch.no_grad():
+        sr, sc = raw.scores(x), clamped.scores(x)
+    cont = [i for i, b in enumerate(raw.is_logit.tolist()) if not b]
+    boolean = [i for i, b in enumerate(raw.is_logit.tolist()) if b]
+    assert ((sr[:, cont] < 0) | (sr[:, cont] > 1)).any()
+    torch.testing.assert_close(sc[:, cont], sr[:, cont].clamp(0, 1))
+    torch.testing.assert_close(sc[:, boolean], sr[:, boolean])
+    assert build_linearity(tiny_cfg(tmp_path, lin_weight=1.0, lin_continuous="clamped"), "cpu").continuous == "clamped"
+    with pytest.raises(ValueError, match="continuous"):
+        LinearDecodability(16, predictor=predictor, continuous="clip")

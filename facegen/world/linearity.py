@@ -65,6 +65,13 @@ lever asks for a plane in w, not for a narrower face.
 ``read``: how the predictor sees G's faces, "plain" or "augment" (through its own training augmentation,
 a fresh draw per call; the attribute-matching lever's docstring, 9., says why).
 
+``continuous``: a continuous attribute's score, the head's "raw" output or "clamped" to [0, 1] (the range
+of every label). Why: a linear read-out of w spans more than the world's range at the tails of w, and
+through the image (mode "both") the lever asks G to draw faces the predictor reads past the range -- at
+w1b's step 75250 it read 6.9 % of G's smiles outside [0, 1] (renders 1.2 %), the faces the judge counted
+as an ordinary smile (bench/lever_reading.py, bench/results/v2-cpu-ema20lin-noaug/stop24/). Clamped, a face
+already at the range's end is not pushed past it.
+
 State (checkpointed): the running statistics, the step count and the boolean target. The predictor is not
 part of the state (it is the shipped file, loaded at start).
 """
@@ -94,7 +101,7 @@ class LinearDecodability(nn.Module):
                  attributes: Sequence[str] = DEFAULT_ATTRIBUTES, predictor=None, decay: float = 0.01,
                  logit_clip: float = 6.0, ridge: float = 1e-3, warmup: int = 100, var_floor: float = 0.01,
                  mode: str = "both", bool_target: str = "logit", spread: str = "running", read: str = "plain",
-                 device="cpu"):
+                 continuous: str = "raw", device="cpu"):
         super().__init__()
         if weight <= 0 or interval < 1 or batch_shrink < 1 or not 0 < decay <= 1 or warmup < 0:
             raise ValueError("linear decodability: weight > 0, interval >= 1, batch_shrink >= 1, 0 < decay <= 1, "
@@ -107,7 +114,10 @@ class LinearDecodability(nn.Module):
             raise ValueError(f"linear decodability: spread {spread!r}, use one of {SPREADS}")
         if read not in READS:
             raise ValueError(f"linear decodability: read {read!r}, use one of {READS}")
+        if continuous not in ("raw", "clamped"):
+            raise ValueError(f"linear decodability: continuous {continuous!r}, use 'raw' or 'clamped'")
         self.mode, self.bool_target, self.spread, self.read = mode, bool_target, spread, read
+        self.continuous = continuous
         from facegen.world.predictor import frozen_world_predictor
         # A plain attribute (a list), not a submodule: the predictor is not trained and not checkpointed.
         self._predictor = [frozen_world_predictor(predictor, device)]
@@ -142,7 +152,8 @@ class LinearDecodability(nn.Module):
         P = self._predictor[0]
         out = P(lever_input(P, img, self.read))[1][:, self.columns]     # ``read`` in the module docstring
         boolean = out.sigmoid() if self.bool_target == "prob" else out.clamp(-self.logit_clip, self.logit_clip)
-        return torch.where(self.is_logit.to(out.device), boolean, out)
+        value = out.clamp(0.0, 1.0) if self.continuous == "clamped" else out      # ``continuous``, docstring
+        return torch.where(self.is_logit.to(out.device), boolean, value)
 
     def load_state_dict(self, state, strict: bool = True, assign: bool = False):
         """The running statistics of a state gathered with the same boolean target (a state without one is
@@ -220,6 +231,7 @@ def build_linearity(cfg, device) -> Optional[LinearDecodability]:
     lin = LinearDecodability(cfg.w_dim, weight=cfg.lin_weight, interval=cfg.lin_interval,
                              batch_shrink=cfg.lin_batch_shrink, warmup=cfg.lin_warmup, mode=cfg.lin_mode,
                              bool_target=cfg.lin_bool_target, spread=cfg.lin_spread, read=cfg.lin_read,
+                             continuous=cfg.lin_continuous,
                              attributes=tuple(a.strip() for a in cfg.lin_attributes.split(",") if a.strip()),
                              device=device)
     return lin
