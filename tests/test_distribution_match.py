@@ -513,3 +513,44 @@ def test_continuous_clamped_keeps_statistics_in_range(predictor):
     assert build_distribution_match(cfg_of("/tmp", match_weight=1.0, match_continuous="clamped"), "cpu").continuous == "clamped"
     with pytest.raises(ValueError, match="continuous"):
         DistributionMatch(predictor=predictor, continuous="clip")
+
+
+def test_quantile_weight_adds_the_continuous_marginals_shape(predictor, tmp_path, tiny_images):
+    """quantile_weight (docstring, 12): once the pool of reals is full, the loss adds the sorted-quantile gap
+    of the continuous entries only (read back from its stats); weight 0 trains exactly as the moments
+    lever, weight 1 does not; the pooled lever resumes bit for bit; it needs mode "moments"."""
+    x, _ = _renders(range(40))
+    m = DistributionMatch(predictor=predictor, warmup=0, decay=1.0, pool=16, quantile_weight=1.0)
+    fake, real = x[:8], x[8:]
+    _, stats = m.loss(fake, real[:8])
+    assert "match_shape" not in stats                          # 8 reals in a pool of 16
+    _, stats = m.loss(fake, real[8:16])
+    with torch.no_grad():
+        f, pooled = m.statistics(fake), m.pool.clone()
+    c = [i for i, (_, kind, _, _) in enumerate(m.layout) if kind == "continuous"]
+    q = torch.quantile(pooled, (torch.arange(8) + 0.5) / 8, dim=0)
+    scale = m.errors()[2]
+    want = (((f.sort(0).values - q) / scale)[:, c]).pow(2).mean(0).sum()
+    assert abs(stats["match_shape"] - float(want)) < 1e-4 * max(1.0, float(want))
+
+    def g_after(**q):
+        on = dict(match_weight=1.0, match_interval=1, match_warmup=1, **q)
+        tr = Trainer(tiny_cfg(tmp_path / str(sorted(q.items())), **on), tiny_images)
+        if tr.match.pooled:
+            tr.match.pool = tr.match.pool[:4].clone()         # full after one lever step of the tiny batch
+        for _ in range(5):
+            tr.train_step()
+        return dict(tr.G.named_parameters())
+
+    moments = g_after()
+    zero, one = g_after(match_quantile_weight=0.0), g_after(match_quantile_weight=1.0)
+    assert all(torch.equal(v, zero[k]) for k, v in moments.items())
+    assert any(not torch.equal(v, one[k]) for k, v in moments.items())
+    on = dict(match_weight=1.0, match_interval=2, match_warmup=1, match_quantile_weight=0.5)
+    straight = Trainer(tiny_cfg(tmp_path / "straight", **on), tiny_images)
+    for _ in range(6):
+        straight.train_step()
+    assert int(straight.match.pool_count) > 0
+    assert_resumes_bit_for_bit(tmp_path, tiny_images, straight, "match", **on)
+    with pytest.raises(ValueError, match="quantile_weight"):
+        DistributionMatch(predictor=predictor, mode="quantiles", quantile_weight=1.0)

@@ -98,6 +98,7 @@ class TrainConfig:
     match_read: str = "plain"              # how the predictor sees faces and reals: 'plain' | 'augment'
     match_sharpen: float = 1.0             # temperature of booleans' / categoricals' probabilities (< 1: counts)
     match_continuous: str = "raw"          # continuous statistics: 'raw' head output | 'clamped' to [0, 1]
+    match_quantile_weight: float = 0.0     # > 0: also the continuous marginals' sorted quantiles (their shape)
 
 
 def build_networks(cfg: TrainConfig):
