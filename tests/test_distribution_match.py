@@ -554,3 +554,20 @@ def test_quantile_weight_adds_the_continuous_marginals_shape(predictor, tmp_path
     assert_resumes_bit_for_bit(tmp_path, tiny_images, straight, "match", **on)
     with pytest.raises(ValueError, match="quantile_weight"):
         DistributionMatch(predictor=predictor, mode="quantiles", quantile_weight=1.0)
+
+
+def test_measure_mixed_reads_continuous_entries_on_g_ema_and_classes_on_g(tmp_path, tiny_images):
+    """measure 'mixed' (docstring 6): with G_ema's synthesis zeroed (every face blank), after the first lever
+    step the running fake means of the continuous entries are the predictor's reading of the blank image,
+    while the classes' are not (they read the training G's batch)."""
+    on = dict(match_weight=1.0, match_interval=2, match_warmup=1, match_measure="mixed")
+    tr = Trainer(tiny_cfg(tmp_path / "mixed", **on), tiny_images)
+    with torch.no_grad():
+        for p in tr.G_ema.synthesis.parameters():
+            p.zero_()
+    tr.train_step()
+    res = tr.cfg.resolution
+    blank = tr.match.statistics(torch.zeros(2, 3, res, res)).double()[0]
+    c = tr.match.continuous_entries
+    torch.testing.assert_close(tr.match.mean_fake[c], blank[c])
+    assert not torch.allclose(tr.match.mean_fake[~c], blank[~c])

@@ -36,7 +36,12 @@ Method, every ``interval`` G steps (lazy), on ``batch // batch_shrink`` fresh fa
    measurement lags G by the EMA's half-life, and it oscillates: on v2 at 352 kimg the predictor read
    glasses on 33 % of G_ema's faces within 500 steps (reals 26 %); in the no-noise v3 runs the training G
    hopped between one eye colour and another for every face, and the judge's FD of G_ema swung 55-101 with
-   it. Read on "G" the hopping stopped (stop 18, bench/results/v3-early/README.md).
+   it. Read on "G" the hopping stopped (stop 18, bench/results/v3-early/README.md). "mixed" reads the
+   continuous entries on G_ema and the classes on G: with 10. (sharpened classes, a higher gain near a class
+   boundary) read on "ema" the training G drew one eye colour on every face and switched it every 250 steps
+   (86 % brown, then 97 % blue, then 100 %: bench/checkpoint_rates.py, stop24/checkpoint-rates-j2scl.json;
+   FD 79 at the third), read on "G" it settled within 500 steps -- but then G_ema's smile spread fell
+   behind G's (the predictor's clamped reading: G matched the reals, G_ema 4 % under), as at 352 kimg.
 
 7. What the loss asks of the batch (``mode``): "moments" (4. above), or "quantiles": the batch's own
    statistics, sorted per entry, against the reals' quantiles at the same ranks ((i + 1/2) / n for the
@@ -159,10 +164,10 @@ class DistributionMatch(nn.Module):
                  continuous: str = "raw", quantile_weight: float = 0.0, device="cpu"):
         super().__init__()
         if weight <= 0 or interval < 1 or batch_shrink < 1 or not 0 < decay <= 1 or warmup < 0 \
-                or measure not in ("G", "ema") or mode not in ("moments", "quantiles") or pool < 1 \
+                or measure not in ("G", "ema", "mixed") or mode not in ("moments", "quantiles") or pool < 1 \
                 or joint not in ("", "cov") or (joint and mode != "moments") or joint_weight < 0:
             raise ValueError("attribute match: weight > 0, interval >= 1, batch_shrink >= 1, 0 < decay <= 1, "
-                             "warmup >= 0, measure 'G' or 'ema', mode 'moments' or 'quantiles', pool >= 1, "
+                             "warmup >= 0, measure 'G', 'ema' or 'mixed', mode 'moments' or 'quantiles', pool >= 1, "
                              "joint '' or 'cov' (with mode 'moments'), joint_weight >= 0")
         if read not in READS:
             raise ValueError(f"attribute match: read {read!r}, use one of {READS}")
@@ -289,6 +294,8 @@ class DistributionMatch(nn.Module):
         with torch.no_grad():
             f_real = self.statistics(real)
             f_measured = f.detach() if measured is None else self.statistics(measured)
+            if measured is not None and self.measure == "mixed":          # docstring, 6: classes on G
+                f_measured = torch.where(self.continuous_entries.to(f.device), f_measured, f.detach())
         rate = max(1.0 / (int(self.calls) + 1), self.decay)
         if self.joint:
             joint_rate = max(1.0 / (int(self.joint_calls) + 1), self.decay)

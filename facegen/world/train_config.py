@@ -90,6 +90,7 @@ class TrainConfig:
     match_warmup: int = 50
     match_measure: str = "G"              # whose faces the running fake statistics read: the training "G" or
                                            #      "ema" (G_ema, the network that ships; G still takes the gradient)
+                                           #      or "mixed" (continuous on G_ema, classes on G)
     match_mode: str = "moments"            # the pull: running mean / spread errors ("moments") or the batch's
                                            #      sorted statistics against the reals' ("quantiles")
     match_joint: str = ""                  # "cov": also every pair's covariance (attributes drawn apart stay apart)

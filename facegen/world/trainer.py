@@ -198,7 +198,7 @@ class Trainer:
             c = None if c_fake_all is None else c_fake_all[:n]
             ws = G.mapping(z, c)                                                      # faces as sampled, no mixing
             measured = None
-            if self.match.measure == "ema":                                           # what ships, same z
+            if self.match.measure in ("ema", "mixed"):                                # what ships, same z
                 with torch.no_grad():
                     measured = self.G_ema.synthesis(self.G_ema.mapping(z, c), noise_mode=self.noise_mode)
             loss_m, m_stats = self.match.loss(G.synthesis(ws, noise_mode=self.noise_mode), x_real[:n], measured)
