@@ -571,3 +571,20 @@ def test_measure_mixed_reads_continuous_entries_on_g_ema_and_classes_on_g(tmp_pa
     c = tr.match.continuous_entries
     torch.testing.assert_close(tr.match.mean_fake[c], blank[c])
     assert not torch.allclose(tr.match.mean_fake[~c], blank[~c])
+
+
+def test_continuous_folded_reflects_values_past_the_range_back_inside(predictor):
+    """continuous "folded" (docstring, 11): a continuous statistic past 1 reads 2 - v, below 0 reads -v, in
+    range unchanged, so a face read further out counts as less extreme; probabilities are untouched."""
+    x, _ = _renders(range(12))
+    x = x.flip(2)                              # upside-down faces push some readings out of range
+    raw, folded = DistributionMatch(predictor=predictor), DistributionMatch(predictor=predictor, continuous="folded")
+    with torch.no_grad():
+        fr, ff = raw.statistics(x), folded.statistics(x)
+    cont = [i for i, (_, kind, _, _) in enumerate(raw.layout) if kind == "continuous"]
+    other = [i for i in range(len(raw.labels)) if i not in cont]
+    v = fr[:, cont]
+    assert (v > 1).any() or (v < 0).any()
+    torch.testing.assert_close(ff[:, cont], torch.where(v > 1, 2 - v, torch.where(v < 0, -v, v)))
+    assert float(ff[:, cont].min()) >= 0 and float(ff[:, cont].max()) <= 1 + 1e-6 or (v > 2).any()
+    torch.testing.assert_close(ff[:, other], fr[:, other])

@@ -112,6 +112,11 @@ Method, every ``interval`` G steps (lazy), on ``batch // batch_shrink`` fresh fa
    up the spread the lever asked for: raw sd 0.279 vs renders' 0.276, clamped 0.267, while the upper quartile
    sat at 0.69 vs 0.79 (the judge: 0.66 vs 0.79, spread -10 % of its own on renders). Clamped, a face
    beyond the range counts as the range's end, so the spread must come from more faces at the ends.
+   "folded" reflects a value past an end back inside (1.2 reads 0.8, -0.1 reads 0.1): a face read past the
+   range counts as less extreme the further out it is, so the pull brings it back to the end. Why: clamped
+   (with 10. and 12., stop 24) G still drew 5-6 % of its smiles out of range, and the judge read those as
+   middling -- G's spread by the predictor, clamped, -2 % of renders', by the judge -8 % of its own
+   (bench/lever_reading.py on the training G of step 78750).
 
 12. The continuous marginals' shape (``quantile_weight`` > 0, with mode "moments"): the sorted-quantile term
    of 7., on the continuous entries only, added to the moments pull at this relative weight once the pool of
@@ -138,8 +143,9 @@ from facegen.world.running_moments import fold_covariance
 
 __all__ = ["DistributionMatch", "statistics_layout", "build_distribution_match", "CONTINUOUS"]
 
-#: How a continuous statistic is read (docstring, 11): the head's raw output, or clamped to its range [0, 1].
-CONTINUOUS = ("raw", "clamped")
+#: How a continuous statistic is read (docstring, 11): the head's raw output, clamped to its range [0, 1], or
+#: folded back into it at the ends.
+CONTINUOUS = ("raw", "clamped", "folded")
 
 
 def statistics_layout(predictor) -> list[tuple[str, str, int, int]]:
@@ -245,7 +251,7 @@ class DistributionMatch(nn.Module):
         cols, groups = [], {}
         for label, kind, i, k in self.layout:
             if kind == "continuous":                                           # docstring, 11
-                cols.append(out[:, i].clamp(0.0, 1.0) if self.continuous == "clamped" else out[:, i])
+                cols.append(self._in_range(out[:, i]))
             elif kind == "bool":
                 cols.append(torch.sigmoid(out[:, i] / self.sharpen))          # docstring, 10
             else:
@@ -254,6 +260,14 @@ class DistributionMatch(nn.Module):
                     groups[i] = (out[:, i:i + width] / self.sharpen).softmax(1)
                 cols.append(groups[i][:, k])
         return torch.stack(cols, 1)
+
+    def _in_range(self, v: torch.Tensor) -> torch.Tensor:
+        """A continuous statistic as ``continuous`` reads it (docstring, 11)."""
+        if self.continuous == "clamped":
+            return v.clamp(0.0, 1.0)
+        if self.continuous == "folded":
+            return torch.where(v > 1, 2 - v, v).abs()
+        return v
 
     @torch.no_grad()
     def _fold(self, side: str, f: torch.Tensor, rate: float) -> None:

@@ -98,7 +98,8 @@ class TrainConfig:
     match_joint_skip: str = ""             #      attributes whose pairs are left out (comma list, e.g. eye_color)
     match_read: str = "plain"              # how the predictor sees faces and reals: 'plain' | 'augment'
     match_sharpen: float = 1.0             # temperature of booleans' / categoricals' probabilities (< 1: counts)
-    match_continuous: str = "raw"          # continuous statistics: 'raw' head output | 'clamped' to [0, 1]
+    match_continuous: str = "raw"          # continuous statistics: 'raw' head output | 'clamped' to [0, 1] |
+                                           #      'folded' back into [0, 1] at its ends
     match_quantile_weight: float = 0.0     # > 0: also the continuous marginals' sorted quantiles (their shape)
 
 
