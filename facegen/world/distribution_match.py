@@ -40,8 +40,10 @@ Method, every ``interval`` G steps (lazy), on ``batch // batch_shrink`` fresh fa
    continuous entries on G_ema and the classes on G: with 10. (sharpened classes, a higher gain near a class
    boundary) read on "ema" the training G drew one eye colour on every face and switched it every 250 steps
    (86 % brown, then 97 % blue, then 100 %: bench/checkpoint_rates.py, stop24/checkpoint-rates-j2scl.json;
-   FD 79 at the third), read on "G" it settled within 500 steps -- but then G_ema's smile spread fell
-   behind G's (the predictor's clamped reading: G matched the reals, G_ema 4 % under), as at 352 kimg.
+   FD 79 at the third); read on "G" (from the first of those) the training G still swung (brown 95 -> 60 ->
+   2 %) but G_ema held (brown 49-50 %, FD 14.4-15.2; stop24/checkpoint-rates-sclg-qm.json), and G_ema's
+   smile spread fell behind G's (the predictor's clamped reading: G matched the reals, G_ema 4 % under), as
+   at 352 kimg. Read "mixed" (with 12.) the training G swung less (brown 33 -> 54 -> 50 %, G_ema 55-57 %).
 
 7. What the loss asks of the batch (``mode``): "moments" (4. above), or "quantiles": the batch's own
    statistics, sorted per entry, against the reals' quantiles at the same ranks ((i + 1/2) / n for the
