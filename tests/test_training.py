@@ -124,6 +124,10 @@ def test_checkpoint_resumes_bit_for_bit(tmp_path, tiny_images):
     torch.save(st, tmp_path / "older.pt")
     G = facegen.load_generator(export_checkpoint(tmp_path / "older.pt", tmp_path / "exported-older"))
     assert torch.equal(G.state_dict()["mapping.fc0.weight"], first.G_ema.state_dict()["mapping.fc0.weight"])
+    # network "G": the training generator, not the average (they differ after a few steps)
+    G = facegen.load_generator(export_checkpoint(ckpt, tmp_path / "exported-G", network="G"))
+    assert torch.equal(G.state_dict()["mapping.fc0.weight"], first.G.state_dict()["mapping.fc0.weight"])
+    assert not torch.equal(first.G.state_dict()["mapping.fc0.weight"], first.G_ema.state_dict()["mapping.fc0.weight"])
 
 
 def test_train_cli_runs_and_exports(tmp_path, tiny_images):

@@ -70,13 +70,18 @@ def checkpoint_config(st: dict) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in st["cfg"].items() if k in known})
 
 
-def export_checkpoint(checkpoint, folder, **meta) -> Path:
+def export_checkpoint(checkpoint, folder, network: str = "G_ema", **meta) -> Path:
     """Write the G_ema of a training checkpoint (or compact resume file) as a Hub-native folder (e.g. an
-    interim snapshot); a run's removed options do not stop it (:func:`checkpoint_config`)."""
+    interim snapshot); a run's removed options do not stop it (:func:`checkpoint_config`). ``network`` "G"
+    writes the training generator instead (to tell what the weight average changes; it never ships)."""
+    if network not in ("G_ema", "G"):
+        raise ValueError(f"export: network {network!r}, use 'G_ema' or 'G'")
     st = read_resume(checkpoint)
     cfg = checkpoint_config(st)
     G, _ = build_networks(cfg)
-    G.load_state_dict(st["G_ema"])
+    G.load_state_dict(st[network])
+    if network == "G":
+        meta = {"network": "training G (not the weight average)", **meta}
     G.meta = {"trained_kimg": round(st["images_seen"] / 1000, 1), "train_minutes": round(st["elapsed"] / 60, 1),
               "data": cfg.data, **meta}
     return G.eval().save_pretrained(folder)

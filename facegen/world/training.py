@@ -176,6 +176,8 @@ def cli_main(argv) -> int:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--export-checkpoint", default=None, metavar="CKPT",
                    help="only export the G_ema of CKPT to --export, no training")
+    p.add_argument("--export-network", default="G_ema", choices=("G_ema", "G"),
+                   help="--export-checkpoint: the weight average (default) or the training G")
     p.add_argument("--export-discriminator", default=None, metavar="CKPT",
                    help="only write the D of CKPT to --export/discriminator.safetensors, no training")
     p.add_argument("--export-resume", default=None, metavar="CKPT",
@@ -193,8 +195,9 @@ def cli_main(argv) -> int:
     if d_ckpt:
         print(export_discriminator(d_ckpt, args["export"] or "exported"))
         return 0
+    network = args.pop("export_network")
     if args.get("export_checkpoint"):
-        print(export_checkpoint(args["export_checkpoint"], args["export"] or "exported"))
+        print(export_checkpoint(args["export_checkpoint"], args["export"] or "exported", network=network))
         return 0
     args.pop("export_checkpoint")
     threads = args.pop("threads")
