@@ -139,15 +139,11 @@ from typing import Optional
 import torch
 from torch import nn
 
-from facegen.world.predictor_images import READS, lever_input
+from facegen.world.predictor_images import CONTINUOUS, READS, in_range, lever_input
 from facegen.world.predictor_network import CIRCULAR
 from facegen.world.running_moments import fold_covariance
 
 __all__ = ["DistributionMatch", "statistics_layout", "build_distribution_match", "CONTINUOUS"]
-
-#: How a continuous statistic is read (docstring, 11): the head's raw output, clamped to its range [0, 1], or
-#: folded back into it at the ends.
-CONTINUOUS = ("raw", "clamped", "folded")
 
 
 def statistics_layout(predictor) -> list[tuple[str, str, int, int]]:
@@ -253,7 +249,7 @@ class DistributionMatch(nn.Module):
         cols, groups = [], {}
         for label, kind, i, k in self.layout:
             if kind == "continuous":                                           # docstring, 11
-                cols.append(self._in_range(out[:, i]))
+                cols.append(in_range(out[:, i], self.continuous))
             elif kind == "bool":
                 cols.append(torch.sigmoid(out[:, i] / self.sharpen))          # docstring, 10
             else:
@@ -262,14 +258,6 @@ class DistributionMatch(nn.Module):
                     groups[i] = (out[:, i:i + width] / self.sharpen).softmax(1)
                 cols.append(groups[i][:, k])
         return torch.stack(cols, 1)
-
-    def _in_range(self, v: torch.Tensor) -> torch.Tensor:
-        """A continuous statistic as ``continuous`` reads it (docstring, 11)."""
-        if self.continuous == "clamped":
-            return v.clamp(0.0, 1.0)
-        if self.continuous == "folded":
-            return torch.where(v > 1, 2 - v, v).abs()
-        return v
 
     @torch.no_grad()
     def _fold(self, side: str, f: torch.Tensor, rate: float) -> None:

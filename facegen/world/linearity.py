@@ -83,7 +83,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from facegen.world.predictor_images import READS, lever_input
+from facegen.world.predictor_images import READS, in_range, lever_input
 from facegen.world.running_moments import fold_covariance
 
 __all__ = ["LinearDecodability", "DEFAULT_ATTRIBUTES", "BOOL_TARGETS", "SPREADS"]
@@ -152,7 +152,7 @@ class LinearDecodability(nn.Module):
         P = self._predictor[0]
         out = P(lever_input(P, img, self.read))[1][:, self.columns]     # ``read`` in the module docstring
         boolean = out.sigmoid() if self.bool_target == "prob" else out.clamp(-self.logit_clip, self.logit_clip)
-        value = out.clamp(0.0, 1.0) if self.continuous == "clamped" else out      # ``continuous``, docstring
+        value = in_range(out, self.continuous)                                    # ``continuous``, docstring
         return torch.where(self.is_logit.to(out.device), boolean, value)
 
     def load_state_dict(self, state, strict: bool = True, assign: bool = False):

@@ -22,7 +22,8 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["resize", "blur", "augment", "READS", "lever_input", "CORRUPTIONS", "make_corruptions"]
+__all__ = ["resize", "blur", "augment", "READS", "lever_input", "CONTINUOUS", "in_range", "CORRUPTIONS",
+           "make_corruptions"]
 
 
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -92,6 +93,20 @@ def lever_input(predictor, img: torch.Tensor, read: str) -> torch.Tensor:
         raise ValueError(f"predictor read {read!r}: use one of {READS}")
     x = predictor.prepare_tensor(img, (-1.0, 1.0))
     return augment(x, None) if read == "augment" else x
+
+
+#: How a lever reads a continuous attribute's head output (:func:`in_range`).
+CONTINUOUS = ("raw", "clamped", "folded")
+
+
+def in_range(v: torch.Tensor, how: str) -> torch.Tensor:
+    """A continuous head output as a lever reads it: "raw", "clamped" to its range [0, 1], or "folded" back
+    into it at the ends (1.2 reads 0.8, -0.1 reads 0.1); differentiable."""
+    if how == "clamped":
+        return v.clamp(0.0, 1.0)
+    if how == "folded":
+        return torch.where(v > 1, 2 - v, v).abs()
+    return v
 
 
 CORRUPTIONS = ("noise", "pixel_shuffle", "blobs", "patch_shuffle", "face_patch_shuffle", "colour_field")
