@@ -332,3 +332,47 @@ def test_continuous_clamped_scores_stay_in_range(predictor, tmp_path):
     assert build_linearity(tiny_cfg(tmp_path, lin_weight=1.0, lin_continuous="clamped"), "cpu").continuous == "clamped"
     with pytest.raises(ValueError, match="continuous"):
         LinearDecodability(16, predictor=predictor, continuous="clip")
+
+
+def test_attribute_weights_scale_one_attributes_term_and_its_gradient(predictor, tmp_path):
+    """attribute_weights {"smile": 3}: the loss is the mean of the unexplained fractions with smile's counted
+    three times (the others once), smile's scores get three times the gradient of the plain lever and the
+    others the same; the factors come from the config ("smile=3"); unread attributes, negative factors and
+    unparsable items refused."""
+    from facegen.world.linearity import build_linearity, parse_attribute_weights
+    torch.manual_seed(0)
+    d, n = 12, 64
+    plain = LinearDecodability(d, predictor=predictor, warmup=1)
+    weighted = LinearDecodability(d, predictor=predictor, warmup=1, attribute_weights={"smile": 3})
+    k = len(plain.order)
+    mix = torch.randn(d, k)
+    for _ in range(20):
+        w = torch.randn(n, d)
+        s = w @ mix / d ** 0.5 + torch.randn(n, k)
+        plain.update(w, s)
+        weighted.update(w, s)
+    w = torch.randn(n, d)
+    s = w @ mix / d ** 0.5 + torch.randn(n, k)
+    grads, losses, stats = {}, {}, {}
+    for name, lever in (("plain", plain), ("weighted", weighted)):
+        x = s.clone().requires_grad_(True)
+        loss, stats[name] = lever.loss_of_scores(x, w)
+        loss.backward()
+        grads[name], losses[name] = x.grad, loss.item()
+    u = torch.tensor([stats["plain"][f"lin_{a}"] for a in plain.order])
+    i = plain.order.index("smile")
+    factors = torch.ones(k)
+    factors[i] = 3
+    assert losses["weighted"] == pytest.approx(float((u * factors).mean()) * plain.weight * plain.interval, rel=1e-5)
+    torch.testing.assert_close(grads["weighted"][:, i], 3 * grads["plain"][:, i])
+    others = [j for j in range(k) if j != i]
+    torch.testing.assert_close(grads["weighted"][:, others], grads["plain"][:, others])
+    assert parse_attribute_weights(" smile=3, age=0.5 ") == {"smile": 3.0, "age": 0.5}
+    lever = build_linearity(tiny_cfg(tmp_path, lin_weight=1.0, lin_attribute_weights="smile=3"), "cpu")
+    assert lever.factors[lever.order.index("smile")] == 3 and float(lever.factors.sum()) == k + 2
+    for bad in ({"hair_colour": 2.0}, {"smile": -1.0}):
+        with pytest.raises(ValueError, match="attribute weights"):
+            LinearDecodability(d, predictor=predictor, attribute_weights=bad)
+    for bad in ("smile", "smile=much"):
+        with pytest.raises(ValueError, match="attribute weight"):
+            parse_attribute_weights(bad)

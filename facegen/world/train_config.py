@@ -84,6 +84,7 @@ class TrainConfig:
     lin_read: str = "plain"                # how the predictor sees G's faces: 'plain' | 'augment' (its training
                                            #      augmentation, predictor_images.lever_input)
     lin_continuous: str = "raw"            # continuous scores: 'raw' head output | 'clamped' to [0, 1]
+    lin_attribute_weights: str = ""        # factors on single attributes' terms, e.g. 'smile=3' (others 1)
     match_weight: float = 0.0              # > 0: match the predictor's attribute distribution of fakes to the
     match_interval: int = 4                #      reals' (distribution_match.py)
     match_batch_shrink: int = 2
