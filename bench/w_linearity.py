@@ -49,7 +49,8 @@ from facegen.engine.synthesis import synthesize  # noqa: E402
 from facegen.world.attributes import ATTRIBUTE_SPEC, attributes_to_vector, seed_attributes  # noqa: E402
 from facegen.world.judge import load_judge  # noqa: E402
 from facegen.world.predictor import load_world_predictor  # noqa: E402
-from facegen.world.quality_goals import binary_labels, heldout_split, w_linear_accuracy  # noqa: E402
+from facegen.world.quality_goals import (binary_labels, heldout_split, w_linear_accuracy,  # noqa: E402
+                                         w_linear_split_spread)
 from facegen.world.render import render_batch  # noqa: E402
 from results_io import write_json  # noqa: E402
 
@@ -116,14 +117,6 @@ def ceiling(judge, predictor, n: int, size: int) -> dict:
             "ambiguity": ambiguity(pred)}
 
 
-def split_spread(w: np.ndarray, labels: dict, splits: int) -> dict:
-    """{attribute: [mean, standard deviation]} of the goal's held-out accuracy over split seeds 0..splits-1
-    (seed 0 is the goal's own split)."""
-    runs = [w_linear_accuracy(w, labels, seed=s) for s in range(splits)]
-    return {a: [round(float(np.mean([r[a] for r in runs])), 4), round(float(np.std([r[a] for r in runs])), 4)]
-            for a in labels}
-
-
 def generated(G, n: int) -> tuple:
     """(ws, faces) of seeds 0..n-1 at ψ 1 with constant noise: the goal's faces."""
     with torch.no_grad():
@@ -142,10 +135,10 @@ def generator_readings(G, judge, predictor, n: int, splits: int = 10, goal_n: in
     return {"fingerprint": G.fingerprint, "ambiguity": ambiguity(pred, w),
             "linear": w_linear_accuracy(w, lab_const),
             "mlp": mlp_accuracy(w, lab_const),
-            "goal_n_splits": split_spread(w[:goal_n], {a: v[:goal_n] for a, v in lab_const.items()}, splits),
+            "goal_n_splits": w_linear_split_spread(w[:goal_n], {a: v[:goal_n] for a, v in lab_const.items()}, splits),
             "noise_flip_rate": {a: round(float((lab_const[a] != lab_random[a]).mean()), 4) for a in GOAL_ATTRIBUTES},
             "predictor_agreement": agreement(lab_const, lab_pred),
-            "goal_n_splits_predictor": split_spread(w[:goal_n], {a: v[:goal_n] for a, v in lab_pred.items()}, splits)}
+            "goal_n_splits_predictor": w_linear_split_spread(w[:goal_n], {a: v[:goal_n] for a, v in lab_pred.items()}, splits)}
 
 
 def main(argv=None) -> int:

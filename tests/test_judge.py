@@ -132,12 +132,11 @@ def test_w_linear_accuracy_measures_linearity_and_cannot_pass_on_a_rare_label():
         assert abs(acc[k] - 0.5) < 0.08, acc
 
 
-def test_w_linearity_bench_split_noise_reads_the_goals_estimator_over_other_splits():
-    """bench/w_linearity.py's split-noise reading: split seed 0 is the goal's own reading; a label near its
-    boundary moves with the held-out faces (sd > 0), a cleanly separable one hardly does."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    from w_linearity import split_spread
-    from facegen.world.quality_goals import w_linear_accuracy
+def test_w_linear_split_spread_reads_the_goals_estimator_over_other_splits():
+    """The split-noise reading (quality goals' ``w_linear_splits``, bench/w_linearity.py): split seed 0 is the
+    goal's own reading; a label near its boundary moves with the held-out faces (sd > 0), a cleanly
+    separable one hardly does."""
+    from facegen.world.quality_goals import w_linear_accuracy, w_linear_split_spread as split_spread
     rng = np.random.default_rng(1)
     w = rng.normal(size=(1000, 16))
     s = w @ rng.normal(size=16)
@@ -281,6 +280,8 @@ def test_bench_quality_writes_the_goal_keys_with_the_baseline_from_the_same_run(
         assert k in q, k
     assert q["fd_judge_floor"] < q["fd_judge"] < q["fd_judge_v1"], q
     assert set(q["w_linear_accuracy"]) == {"smile", "gender", "beard", "glasses", "age"}
+    for name, (mean, sd) in q["w_linear_splits"].items():        # seed 0 (the goal's split) among the ten
+        assert abs(q["w_linear_accuracy"][name] - mean) <= 3 * sd + 1e-9, (name, mean, sd)   # max dev of 1 in 10
     assert {n for n, *_ in __import__("facegen.world.attributes", fromlist=["x"]).ATTRIBUTE_SPEC} == \
         set(q["attribute_rates"])
     assert 0 <= q["detector"]["found_rate"] <= 1 and q["detector"]["n"] == 48

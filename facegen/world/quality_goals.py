@@ -27,7 +27,9 @@ Metrics
   faces (ψ 1): booleans at p = 0.5, continuous attributes split at their median; w (the mapping's
   output) standardised; class-balanced logistic regression (scikit-learn, C = 1) fitted on 80 %;
   **balanced** accuracy on the held-out 20 % (so a rare attribute cannot pass by always saying "no";
-  chance is 0.5) -- the protocol of ``facegen.packs.directions``.
+  chance is 0.5) -- the protocol of ``facegen.packs.directions``. Beside it (diagnostic, the goal stays
+  the one split), ``w_linear_splits``: the mean and standard deviation of the same fit over split seeds
+  0-9 of the same faces -- how far the goal's reading moves by the choice of held-out faces alone.
 * ``hf_energy_ratio``: luminance (Rec. 601) of each image in [0, 1], its mean removed, times a 2-D
   Hann window; power spectrum |FFT|² / (H W); the **band** is every frequency with radius
   sqrt(fx² + fy²) >= 0.25 cycles per pixel (the upper half of the range up to Nyquist, 0.5, and the
@@ -145,6 +147,14 @@ def w_linear_accuracy(w: np.ndarray, labels: dict, test_fraction: float = 0.2, s
     return out
 
 
+def w_linear_split_spread(w: np.ndarray, labels: dict, splits: int = 10) -> dict:
+    """{attribute: [mean, standard deviation]} of :func:`w_linear_accuracy` over split seeds 0..splits-1
+    (seed 0 is the goal's own split)."""
+    runs = [w_linear_accuracy(w, labels, seed=s) for s in range(splits)]
+    return {a: [round(float(np.mean([r[a] for r in runs])), 4), round(float(np.std([r[a] for r in runs])), 4)]
+            for a in labels}
+
+
 # ---------------------------------------------------------------------------
 # spectrum
 # ---------------------------------------------------------------------------
@@ -245,7 +255,9 @@ def measure_goals(G, judge, baseline=None, n: int = 1000, renders=None, detector
     q["baseline_fingerprint"] = getattr(baseline or G, "fingerprint", None)
     log(f"  Fréchet distances done (judge features, n={n})")
     q["attribute_rates"] = attribute_rates(p_gen, ref_labels, p_ref)
-    q["w_linear_accuracy"] = w_linear_accuracy(w, {k: binary_labels(p_gen, k) for k in W_LINEAR_ATTRIBUTES})
+    w_labels = {k: binary_labels(p_gen, k) for k in W_LINEAR_ATTRIBUTES}
+    q["w_linear_accuracy"] = w_linear_accuracy(w, w_labels)
+    q["w_linear_splits"] = w_linear_split_spread(w, w_labels)
     spec = spectrum_ratio(gen, ref)
     q["hf_energy_ratio"] = spec.pop("hf_energy_ratio")
     q["spectrum"] = spec
