@@ -99,8 +99,11 @@ SECOND_JUDGE = {"smile": "smiling", "age": "old", "gender": "male", "glasses": "
                 "hair_length": "long-hair", "skin_tone": "skin:dark"}
 
 
-def run_sweeps(G, ds, P, names, seeds, values, layers, mode, C=None):
-    """mode: 'plain', 'conditional' or 'guided'; C: the independent judge (ClassClassifier) or None."""
+def run_sweeps(G, ds, P, names, seeds, values, layers, mode, C=None, per_face=False):
+    """mode: 'plain', 'conditional' or 'guided'; C: the independent judge (ClassClassifier) or None;
+    per_face: also each face's raw target scores along the sweep (what its rho ranks), rounded to 0.01, and
+    their summary: the share of faces monotone over each half of the sweep, the median range over the first
+    half, how many faces score above 0 (a boolean's logit: drawn) at either end."""
     spec = {n: (k, r) for n, k, r in P.spec}
     ws = L.seeds_to_ws(G, seeds, psi=0.7).numpy()
     out = {}
@@ -125,6 +128,14 @@ def run_sweeps(G, ds, P, names, seeds, values, layers, mode, C=None):
                      "target_change": change[name],
                      "others_change_mean": float(np.mean([change[n] for n in others])),
                      "others_change": {n: round(change[n], 4) for n in others}}
+        if per_face:
+            out[name]["raw_target_per_face"] = np.round(raw, 2).tolist()
+            half = len(values) // 2                  # where the sweep's two halves meet (the unedited face)
+            out[name]["per_face_summary"] = {
+                "monotone_share_first_half": float(np.mean(np.all(np.diff(raw[:, :half + 1]) >= 0, 1))),
+                "monotone_share_second_half": float(np.mean(np.all(np.diff(raw[:, half:]) >= 0, 1))),
+                "range_first_half_median": float(np.median(np.ptp(raw[:, :half + 1], 1))),
+                "above_zero_at_start": int((raw[:, 0] > 0).sum()), "above_zero_at_end": int((raw[:, -1] > 0).sum())}
         if C is not None:
             probs = C.probs(imgs).reshape(len(seeds), len(values), -1)
             cols = {a: C.index([c])[0] for a, c in SECOND_JUDGE.items() if a in ds.names}
@@ -225,6 +236,8 @@ def main(argv=None) -> int:
     p.add_argument("--attributes", default=None, help="comma-separated subset (default: all in the file)")
     p.add_argument("--write-metrics", action="store_true", help="store the results in the directions' metrics.json")
     p.add_argument("--no-speed", action="store_true")
+    p.add_argument("--per-face", action="store_true",
+                   help="also store each face's raw target scores along each sweep (raw_target_per_face)")
     p.add_argument("--json", default=None, help="also write the results (and the command) to this JSON file")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -246,7 +259,7 @@ def main(argv=None) -> int:
     from facegen.packs.classifier import load_classifier
     C = load_classifier(pack.path("classifier"))
     t0 = time.perf_counter()
-    runs = {m: run_sweeps(G, ds, P, names, seeds, values, layers, m, C) for m in MODES}
+    runs = {m: run_sweeps(G, ds, P, names, seeds, values, layers, m, C, args.per_face) for m in MODES}
     t_sweeps = time.perf_counter() - t0
     print(f"{'':<12} {'median rho (faces >= 0.95)':^39}   {'target Δ':^20}   {'others Δ (world predictor)':^26}   "
           f"{'others Δ (independent)':^22}")

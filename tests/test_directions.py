@@ -395,3 +395,28 @@ def test_guided_editing_keeps_the_others_and_moves_the_target(shipped, mini):
 
 def test_no_guide_for_other_labellers(bright, G):
     assert editing.guide_for(G, bright) is None          # directions labelled by another labeller: conditional
+
+
+@needs_predictor
+def test_edit_bench_per_face_stores_what_each_faces_rho_ranks(tmp_path):
+    """bench/edit.py --per-face: each direction's entry holds every face's raw target scores along the
+    sweep, and the reported median rho is the median of those faces' Spearman rho against the sweep."""
+    import subprocess
+    import sys
+    out = tmp_path / "edit.json"
+    r = subprocess.run([sys.executable, "bench/edit.py", "--model", "mini", "--faces", "4", "--steps", "5",
+                        "--attributes", "beard,smile", "--no-speed", "--per-face", "--json", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=110)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    sweep = np.linspace(-2.5, 2.5, 5)
+    for mode in ("plain", "conditional", "guided"):
+        for name in ("beard", "smile"):
+            entry = res[mode][name]
+            raw = np.asarray(entry["raw_target_per_face"])
+            assert raw.shape == (4, 5)
+            rho = [spearmanr(sweep, v)[0] if np.ptp(v) > 0 else 0.0 for v in raw]
+            assert np.median(np.nan_to_num(rho)) == pytest.approx(entry["rho_median"], abs=0.06)
+            summary = entry["per_face_summary"]
+            assert summary["above_zero_at_end"] == int((raw[:, -1] > 0).sum())
+            assert summary["monotone_share_second_half"] == np.mean(np.all(np.diff(raw[:, 2:]) >= 0, 1))
