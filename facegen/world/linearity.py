@@ -73,7 +73,10 @@ as an ordinary smile (bench/lever_reading.py, bench/results/v2-cpu-ema20lin-noau
 already at the range's end is not pushed past it.
 
 ``attribute_weights``: {attribute: factor} on an attribute's term in the mean of 4. (1 for the others), to
-press on the one attribute that misses the goal without pressing harder on those that meet it.
+press on the one attribute that misses the goal without pressing harder on those that meet it. Measured
+(stop 25, bench/results/v2-cpu-ema20lin-noaug/README.md): from a point where smile alone missed (0.83 over ten
+splits of the goal's faces), ``smile=3`` and then ``smile=6,age=2`` brought smile to 0.88-0.90 and its spread
+from -14 % to -1 ... -3 % of the world's within 1,750 steps, the other four at 0.86-0.97, FD 11.8-13.0.
 
 State (checkpointed): the running statistics, the step count and the boolean target. The predictor is not
 part of the state (it is the shipped file, loaded at start).
@@ -236,13 +239,11 @@ def parse_attribute_weights(text: str) -> dict:
     """'smile=3,age=2' -> {'smile': 3.0, 'age': 2.0} (the ``lin_attribute_weights`` option)."""
     out = {}
     for item in (t.strip() for t in text.split(",") if t.strip()):
-        name, sep, value = item.partition("=")
+        name, _, value = item.partition("=")
         try:
-            out[name.strip()] = float(value)
+            out[name.strip()] = float(value)      # no "=" leaves value empty: refused here too
         except ValueError:
             raise ValueError(f"linear decodability: attribute weight {item!r}, write name=factor") from None
-        if not sep:
-            raise ValueError(f"linear decodability: attribute weight {item!r}, write name=factor")
     return out
 
 
