@@ -22,9 +22,11 @@ For every class and method, `--n` faces at truncation `--psi`, on one CPU thread
 
 Methods: ``unconditional`` (the base rate, for reference), ``rejection`` (sample, classify, keep),
 ``zcode`` (z-code generator, no check: the app's check "none"), ``zcode+check`` (z-code proposals,
-rejection by the classifier: the app's default), ``zcode+check+varied`` (the same, 4x as many hits, the
+rejection by the classifier: the app's default without recipes), ``zcode+check+varied`` (the same, 4x as many hits, the
 64 most varied of them kept by ``customize.varied_subset``: the app's "most varied"), and ``finetuned``
-(a generator fine-tuned on the class, where the pack names one: ``pack.get("finetuned")``). Goals: hit rate
+(a generator fine-tuned on the class, where the pack names one: ``pack.get("finetuned")``), and ``auto``
+(the app's default where the pack has measured recipes, ``facegen.packs.recipes``: the class's recipe, with the
+app's own sample budget; the recipes were measured on other seeds). Goals: hit rate
 >= 95 % with diversity >= 80 % of unconditional; the z-code generator faster than rejection for rare
 classes (base rate < 15 %).
 
@@ -54,11 +56,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from facegen.features import customize as cz  # noqa: E402
+from facegen.features.customize_recipes import mean_pairwise, reference_spread as reference_diversity  # noqa: E402
 from facegen import load_generator  # noqa: E402
 from facegen.engine import registry  # noqa: E402
 from facegen.labels.classes import label_table  # noqa: E402
 from facegen.packs.classifier import load_classifier, load_zcodes  # noqa: E402
 from facegen.packs.pack import find_pack, load_pack, require  # noqa: E402
+from facegen.packs.recipes import load_recipes  # noqa: E402
 from facegen.world.classes import WORLD_CLASSES, label_bank  # noqa: E402
 from facegen.world.judge import load_judge  # noqa: E402
 from facegen.world.quality import TEST_SEED_BASE  # noqa: E402
@@ -69,19 +73,6 @@ from results_io import write_json  # noqa: E402
 
 SEED = 900_000
 RARE = 0.15
-
-
-def mean_pairwise(feats: np.ndarray) -> float:
-    f = torch.from_numpy(feats).double()
-    d = torch.cdist(f, f)
-    n = len(f)
-    return float(d.sum() / max(1, n * (n - 1)))
-
-
-def reference_diversity(feats: np.ndarray, n: int) -> float:
-    """The mean pairwise feature distance of consecutive sets of n faces (the class sets' own n: the
-    estimate's bias matches)."""
-    return float(np.mean([mean_pairwise(feats[i:i + n]) for i in range(0, len(feats) - n + 1, n)]))
 
 
 def class_ceiling(P, pred: dict, feats: np.ndarray, names: list, n: int, ref_div: float, label: str) -> dict:
@@ -158,6 +149,7 @@ def main(argv=None) -> int:
         C = load_classifier(require(pack, "classifier", "bench/customize.py"))
         J = None if a.no_second_judge else load_judge()
         bank = load_zcodes(a.zcodes or require(pack, "zcodes", "bench/customize.py"), G=G)
+        recipes = load_recipes(pack) is not None
         names = names or bank.classes
 
     # Unconditional reference: base rates and feature spread.
@@ -214,6 +206,8 @@ def main(argv=None) -> int:
             "zcode+check+varied": lambda: cz.rejection_sample(G, [name], a.n, a.psi, seed, C, max_tries=4 * max_tries,
                                                               variety=cz.VARIETY, propose=propose),
         }
+        if recipes:     # the app's default: the pack's measured recipe for the class
+            runs["auto"] = lambda: cz.customize(G, pack, [name], "auto", a.n, a.psi, seed)
         if name in finetuned:
             reg, Gf = finetuned[name]
             zf = torch.randn(a.n, Gf.z_dim, generator=torch.Generator().manual_seed(seed))
@@ -237,6 +231,7 @@ def main(argv=None) -> int:
             rows.append({"class": name, "method": method, "base_rate": base, "hit": j["hit"], "self_hit": j["self_hit"],
                          "valid": j["valid"], "diversity": mean_pairwise(j["feats"]) / ref_div,
                          "ms_per_face": secs / out["kept"] * 1000, "kept": int(out["kept"]), "tries": int(out["tries"]),
+                         **({"recipe": out["recipe"]} if "recipe" in out else {}),
                          **{k: j[k] for k in ("hit_second_judge", "hit_both_judges") if k in j}})
         if a.grid:
             grid.append(cz.zcode_sample(G, name, 8, a.psi, 0, bank)["images"])

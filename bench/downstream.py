@@ -14,7 +14,8 @@ command, every bench's seconds) and ``<out>.md`` (one table, the goals in the la
   conditional and guided editing; the median of the directions' median rho; leakage: the mean change of the
   other attributes over a sweep (world predictor and the independent classifier) next to the target's change;
 * **customisation** (``bench/customize.py``): classes meeting hit >= 95 % with diversity >= 0.8, for the app's
-  default (z-code + check), for the best method per class, and how many classes' ceilings reach 0.8;
+  default (``auto``, the pack's measured recipe per class, where the pack has recipes; else z-code + check), for
+  z-code + check, for the best method per class, and how many classes' ceilings reach 0.8;
 * **encoding** (``bench/encode.py``): PSNR and attribute error (world predictor vs the render's truth) of
   the encoder alone and after refinement, on held-out renders;
 * **faceswap** (``bench/faceswap.py``): likeness (swapped / target distance to A's mean face; lower is better),
@@ -159,6 +160,7 @@ def summarise_customize(r: dict) -> dict:
                          "mean_diversity": float(np.mean([x["diversity"] for x in sel]))}
     ceil = [x.get("ceiling_diversity") for x in r["rows"] if x["method"] == "unconditional"]
     out = {"classes": len(classes), "per_method": per_method,
+           "app_default": "auto" if "auto" in per_method else "zcode+check",     # auto: the pack has recipes
            "met_any_method": sum(any(class_goal_met(x) for x in rows if x["class"] == c) for c in classes),
            "ceiling_ge_0.8": sum((c or 0) >= CLASS_DIVERSITY for c in ceil)}
     if rows and all("hit_second_judge" in x for x in rows if x["kept"]):     # benches run with the second judge
@@ -207,7 +209,11 @@ def table_rows(s: dict) -> list:
                 v = v[k]
             return fmt.format(v) if v is not None else "-"
         return get
-    default = "zcode+check"
+    def app_default(key, fmt):
+        def get(m):
+            c = m.get("customize") or {}
+            return g("customize", "per_method", c.get("app_default", "zcode+check"), key, fmt=fmt)(m)
+        return get
     return [
         ("editing: directions monotone (median rho >= 0.95), plain", g("edit", "plain", "monotone", fmt="{}"), "8 / 8"),
         ("editing: directions monotone, conditional", g("edit", "conditional", "monotone", fmt="{}"), ""),
@@ -217,17 +223,18 @@ def table_rows(s: dict) -> list:
         ("editing: leakage (others' change), plain", g("edit", "plain", "others_change"), "lower"),
         ("editing: leakage, guided", g("edit", "guided", "others_change"), "lower"),
         ("editing: leakage, plain, independent judge", g("edit", "plain", "others_change_independent"), "lower"),
-        ("customisation: classes with hit >= 95 % and diversity >= 0.8, z-code + check (app default)",
-         g("customize", "per_method", default, "met", fmt="{}"), ">= 14 / 17"),
+        ("customisation: classes with hit >= 95 % and diversity >= 0.8, the app's default (auto: the pack's "
+         "recipes; without them z-code + check)", app_default("met", "{}"), ">= 14 / 17"),
+        ("customisation: the app's default method", g("customize", "app_default", fmt="{}"), ""),
         ("customisation: the same, by any method", g("customize", "met_any_method", fmt="{}"), ">= 14 / 17"),
-        ("customisation: the same two, hit read by the independent judge (z-code + check / any method)",
+        ("customisation: the same two, hit read by the independent judge (app default / any method)",
          lambda m: "-" if "met_any_method_second_judge" not in m.get("customize", {}) else
-         f"{m['customize']['per_method'][default]['met_second_judge']} / {m['customize']['met_any_method_second_judge']}",
-         ""),
+         f"{app_default('met_second_judge', '{}')(m)} / {m['customize']['met_any_method_second_judge']}", ""),
         ("customisation: classes whose diversity ceiling reaches 0.8", g("customize", "ceiling_ge_0.8", fmt="{}"), ""),
-        ("customisation: mean hit / diversity, z-code + check", lambda m: "-" if "customize" not in m else
-         f"{m['customize']['per_method'][default]['mean_hit']:.0%} / "
-         f"{m['customize']['per_method'][default]['mean_diversity']:.2f}", ""),
+        ("customisation: z-code + check (the app's default without recipes)",
+         g("customize", "per_method", "zcode+check", "met", fmt="{}"), ""),
+        ("customisation: mean hit / diversity, the app's default", lambda m: "-" if "customize" not in m else
+         f"{app_default('mean_hit', '{:.0%}')(m)} / {app_default('mean_diversity', '{:.2f}')(m)}", ""),
         ("encoding: PSNR dB, encoder", g("encode", "encoder", "psnr", fmt="{:.2f}"), "higher"),
         ("encoding: attribute MAE, encoder", g("encode", "encoder", "attr_mae", fmt="{:.4f}"), "lower"),
         ("encoding: PSNR dB, refined", g("encode", "refined", "psnr", fmt="{:.2f}"), "higher"),

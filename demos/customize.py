@@ -16,7 +16,8 @@ from .common import SHORT_EVENT, Ctx, gpu, last_result_to_shelf, load_model, out
 
 TAB = "customize"
 TITLE = "Customise by class"
-METHOD_CHOICES = [("Z-code generator (pack: one per class)", "zcode"),
+METHOD_CHOICES = [("Auto (the pack's measured best method and check for the class)", "auto"),
+                  ("Z-code generator (pack: one per class)", "zcode"),
                   ("Class sampler (pack: around known members)", "sampler"),
                   ("Rejection sampling (sample, judge, keep)", "rejection"),
                   ("Fine-tuned generator (where the pack names one)", "finetuned")]
@@ -25,7 +26,9 @@ CHECK_CHOICES = [("Check every face", "check"),
                  ("No check (fastest: z-code, sampler and fine-tuned faces as they come)", "none")]
 HELP = ("Several classes mean **all of them**. The classes are those of the model's labeller: the face world's "
         "for `mini`, the photo labeller's (smiling, older, looking left …) for generators without a pack. "
-        "The *z-code generator* of the rarest chosen class proposes codes; the *class sampler* resamples around "
+        "*Auto* draws each class the way its pack measured best for this generator (method and check: the "
+        "*Check* choice below is then the recipe's; the note names it; without measured recipes it is the "
+        "z-code generator with your check). The *z-code generator* of the rarest chosen class proposes codes; the *class sampler* resamples around "
         "faces its labeller found of the class; *rejection sampling* draws random faces; a *fine-tuned* "
         "generator (e.g. `mini-glasses`) samples directly. A method the model's pack lacks falls back (the note "
         "says so). By default every face is **checked** — by the pack's classifier, else by the labeller — and "
@@ -43,7 +46,8 @@ def describe(G, pack) -> str:
     have = cz.available_methods(pack)
     offers = (["z-code generators, class classifier"] if "zcode" in have else []) + \
              (["class sampler"] if "sampler" in have else []) + \
-             (["fine-tuned: " + ", ".join(pack.get("finetuned"))] if "finetuned" in have else [])
+             (["fine-tuned: " + ", ".join(pack.get("finetuned"))] if "finetuned" in have else []) + \
+             (["measured recipes (auto)"] if pack is not None and pack.has("recipes") else [])
     where = "no pack" if pack is None else f"pack '{pack.name}' ({'; '.join(offers) or 'no class components'})"
     judge = "its classifier" if pack is not None and pack.has("classifier") else f"the {rules.labeller} labeller"
     fallback = "" if "zcode" in have else \
@@ -73,8 +77,9 @@ def _customize_gpu(model, classes, method, n, psi, seed, check="check"):
 
 @ui_errors
 def customize(classes, method, count, psi, seed, check, model, progress=gr.Progress()):
-    """Faces of all `classes` by `method` ('zcode', 'sampler', 'rejection', 'finetuned'), `check`
-    ('check', 'varied', 'none') -> (gallery, note, last result). The note names the path that ran."""
+    """Faces of all `classes` by `method` ('auto', 'zcode', 'sampler', 'rejection', 'finetuned'), `check`
+    ('check', 'varied', 'none'; with 'auto' the pack's recipe decides) -> (gallery, note, last result). The
+    note names the path that ran."""
     load_model(model, progress)
     _, pack, rules = model_info(model)
     names = rules.parse(classes)
@@ -124,7 +129,7 @@ def build(ctx: Ctx):
             with gr.Column(scale=1, min_width=280):
                 classes = gr.CheckboxGroup(names, value=names[:1], label="Classes (all must hold)",
                                            elem_id="cz-classes")
-                method = gr.Radio(METHOD_CHOICES, value="zcode", label="Method", elem_id="cz-method")
+                method = gr.Radio(METHOD_CHOICES, value="auto", label="Method", elem_id="cz-method")
                 count = gr.Slider(1, cz.MAX_FACES, value=8, step=1, label="Count")
                 psi = gr.Slider(0, 1.2, value=0.7, step=0.05, label="Truncation ψ")
                 seed = gr.Number(0, label="Seed", precision=0, minimum=0)

@@ -472,3 +472,89 @@ def test_class_agreement_bench_reads_precision_and_recall_against_the_judge(tmp_
     for name, c in runs["0.9"].items():
         assert c["members"] == runs["0"][name]["members"]          # same faces, same judge
         assert c["recall"] <= 1.0 and 0.0 <= c["precision"] <= 1.0
+
+
+# -- recipes: the pack's measured best method and check per class ("auto") -------------------------------
+
+def test_recipe_choice_is_the_cheapest_that_meets_the_goal_else_the_closest():
+    from facegen.packs.recipes import choose
+
+    def row(hit, div, kept=64, tries=64):
+        return {"hit": hit, "diversity": div, "kept": kept, "tries": tries}
+    rows = {"zcode+check": row(0.97, 0.85, tries=100), "zcode+varied": row(1.0, 0.95, tries=400),
+            "rejection+check": row(0.99, 0.9, tries=3000)}
+    assert choose(rows, 64) == "zcode+check"                             # all meet: the cheapest
+    rows["zcode+check"]["diversity"] = 0.79
+    assert choose(rows, 64) == "zcode+varied"                            # it no longer meets the diversity target
+    rows["zcode+varied"]["kept"] = 50                                    # found too few of the 64 asked for
+    assert choose(rows, 64) == "rejection+check"
+    none_meet = {"a": row(0.90, 0.85), "b": row(0.99, 0.70), "c": row(0.94, 0.79)}
+    assert choose(none_meet, 64) == "c"                                  # min(0.94/0.95, 0.79/0.8) is the largest
+    none_meet["c"]["kept"] = 10
+    assert choose(none_meet, 64) == "a"                                  # c delivered too few faces
+
+
+@pytest.fixture(scope="module")
+def recipe_pack(G, pack, tmp_path_factory):
+    """A copy of mini's pack with recipes measured for two classes (4 faces per recipe: a smoke-size measurement)."""
+    import shutil
+    from facegen.features.customize_recipes import write_recipes
+    folder = tmp_path_factory.mktemp("recipes") / "mini"
+    shutil.copytree(pack.root, folder)
+    p = Pack.load(folder)
+    p.manifest["components"].pop("recipes", None)
+    write_recipes(G, p, n=4, classes=["glasses", "beard"], log=lambda *_: None)
+    return Pack.load(folder)
+
+
+def test_measured_recipes_are_what_customize_gives_on_their_seeds(G, recipe_pack, world):
+    from facegen.features.customize_recipes import RECIPE_SEED, candidates
+    from facegen.packs.recipes import load_recipes
+    rec = load_recipes(recipe_pack)
+    assert rec["fingerprint"] == G.fingerprint and set(rec["classes"]) == {"glasses", "beard"}
+    beard = rec["classes"]["beard"]                      # the second class: seed + 2000
+    assert set(beard["recipes"]) == {f"{m}+{c}" for m, c in candidates(recipe_pack)}
+    r = beard["recipes"]["zcode+check"]
+    out = cz.customize(G, recipe_pack, ["beard"], "zcode", 4, 0.7, RECIPE_SEED + 2000, check="check")
+    assert (r["kept"], r["tries"]) == (out["kept"], out["tries"])
+    assert r["hit"] == pytest.approx(world_hits(world, out["images"], ["beard"]).mean(), abs=1e-4)
+
+
+def test_auto_draws_with_the_packs_recipe_and_falls_back_without(G, pack, recipe_pack):
+    from facegen.packs.recipes import load_recipes
+    rec = load_recipes(recipe_pack)["classes"]
+    for name in ("glasses", "beard"):
+        chosen = rec[name]["recipes"][rec[name]["chosen"]]
+        out = cz.customize(G, recipe_pack, [name], "auto", 3, 0.7, 11)
+        assert (out["method"], out["path"], out["check"]) == ("auto", chosen["method"], chosen["check"])
+        assert out["note"].startswith(f"the pack's recipe for '{name}' ({chosen['method']} + {chosen['check']}: ")
+        same = cz.customize(G, recipe_pack, [name], chosen["method"], 3, 0.7, 11, check=chosen["check"])
+        assert np.array_equal(out["images"], same["images"])
+    # several classes: the recipe of the rarest of them (by its measured base rate)
+    rare = min(("glasses", "beard"), key=lambda c: rec[c]["base_rate"])
+    both = cz.customize(G, recipe_pack, ["glasses", "beard"], "auto", 2, 0.7, 3)
+    assert f"recipe for '{rare}'" in both["note"]
+    # a pack without recipes: the z-code generator with the check asked for, and the note says why
+    plain = Pack(pack.root, {**pack.manifest, "components": {k: v for k, v in pack.components.items()
+                                                              if k != "recipes"}})
+    out = cz.customize(G, plain, ["glasses"], "auto", 2, 0.7, 5, check="varied")
+    assert (out["path"], out["check"]) == ("zcode", "varied")
+    assert out["note"].startswith("no measured recipes for this generator (its pack 'mini' has none), so the z-code")
+
+
+def test_recipes_of_another_generator_are_refused(G, recipe_pack, tmp_path):
+    import shutil
+    from facegen.packs.pack import PackError
+    from facegen.packs.recipes import load_recipes
+    folder = tmp_path / "p"
+    shutil.copytree(recipe_pack.root, folder)
+    f = folder / "recipes.json"
+    data = json.loads(f.read_text())
+    f.write_text(json.dumps({**data, "fingerprint": "0" * 16}))
+    with pytest.raises(PackError, match="was measured on generator 0000000000000000"):
+        load_recipes(Pack.load(folder))
+    with pytest.raises(PackError, match="was measured on generator"):
+        cz.customize(G, Pack.load(folder), ["glasses"], "auto", 2)
+    f.write_text("{not json")
+    with pytest.raises(PackError, match="not a readable recipes file"):
+        load_recipes(Pack.load(folder))

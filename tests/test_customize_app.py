@@ -46,7 +46,8 @@ def test_endpoints_listed(client):
 def test_mini_offers_the_world_classes_and_says_what_its_pack_has(client, mini):
     assert class_choices(client) == WORLD_CLASSES.names()
     info = client.predict(mini, api_name="/customize_info")
-    assert info.startswith("**This model:** pack 'mini' (z-code generators, class classifier; fine-tuned: glasses); "
+    assert info.startswith("**This model:** pack 'mini' (z-code generators, class classifier; fine-tuned: glasses; "
+                           "measured recipes (auto)); "
                            "classes of the world labeller; faces checked by its classifier.")
 
 
@@ -60,6 +61,20 @@ def test_customize_gallery_matches_core_and_goes_to_shelf(client, G, mini):
         np.testing.assert_array_equal(png(item["image"]), img)
     shelf = client.predict(api_name="/customize_to_shelf")
     assert len(shelf) >= 3 and shelf[-1]["caption"].endswith("beard")
+
+
+@pytest.mark.parametrize("name", ["beard", "neutral"])
+def test_the_default_method_is_the_packs_recipe_for_the_class(client, G, mini, name):
+    """No method given: 'auto', the recipe mini's pack measured for the class (assets/packs/mini/recipes.json),
+    named in the note, and exactly what the core draws with that method and check."""
+    from facegen.packs.recipes import recipe_for
+    pack = find_pack(G)
+    recipe = recipe_for(pack, [name])
+    gallery, note = client.predict(classes=[name], count=2, psi=0.7, seed=9, model=mini, api_name="/customize")
+    assert note.startswith(f"the pack's recipe for '{name}' ({recipe['method']} + {recipe['check']}: ")
+    core = cz.customize(G, pack, [name], recipe["method"], 2, 0.7, 9, check=recipe["check"])
+    for item, img in zip(gallery, core["images"], strict=True):
+        np.testing.assert_array_equal(png(item["image"]), img)
 
 
 def test_customize_rejection_combination(client, mini):
@@ -124,8 +139,8 @@ def test_mini_v2_comes_with_its_own_pack(client, mini):
     uses its z-code generator (no fallback) and returns exactly what the core draws with that pack."""
     out = client.predict(model="mini-v2", api_name="/load_model")
     lines = [o for o in out if isinstance(o, str) and o.startswith("**This model:**")]
-    assert lines == ["**This model:** pack 'mini-v2' (z-code generators, class classifier); classes of the world "
-                     "labeller; faces checked by its classifier."]
+    assert lines == ["**This model:** pack 'mini-v2' (z-code generators, class classifier; measured recipes (auto)); "
+                     "classes of the world labeller; faces checked by its classifier."]
     gallery, note = client.predict(classes=["beard"], method="zcode", count=2, psi=0.7, seed=7, model="mini-v2",
                                    api_name="/customize")
     assert note.startswith("z-code generator 'beard' proposes, the classifier checks beard")

@@ -17,10 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facegen.world.classes import WORLD_CLASSES
+
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = ("glasses", "old")
 SETTINGS = ["directions_n=400", f"classes={','.join(CLASSES)}", "zcode_steps=2", "encoder_minutes=0.03",
-            "encoder_real_pool=16", "encoder_eval_n=4", "alignment_n=8", "bank_refine_steps=2", "bank_time_budget=0.5"]
+            "encoder_real_pool=16", "encoder_eval_n=4", "alignment_n=8", "bank_refine_steps=2", "bank_time_budget=0.5",
+            "recipes_n=4"]
 FACES = ("imani_brooks.png", "hiro_tanabe.png")
 
 
@@ -84,7 +87,8 @@ def test_every_component_loads_and_works(built, mini, other_generator):
     from facegen.world.render import render_batch
     folder, _, _ = built
     pack = Pack.load(folder)
-    assert set(pack.components) == {"directions", "classifier", "zcodes", "encoder", "localiser", "alignment", "banks"}
+    assert set(pack.components) == {"directions", "classifier", "zcodes", "encoder", "localiser", "alignment", "banks",
+                                    "recipes"}
     renders, _ = render_batch(range(20_000_000, 20_000_002), size=64)
 
     ds = load_directions(pack.path("directions"), mini)           # mini's eight editing attributes
@@ -122,6 +126,18 @@ def test_every_component_loads_and_works(built, mini, other_generator):
     with pytest.raises(Exception):
         load_alignment(pack.path("alignment"), other_generator)
 
+    # recipes: every class of the world labeller, measured with the recipes the pack serves, one chosen each
+    from facegen.features.customize_recipes import candidates
+    from facegen.packs.recipes import load_recipes
+    rec = load_recipes(pack)
+    assert rec["fingerprint"] == mini.fingerprint and rec["n"] == 4
+    assert set(rec["classes"]) == set(WORLD_CLASSES.names())
+    keys = {f"{m}+{c}" for m, c in candidates(pack)}
+    assert {"zcode+check", "rejection+check"} <= keys
+    for name, entry in rec["classes"].items():           # z-code recipes only where a z-code net was trained
+        assert set(entry["recipes"]) == {k for k in keys if name in CLASSES or not k.startswith("zcode")}
+        assert entry["chosen"] in entry["recipes"]
+
 
 def test_downstream_bench_reruns_a_bench_whose_model_or_pack_was_rebuilt_in_place(built, mini, other_generator,
                                                                                    tmp_path):
@@ -154,7 +170,7 @@ def test_readme_records_a_command_that_reruns_and_resumes(built):
     assert len(commands) == 1, readme
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["command"] == commands[0]
-    steps = ("directions", "classifier", "zcodes", "encoder", "localiser", "alignment", "banks")
+    steps = ("directions", "classifier", "zcodes", "encoder", "localiser", "alignment", "banks", "recipes")
     assert all(metrics["steps"][s]["seconds"] >= 0 and f"| {s} | quick |" in readme for s in steps)
     assert not any(os.path.isabs(t) for t in commands[0].split())       # no absolute path
     weights = folder / "zcode" / "model.safetensors"
@@ -195,3 +211,12 @@ def test_downstream_counts_customisation_classes_by_the_second_judge_where_the_b
     assert summarise_customize({"rows": rows})["met_any_method_second_judge"] == 2
     plain = [{k: v for k, v in r.items() if k != "hit_second_judge"} for r in rows]
     assert "met_any_method_second_judge" not in summarise_customize({"rows": plain})
+    # the app's default: auto where the bench ran it (the pack has recipes), else z-code + check
+    assert summarise_customize({"rows": rows})["app_default"] == "zcode+check"
+    auto = rows + [row("a", "auto", 0.5, 0.97), row("b", "auto", 0.96, 0.96), row("c", "auto", 0.99, 0.9)]
+    s = summarise_customize({"rows": auto})
+    assert s["app_default"] == "auto" and s["per_method"]["auto"]["met"] == 2 and s["met_any_method"] == 3
+    from downstream import table_rows
+    got = {name: get({"customize": s}) for name, get, _ in table_rows({})}
+    assert got["customisation: the app's default method"] == "auto"
+    assert got[next(k for k in got if k.startswith("customisation: classes with hit >= 95 %"))] == "2"

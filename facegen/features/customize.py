@@ -17,6 +17,10 @@ any generator ``G`` and its feature pack (``pack``, :mod:`facegen.packs.pack`; N
 * **Methods** (:func:`customize`), each falling back, with a note that says so, when the pack lacks
   what it needs:
 
+  - ``auto`` (the tab's default): the pack's measured recipe -- method and check -- for the rarest chosen
+    class (:mod:`facegen.packs.recipes`, measured by :mod:`facegen.features.customize_recipes`). Without
+    recipes: ``zcode`` with the check asked for.
+
   - ``zcode``: the pack's z-code generator (:class:`~facegen.packs.classifier.ZCodeBank`) of the rarest
     chosen class proposes, the classifier checks (mini). Without z-codes: ``sampler``, else ``rejection``.
   - ``sampler``: the pack's class sampler (:mod:`facegen.packs.classes`) proposes latents around
@@ -49,12 +53,13 @@ from facegen.labels.base import Labeller, load_labeller
 from facegen.labels.classes import ClassRules, classes_for, label_classes
 from facegen.packs.classes import generate_from_z, load_class_sampler
 from facegen.packs.classifier import ClassClassifier, load_classifier, load_zcodes
+from facegen.packs.recipes import recipe_for
 
 __all__ = ["customize", "rejection_sample", "zcode_sample", "conditional_sample", "varied_subset", "rules_for",
            "ClassifierJudge", "LabellerJudge", "finetuned_for", "available_methods", "METHODS", "CHECKS",
            "FOREIGN_LABELLER", "generate_from_z"]
 
-METHODS = ("zcode", "sampler", "rejection", "finetuned", "conditional")
+METHODS = ("auto", "zcode", "sampler", "rejection", "finetuned", "conditional")
 CHECKS = ("check", "varied", "none")
 MAX_FACES = 64
 #: The labeller of a generator without a pack (published generators of real faces).
@@ -272,11 +277,21 @@ def _why(pack, what: str) -> str:
     return f"no {what} for this generator (" + ("it has no pack)" if pack is None else f"its pack '{pack.name}' has none)")
 
 
+def auto_recipe(pack, names: Sequence[str], check: str) -> tuple:
+    """``auto`` -> (method, check, note): the pack's recipe for ``names``, else z-code with ``check``."""
+    r = recipe_for(pack, names)
+    if r is None:
+        return "zcode", check, _why(pack, "measured recipes") + ", so the z-code generator; "
+    return r["method"], r["check"], (f"the pack's recipe for '{r['class']}' ({r['method']} + {r['check']}: "
+                                     f"{r['hit']:.0%} in the class, diversity {r['diversity']:.2f} when measured); ")
+
+
 def customize(G, pack, classes, method: str = "zcode", n: int = 8, psi: float = 0.7, seed: int = 0,
               check: str = "check", max_tries: Optional[int] = None, labeller=None, G_finetuned=None,
               finetuned_class: Optional[str] = None, G_conditional=None, codes=None) -> dict:
     """Faces of `classes` (AND) by `method` (:data:`METHODS`) -> {images, ws, classes, method, path, note,
-    tries, kept, pool, read, seconds}; ``method`` is what was asked, ``path`` what ran (after fallbacks).
+    tries, kept, pool, read, seconds}; ``method`` is what was asked, ``path`` what ran (after fallbacks);
+    with ``auto`` the pack's recipe picks the method and the check (``recipe``: "method+check").
 
     ``labeller`` overrides the judging labeller (default: the pack's, else the photo labeller). With
     ``finetuned``, ``G_finetuned`` (fine-tuned on ``finetuned_class``, see :func:`finetuned_for`)
@@ -293,10 +308,12 @@ def customize(G, pack, classes, method: str = "zcode", n: int = 8, psi: float = 
     if check not in CHECKS:
         raise InputError(f"Check must be one of {', '.join(CHECKS)} (got '{check}').")
     _check_G(G)
+    path, fallback = method, ""
+    if method == "auto":
+        path, check, fallback = auto_recipe(pack, names, check)
     variety = VARIETY if check == "varied" else 1
     has_classifier = pack is not None and pack.has("classifier")
     sampler = load_class_sampler(pack, G)
-    path, fallback = method, ""
     if path == "zcode" and not (has_classifier and pack.has("zcodes")):
         path, fallback = ("sampler" if sampler else "rejection"), _why(pack, "z-code generators") + "; "
     if path == "sampler" and sampler is None:
@@ -373,4 +390,5 @@ def customize(G, pack, classes, method: str = "zcode", n: int = 8, psi: float = 
                  "read as faces to it)")
     elif out["kept"] < n:
         note += f" (only {out['kept']} of {n} found within {out['tries']} samples: the combination is rare)"
-    return {**out, "classes": names, "method": method, "path": path, "judge": who, "note": note}
+    return {**out, "classes": names, "method": method, "path": path, "check": check,
+            "recipe": f"{path}+{check}", "judge": who, "note": note}

@@ -18,6 +18,7 @@ A pack is a folder (or a Hub repo with the same files) keyed by the generator fi
         "classes": "classes/sampler.npz",              # facegen.packs.classes.ClassSampler (any labeller)
         "banks": ["banks/mini-world-characters.npz"],  # latent banks ("celebrities")
         "alignment": "alignment.json",                  # faceswap / encoder alignment template (5 landmarks)
+        "recipes": "recipes.json",                      # facegen.packs.recipes: best customisation recipe per class
         "discriminator": "discriminator.safetensors"
       },
       "provenance": {"command": "python -m facegen pack build ...", "upstream": "..."},
@@ -50,7 +51,7 @@ PACKS_DIR = ASSETS / "packs"
 #: Components a manifest may name, and whether each is a path (file / folder), a list of paths, or data.
 COMPONENTS = {"directions": "path", "encoder": "path", "classifier": "path", "zcodes": "path",
               "finetuned": "data", "conditional": "data", "banks": "paths", "alignment": "path",
-              "discriminator": "path", "localiser": "path", "classes": "path"}
+              "discriminator": "path", "localiser": "path", "classes": "path", "recipes": "path"}
 PERCEPTUAL = ("labeller", "discriminator", "pixels")
 
 

@@ -320,6 +320,9 @@ def cmd_select(a) -> int:
 
 
 def cli_main(argv) -> int:
+    if argv[:1] == ["recipes"]:             # any generator's pack, not only the face world's
+        from facegen.features.customize_recipes import cli_main as recipes_main
+        return recipes_main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m facegen customize", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=1)

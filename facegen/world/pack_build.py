@@ -18,7 +18,10 @@ export) can have everything ``mini`` ships; until now each part had its own comm
 6. **alignment** -- G's template measured on its own samples with that localiser
    (``python -m facegen faceswap alignment --detector localiser``);
 7. **banks** -- the world characters (``assets/banks/world-characters``) encoded with the *new* encoder and
-   refined (:func:`facegen.features.banks.build_bank`; ``python -m facegen bank build``).
+   refined (:func:`facegen.features.banks.build_bank`; ``python -m facegen bank build``);
+8. **recipes** -- every customisation recipe the pack now serves, measured per class with the world labeller,
+   and the best one chosen (:func:`facegen.features.customize_recipes.write_recipes`; ``python -m facegen
+   customize recipes``): the customise tab's ``auto`` method.
 
 Then ``pack.json`` keyed by G's fingerprint (a pack of another generator in ``--out`` is refused before any
 work), ``metrics.json`` and ``README.md`` with the exact command and every step's time. The manifest is
@@ -52,14 +55,16 @@ from facegen.packs import build as B
 from facegen.packs.pack import Pack
 
 #: Steps in build order; each fills the pack component of its name.
-STEPS = ("directions", "classifier", "zcodes", "encoder", "localiser", "alignment", "banks")
+STEPS = ("directions", "classifier", "zcodes", "encoder", "localiser", "alignment", "banks", "recipes")
 #: The budget settings each step uses (a resumed build reruns a step when one of them changed) ...
 STEP_SETTINGS = {"directions": ("directions_n", "directions_bands"), "classifier": (),
                  "zcodes": ("classes", "zcode_steps", "zcode_lambda_feat"),
                  "encoder": ("encoder_minutes", "encoder_real_pool", "encoder_eval_n"), "localiser": (),
-                 "alignment": ("alignment_n",), "banks": ("bank_refine_steps", "bank_time_budget")}
+                 "alignment": ("alignment_n",), "banks": ("bank_refine_steps", "bank_time_budget"),
+                 "recipes": ("recipes_n",)}
 #: ... and the steps whose output it uses (rerun when one of them was rebuilt).
-DEPENDS = {"zcodes": ("classifier",), "alignment": ("localiser",), "banks": ("encoder",)}
+DEPENDS = {"zcodes": ("classifier",), "alignment": ("localiser",), "banks": ("encoder",),
+           "recipes": ("classifier", "zcodes")}
 SOURCE_PACK = ASSETS / "packs" / "mini"
 CHARACTERS = ASSETS / "banks" / "world-characters"
 BANK_NAME = "Face-world characters"
@@ -83,11 +88,13 @@ class Budget:
     alignment_n: int = 256            # faceswap alignment --n 256 --detector localiser
     bank_refine_steps: int = 200      # bank build (--refine-steps 200 --time-budget 8)
     bank_time_budget: float = 8.0
+    recipes_n: int = 64               # customize recipes --n 64
 
 
 FULL = Budget("full")
 QUICK = Budget("quick", directions_n=400, directions_bands=False, zcode_steps=4, encoder_minutes=0.25,
-               encoder_real_pool=64, encoder_eval_n=8, alignment_n=16, bank_refine_steps=10, bank_time_budget=1.0)
+               encoder_real_pool=64, encoder_eval_n=8, alignment_n=16, bank_refine_steps=10, bank_time_budget=1.0,
+               recipes_n=8)
 BUDGETS = {"full": FULL, "quick": QUICK}
 
 
@@ -235,6 +242,15 @@ def step_banks(G, pack: Pack, budget: Budget, characters: Optional[Path], log) -
             "psnr_refined_mean": round(sum(p[1] for p in psnr) / len(psnr), 2)}
 
 
+def step_recipes(G, pack: Pack, budget: Budget, command: str, log) -> dict:
+    from facegen.features.customize_recipes import write_recipes
+    from facegen.packs.recipes import load_recipes, meets
+    write_recipes(G, pack, n=budget.recipes_n, command=command, log=log)
+    classes = load_recipes(pack)["classes"]
+    return {"chosen": {c: e["chosen"] for c, e in classes.items()},
+            "classes_met": sum(meets(e["recipes"][e["chosen"]], budget.recipes_n) for e in classes.values())}
+
+
 # ---------------------------------------------------------------------------
 # The pipeline
 # ---------------------------------------------------------------------------
@@ -277,6 +293,8 @@ def build_world_pack(model: str, out, budget: Budget = FULL, source_pack=SOURCE_
             res = step_encoder(G, pack, budget, model, command, log)
         elif step == "alignment":
             res = step_alignment(G, pack, budget, command)
+        elif step == "recipes":
+            res = step_recipes(G, pack, budget, command, log)
         else:
             res = step_banks(G, pack, budget, characters, log)
         res.update(seconds=round(time.perf_counter() - t0, 1), budget=_plain(budget), command=command,
@@ -307,7 +325,8 @@ def steps_section(metrics: dict) -> str:
             continue
         what = (f"copied from `{r['copied_from']}`" if "copied_from" in r else
                 ", ".join(f"{k} {v}" for k, v in r.items() if k in ("n_used", "final_hit_mean", "psnr", "attr_mae",
-                                                                    "n_detected", "faces", "psnr_refined_mean")
+                                                                    "n_detected", "faces", "psnr_refined_mean",
+                                                                    "classes_met")
                           and not isinstance(v, list)) or "")
         if "classes" in r:
             what = f"{len(r['classes'])} classes, " + what
