@@ -476,18 +476,16 @@ def test_class_agreement_bench_reads_precision_and_recall_against_the_judge(tmp_
 
 # -- recipes: the pack's measured best method and check per class ("auto") -------------------------------
 
-def test_recipe_choice_is_the_cheapest_that_meets_the_goal_else_the_closest():
+def test_recipe_choice_is_the_widest_margin_among_those_that_found_their_faces():
     from facegen.packs.recipes import choose
 
     def row(hit, div, kept=64, tries=64):
         return {"hit": hit, "diversity": div, "kept": kept, "tries": tries}
-    rows = {"zcode+check": row(0.97, 0.85, tries=100), "zcode+varied": row(1.0, 0.95, tries=400),
-            "rejection+check": row(0.99, 0.9, tries=3000)}
-    assert choose(rows, 64) == "zcode+check"                             # all meet: the cheapest
-    rows["zcode+check"]["diversity"] = 0.79
-    assert choose(rows, 64) == "zcode+varied"                            # it no longer meets the diversity target
-    rows["zcode+varied"]["kept"] = 50                                    # found too few of the 64 asked for
-    assert choose(rows, 64) == "rejection+check"
+    rows = {"zcode+none": row(0.96, 0.9), "zcode+check": row(0.98, 0.85, tries=100),
+            "zcode+varied": row(1.0, 0.95, tries=400), "rejection+check": row(0.97, 0.9, tries=3000)}
+    assert choose(rows, 64) == "zcode+varied"               # min(1.0/0.95, 0.95/0.8) = 1.05: the widest margin
+    rows["zcode+varied"]["kept"] = 50                       # found too few of the 64 asked for
+    assert choose(rows, 64) == "zcode+check"                # min(0.98/0.95, 0.85/0.8) = 1.03 beats 0.97/0.95
     none_meet = {"a": row(0.90, 0.85), "b": row(0.99, 0.70), "c": row(0.94, 0.79)}
     assert choose(none_meet, 64) == "c"                                  # min(0.94/0.95, 0.79/0.8) is the largest
     none_meet["c"]["kept"] = 10

@@ -23,6 +23,9 @@ Pipeline (:func:`build_pack`), each step logged as it starts and ends, timed int
    the recorded command are made relative to the working directory (:func:`portable_command`).
 
 Steps 3-5 are looked up when they run (:func:`optional`), so a pack builds with whatever this facegen has.
+The customise tab's recipes (its ``auto`` method) are measured afterwards, with the features this layer
+does not import: ``python -m facegen customize recipes --model MODEL --pack OUT``
+(:mod:`facegen.features.customize_recipes`).
 """
 
 from __future__ import annotations
