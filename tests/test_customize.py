@@ -556,3 +556,25 @@ def test_recipes_of_another_generator_are_refused(G, recipe_pack, tmp_path):
     f.write_text("{not json")
     with pytest.raises(PackError, match="not a readable recipes file"):
         load_recipes(Pack.load(folder))
+
+
+def test_recipes_command_writes_into_the_pack_and_refuses_a_model_without_one(G, pack, other_generator, tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+    folder = tmp_path / "mini"
+    shutil.copytree(pack.root, folder)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "facegen", "customize", "recipes", "--model", "mini", "--pack", str(folder),
+           "--classes", "glasses", "--n", "4"]
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=200)
+    assert r.returncode == 0, r.stderr[-2000:]
+    data = json.loads((folder / "recipes.json").read_text())
+    assert list(data["classes"]) == ["glasses"] and data["n"] == 4
+    assert data["command"] == f"python -m facegen customize recipes --model mini --pack {folder} --classes glasses --n 4"
+    assert json.loads((folder / "pack.json").read_text())["components"]["recipes"] == "recipes.json"
+    other = tmp_path / "other"
+    other_generator.save_pretrained(other)                               # a generator with no pack
+    r = subprocess.run(cmd[:6] + [str(other)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=200)
+    assert r.returncode == 2 and "has no pack to measure recipes for" in r.stderr, r.stderr[-2000:]

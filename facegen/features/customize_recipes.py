@@ -16,8 +16,8 @@ Method (:func:`measure_recipes`)
 2. **Each class x recipe**: :func:`~facegen.features.customize.customize` draws ``n`` faces of the class
    with that method and check, from seed ``seed + 1000 (k + 1)`` for the k-th class (the benches draw from
    their own seeds). The labeller then judges them: the *hit rate* is the share it reads as the class, the
-   *diversity* their mean pairwise feature distance over the reference spread; the cost is samples drawn
-   per kept face.
+   *diversity* their mean pairwise feature distance over the reference spread; the samples drawn and the
+   seconds are recorded beside them.
 
 The labeller judges even where the pack's classifier checks (it is the class rules' own reader), so a
 recipe whose check accepts faces the labeller does not read as the class is not chosen.
@@ -51,8 +51,8 @@ RECIPE_SEED = 700_000
 
 
 def candidates(pack) -> list:
-    """The (method, check) pairs of :data:`CANDIDATES` this pack serves without a fallback (z-code ones only
-    for the classes it has a z-code net for)."""
+    """The (method, check) pairs of :data:`CANDIDATES` this pack serves without a fallback (:func:`measure_recipes`
+    tries the z-code ones only on the classes the pack has a z-code net for)."""
     have = available_methods(pack)
     return [(m, c) for m, c in CANDIDATES if m in have]
 
@@ -68,7 +68,7 @@ def reference_spread(feats: np.ndarray, n: int) -> float:
     """Mean of :func:`mean_pairwise` over consecutive sets of ``n`` rows."""
     sets = [feats[i:i + n] for i in range(0, len(feats) - n + 1, n)]
     if not sets:
-        raise ValueError(f"the reference needs at least n = {n} faces (got {len(feats)})")
+        raise InputError(f"The reference spread needs at least n = {n} faces (got {len(feats)}).")
     return float(np.mean([mean_pairwise(s) for s in sets]))
 
 
