@@ -43,9 +43,11 @@ from facegen.packs.recipes import DIVERSITY_TARGET, HIT_TARGET, choose, meets, r
 __all__ = ["CANDIDATES", "RECIPE_SEED", "candidates", "mean_pairwise", "reference_spread", "measure_recipes",
            "write_recipes", "cli_main"]
 
-#: Recipes a pack may be measured on: (method, check).
-CANDIDATES = (("zcode", "none"), ("zcode", "check"), ("zcode", "varied"), ("sampler", "check"),
-              ("sampler", "varied"), ("rejection", "check"), ("rejection", "varied"))
+#: Recipes a pack may be measured on: (method, check). Every one checks each face: an unchecked draw's hit
+#: rate is only an estimate from n faces, and on three packs the unchecked z-codes chosen for a margin measured
+#: on these seeds missed the goal on the bench's (mini v2: skin:light, hair:black; the s6j 83750 candidate: smiling).
+CANDIDATES = (("zcode", "check"), ("zcode", "varied"), ("sampler", "check"), ("sampler", "varied"),
+              ("rejection", "check"), ("rejection", "varied"))
 #: Seeds of the measurement (bench/customize.py draws from 900,000 on).
 RECIPE_SEED = 700_000
 

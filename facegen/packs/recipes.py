@@ -1,7 +1,8 @@
 """Customisation recipes: the pack's measured best way to draw each class (component ``recipes``).
 
 The customise tab can draw a class several ways -- a *method* (z-code generator, class sampler, rejection
-sampling) and a *check* (every face checked; checked and the most varied kept; unchecked). Which one
+sampling) and a *check* (every face checked; checked and the most varied kept; unchecked). A recipe is a
+method and one of the two checks (:data:`facegen.features.customize_recipes.CANDIDATES`). Which one
 meets the customisation goal -- at least :data:`HIT_TARGET` of the faces belong to the class, and they
 vary at least :data:`DIVERSITY_TARGET` as much as unconditional faces -- depends on the generator and
 the class: on mini v2's candidates the z-code generator with a check met it for smiling or glasses, the
@@ -16,7 +17,8 @@ The recipe with the widest margin: the largest ``min(hit / HIT_TARGET, diversity
 (at least 1 where both targets are met). A recipe that found under :data:`DELIVERED` of the faces asked
 for (its tries ran out) is not chosen while another found them. The cheapest recipe that met both targets
 was the first rule; on mini v2 it chose recipes just over the line (unchecked z-codes at 95-97 %), and
-three of them missed on the customisation bench's own seeds (``bench/results/customize-mini-v2-auto.json``).
+three of them missed on the customisation bench's own seeds (``bench/results/customize-mini-v2-auto.json``;
+the main README's *Customise by class* has the rules compared).
 
 File: ``recipes.json``: ``{"format", "fingerprint", "labeller", "n", "psi", "seed", "command",
 "classes": {class: {"base_rate", "chosen", "recipes": {"zcode+check": {"method", "check", "hit",
