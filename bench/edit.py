@@ -1,7 +1,7 @@
 """Benchmark of attribute editing and animation (facegen.packs.directions / editing / video).
 
     python bench/edit.py [--model mini] [--pack PACK] [--directions assets/packs/mini/directions] [--faces 50]
-                         [--write-metrics] [--json FILE]
+                         [--write-metrics] [--json FILE] [--fit N]
 
 For every direction, on `--faces` held-out faces (seeds 900000+, psi 0.7), sweep the step from
 -amount to +amount (default layers 0-7) and label every frame with the world's predictor:
@@ -239,17 +239,28 @@ def main(argv=None) -> int:
     p.add_argument("--per-face", action="store_true",
                    help="also store each face's raw target scores along each sweep (raw_target_per_face)")
     p.add_argument("--json", default=None, help="also write the results (and the command) to this JSON file")
+    p.add_argument("--fit", type=int, default=0, metavar="N",
+                   help="fit plain directions on N samples now (the world labeller, no style-mixed bands) instead of "
+                        "reading them: a training snapshot without a pack (the independent judge is then mini's "
+                        "pack's classifier, the one every face-world pack copies)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     G = load_generator(args.model).eval()
     pack = load_pack(args.pack, G) if args.pack else find_pack(G)
-    ds = load_directions(args.directions, G) if args.directions else find_directions(G, pack) if pack else None
+    if args.fit:
+        from facegen.labels.base import load_labeller
+        from facegen.packs.direction_fitting import fit_directions
+        attributes = args.attributes.split(",") if args.attributes else list(load_directions(
+            ROOT / "assets" / "packs" / "mini" / "directions").names)
+        ds = fit_directions(G, load_labeller("world"), attributes, n=args.fit, mixed=False, log=lambda *a: None)
+    else:
+        ds = load_directions(args.directions, G) if args.directions else find_directions(G, pack) if pack else None
     if ds is None:
         print(f"no directions for {args.model} ({G.fingerprint}) in its pack; fit them with "
               f"`python -m facegen directions fit --model {args.model} --out assets/packs/mini/directions`", file=sys.stderr)
         return 2
     P = load_world_predictor()
-    names = args.attributes.split(",") if args.attributes else list(ds.names)
+    names = args.attributes.split(",") if args.attributes and not args.fit else list(ds.names)   # --fit: those it fitted
     seeds = list(range(BENCH_SEED_START, BENCH_SEED_START + args.faces))
     values = np.linspace(-args.amount, args.amount, args.steps)
     layers = ds.default_layers
@@ -257,7 +268,9 @@ def main(argv=None) -> int:
           f"psi 0.7), sweep {values[0]:+g}..{values[-1]:+g} SD in {args.steps} steps on layers "
           f"{layers[0]}-{layers[-1]}")
     from facegen.packs.classifier import load_classifier
-    C = load_classifier(pack.path("classifier"))
+    c_folder = (pack.path("classifier") if pack is not None and pack.has("classifier") else
+                ROOT / "assets" / "packs" / "mini" / "classifier")
+    C = load_classifier(c_folder)
     t0 = time.perf_counter()
     runs = {m: run_sweeps(G, ds, P, names, seeds, values, layers, m, C, args.per_face) for m in MODES}
     t_sweeps = time.perf_counter() - t0
@@ -285,7 +298,7 @@ def main(argv=None) -> int:
            "steps": args.steps, "layers": layers, **runs,
            "conditional_less_leakage": f"{less['conditional']}/{len(names)}",
            "guided_less_leakage": f"{less['guided']}/{len(names)}",
-           "independent_judge": f"{os.path.relpath(pack.path('classifier'), ROOT)} (ClassClassifier)",
+           "independent_judge": f"{os.path.relpath(c_folder, ROOT)} (ClassClassifier)",
            "conditional_less_leakage_independent": f"{less_indep['conditional']}/{len(names)}",
            "guided_less_leakage_independent": f"{less_indep['guided']}/{len(names)}",
            "sweeps_time_s": round(t_sweeps, 1)}
@@ -299,8 +312,12 @@ def main(argv=None) -> int:
     command = "python bench/edit.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.json:
         write_json(args.json, {"command": command, "model": args.model, "fingerprint": G.fingerprint,
-                               "pack": os.path.relpath(pack.root, ROOT), **res}, default=float)
-    if args.write_metrics:
+                               "pack": os.path.relpath(pack.root, ROOT) if pack is not None else None,
+                               "directions": f"fitted now on {args.fit} samples" if args.fit else
+                               args.directions or "the pack's", **res}, default=float)
+    if args.write_metrics and args.fit:
+        print("--write-metrics: directions fitted now (--fit) have no folder to write to", file=sys.stderr)
+    elif args.write_metrics:
         folder = Path(args.directions) if args.directions else pack.path("directions").parent
         mp = (folder if folder.is_dir() else folder.parent) / "metrics.json"
         m = json.loads(mp.read_text()) if mp.is_file() else {}

@@ -420,3 +420,32 @@ def test_edit_bench_per_face_stores_what_each_faces_rho_ranks(tmp_path):
             summary = entry["per_face_summary"]
             assert summary["above_zero_at_end"] == int((raw[:, -1] > 0).sum())
             assert summary["monotone_share_second_half"] == np.mean(np.all(np.diff(raw[:, 2:]) >= 0, 1))
+
+
+def test_edit_bench_fits_directions_for_a_generator_without_a_pack(tmp_path):
+    """bench/edit.py --fit N: a training snapshot with no pack (here mini with one weight nudged: other
+    fingerprint, the same faces) is benched on plain directions fitted on the spot (N samples, the world
+    labeller), judged a second time by mini's pack's classifier; the JSON says which directions were read.
+    Without --fit it says there are none."""
+    import subprocess
+    import sys
+    import torch
+    from facegen.engine.loaders import load_generator
+    G = load_generator("mini")
+    with torch.no_grad():
+        next(G.parameters()).view(-1)[0] += 1e-4
+    folder = tmp_path / "snapshot"
+    G.save_pretrained(folder)
+    G = load_generator(str(folder))
+    out = tmp_path / "edit.json"
+    cmd = [sys.executable, "bench/edit.py", "--model", str(folder), "--faces", "3", "--steps", "3",
+           "--attributes", "glasses,age", "--no-speed", "--json", str(out)]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=110)
+    assert r.returncode == 2 and "no directions for" in r.stderr
+    r = subprocess.run(cmd + ["--fit", "300"], cwd=ROOT, capture_output=True, text=True, timeout=200)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["pack"] is None and res["directions"] == "fitted now on 300 samples"
+    assert res["fingerprint"] == G.fingerprint != load_generator("mini").fingerprint
+    assert set(res["plain"]) == {"glasses", "age"}
+    assert res["independent_judge"] == "assets/packs/mini/classifier (ClassClassifier)"

@@ -376,3 +376,21 @@ def test_attribute_weights_scale_one_attributes_term_and_its_gradient(predictor,
     for bad in ("smile", "smile=much"):
         with pytest.raises(ValueError, match="attribute weight"):
             parse_attribute_weights(bad)
+
+
+def test_logit_clip_comes_from_the_config_and_bounds_the_boolean_scores(predictor, tmp_path):
+    """``lin_logit_clip``: the booleans' scores are the predictor's logits clipped at +-clip (continuous scores
+    untouched), so a narrow clip bounds them where the default does not."""
+    from facegen.world.linearity import build_linearity
+    torch.manual_seed(0)
+    img = torch.rand(16, 3, 64, 64) * 2 - 1
+    narrow = build_linearity(tiny_cfg(tmp_path, lin_weight=1.0, lin_logit_clip=0.5), "cpu")
+    wide = build_linearity(tiny_cfg(tmp_path, lin_weight=1.0), "cpu")
+    assert (narrow.logit_clip, wide.logit_clip) == (0.5, 6.0)
+    with torch.no_grad():
+        a, b = narrow.scores(img), wide.scores(img)
+    logit = narrow.is_logit
+    assert logit.any() and (~logit).any()
+    assert float(a[:, logit].abs().max()) == pytest.approx(0.5)
+    assert float(b[:, logit].abs().max()) > 0.5                       # the same faces' logits reach past 0.5
+    torch.testing.assert_close(a[:, ~logit], b[:, ~logit])

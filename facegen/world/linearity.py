@@ -72,6 +72,12 @@ w1b's step 75250 it read 6.9 % of G's smiles outside [0, 1] (renders 1.2 %), the
 as an ordinary smile (bench/lever_reading.py, bench/results/v2-cpu-ema20lin-noaug/stop24/). Clamped, a face
 already at the range's end is not pushed past it.
 
+``logit_clip``: where a boolean's logit is clipped (6 by default). Past it a face's score is constant, so the
+lever asks nothing of faces the predictor reads as confidently without (or with) the attribute. Editing's
+monotonicity goal reads the logit along a direction through them: on s6's step 82750 the beard logits of
+beardless faces swept towards less beard sat at -7 to -13 and ranked at random (stop 25, ``bench/edit.py
+--per-face``). A wider clip asks the read-out to follow those too, i.e. the logit to keep falling along w.
+
 ``attribute_weights``: {attribute: factor} on an attribute's term in the mean of 4. (1 for the others), to
 press on the one attribute that misses the goal without pressing harder on those that meet it. Measured
 (stop 25, bench/results/v2-cpu-ema20lin-noaug/README.md): from a point where smile alone missed (0.83 over ten
@@ -253,7 +259,8 @@ def build_linearity(cfg, device) -> Optional[LinearDecodability]:
         return None
     lin = LinearDecodability(cfg.w_dim, weight=cfg.lin_weight, interval=cfg.lin_interval,
                              batch_shrink=cfg.lin_batch_shrink, warmup=cfg.lin_warmup, mode=cfg.lin_mode,
-                             bool_target=cfg.lin_bool_target, spread=cfg.lin_spread, read=cfg.lin_read,
+                             bool_target=cfg.lin_bool_target, logit_clip=cfg.lin_logit_clip,
+                             spread=cfg.lin_spread, read=cfg.lin_read,
                              continuous=cfg.lin_continuous,
                              attribute_weights=parse_attribute_weights(cfg.lin_attribute_weights),
                              attributes=tuple(a.strip() for a in cfg.lin_attributes.split(",") if a.strip()),

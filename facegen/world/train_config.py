@@ -80,6 +80,7 @@ class TrainConfig:
     lin_mode: str = "both"                 # 'both': through the image and w | 'w': through w only (the mapping)
     lin_attributes: str = ",".join(LIN_ATTRIBUTES)  # the predictor attributes it reads (comma list)
     lin_bool_target: str = "logit"         # a boolean's score: 'logit' (clipped) | 'prob' (sigmoid) (linearity.py)
+    lin_logit_clip: float = 6.0            # |logit| a boolean's score is clipped at (linearity.py, logit_clip)
     lin_spread: str = "running"            # the gradient's variance: 'running' | 'batch' (no gain from narrowing)
     lin_read: str = "plain"                # how the predictor sees G's faces: 'plain' | 'augment' (its training
                                            #      augmentation, predictor_images.lever_input)
