@@ -116,7 +116,7 @@ def write_recipes(G, pack, n: int = 64, psi: float = 0.7, seed: int = RECIPE_SEE
                   log=print) -> Path:
     """Measure (:func:`measure_recipes`) and save into the pack (:func:`facegen.packs.recipes.save_recipes`)."""
     table = measure_recipes(G, pack, classes, n, psi, seed, log=log)
-    path = save_recipes(pack, table, G.fingerprint, labeller_name(pack), n, psi, seed, command)
+    path = save_recipes(pack, table, labeller_name(pack), n, psi, seed, command)
     met = sum(any(meets(r, n) for r in e["recipes"].values()) for e in table.values())
     log(f"recipes: {met} of {len(table)} classes have a recipe meeting hit >= {HIT_TARGET:.0%} and diversity >= "
         f"{DIVERSITY_TARGET} -> {path}")

@@ -102,12 +102,11 @@ def recipe_for(pack, names: Sequence[str]) -> Optional[dict]:
     return {"class": lead, **entry["recipes"][entry["chosen"]]}
 
 
-def save_recipes(pack, table: dict, fingerprint: str, labeller: str, n: int, psi: float, seed: int,
-                 command: str = "") -> Path:
+def save_recipes(pack, table: dict, labeller: str, n: int, psi: float, seed: int, command: str = "") -> Path:
     """Write ``table`` (class -> {base_rate, recipes}) with each class's choice as the pack's recipes and
     name it in the manifest."""
     classes = {c: {**e, "chosen": choose(e["recipes"], n)} for c, e in table.items()}
-    data = {"format": FORMAT, "fingerprint": fingerprint, "labeller": labeller, "n": int(n), "psi": float(psi),
+    data = {"format": FORMAT, "fingerprint": pack.fingerprint, "labeller": labeller, "n": int(n), "psi": float(psi),
             "seed": int(seed), "command": command, "targets": {"hit": HIT_TARGET, "diversity": DIVERSITY_TARGET},
             "classes": classes}
     path = Path(pack.root) / RECIPES_FILE
