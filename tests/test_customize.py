@@ -532,6 +532,9 @@ def test_auto_draws_with_the_packs_recipe_and_falls_back_without(G, pack, recipe
     rare = min(("glasses", "beard"), key=lambda c: rec[c]["base_rate"])
     both = cz.customize(G, recipe_pack, ["glasses", "beard"], "auto", 2, 0.7, 3)
     assert f"recipe for '{rare}'" in both["note"]
+    # recipes, but none measured for the class asked: the z-code generator, and the note says which it lacks
+    out = cz.customize(G, recipe_pack, ["smiling"], "auto", 2, 0.7, 3)
+    assert out["path"] == "zcode" and out["note"].startswith("no measured recipe for smiling in pack 'mini', so the z-code")
     # a pack without recipes: the z-code generator with the check asked for, and the note says why
     plain = Pack(pack.root, {**pack.manifest, "components": {k: v for k, v in pack.components.items()
                                                               if k != "recipes"}})

@@ -280,6 +280,9 @@ def _why(pack, what: str) -> str:
 def auto_recipe(pack, names: Sequence[str], check: str) -> tuple:
     """``auto`` -> (method, check, note): the pack's recipe for ``names``, else z-code with ``check``."""
     r = recipe_for(pack, names)
+    if r is None and pack is not None and pack.has("recipes"):
+        return "zcode", check, (f"no measured recipe for {' + '.join(names)} in pack '{pack.name}', "
+                                "so the z-code generator; ")
     if r is None:
         return "zcode", check, _why(pack, "measured recipes") + ", so the z-code generator; "
     return r["method"], r["check"], (f"the pack's recipe for '{r['class']}' ({r['method']} + {r['check']}: "
