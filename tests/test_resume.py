@@ -267,3 +267,23 @@ def test_a_gpu_branch_continues_the_resume_points_recipe(runs, tmp_path):
     changes = events[-1]["config_changes"]
     assert set(changes) == {"outdir", "kimg", "pl_weight"}, changes
     assert changes["pl_weight"] == [2.0, 4.0]
+
+
+def test_history_prints_every_start_and_resume_with_the_options_it_changed(runs, tmp_path, capsys):
+    """``--history`` on an exported model (its metrics.json) and on the run folder: one row per event, in order,
+    naming the run folder, whether Adam's state came back, and the training options the leg changed."""
+    import shutil
+    root, folder = runs
+    shutil.copytree(root / "half", tmp_path / "run")
+    train(tmp_path / "run", folder, 6, "--export", str(tmp_path / "model"), "--r1-gamma", "2")
+    for where in (tmp_path / "model", tmp_path / "run", tmp_path / "run" / "log.jsonl"):
+        assert cli_main(["--history", str(where)]) == 0
+        rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and r[2].isdigit()]
+        assert [r.split(" | ")[1:4] for r in rows] == [["start", "0", "0.0"], ["resume", "3", "0.0"]]
+        assert f"`{root / 'half'}`" in rows[0] and f"`{tmp_path / 'run'}`" in rows[1]
+        assert rows[1].endswith("| yes | `r1_gamma` 0.1 → 2.0 |")      # kimg and outdir are bookkeeping
+    shutil.rmtree(tmp_path / "model")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "metrics.json").write_text("{}")
+    with pytest.raises(InputError, match="no command history"):
+        cli_main(["--history", str(tmp_path / "model")])

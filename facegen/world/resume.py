@@ -11,7 +11,8 @@
 * Every resume appends an event line to ``log.jsonl``: ``{"event": "resume", step, kimg, elapsed_s,
   time_utc, host, world_size, device, torch, command, optimizer_restored, from, config_changes}``, where
   config_changes lists the options whose values differ from the run that wrote the file; a fresh run writes
-  the same line as ``"event": "start"``. An export copies these lines to metrics.json's ``history``.
+  the same line as ``"event": "start"``. An export copies these lines to metrics.json's ``history``;
+  ``python -m facegen train --history MODEL_OR_RUN`` prints them as a table (:func:`history_table`).
 """
 
 from __future__ import annotations
@@ -149,6 +150,51 @@ def run_event(trainer, command: Optional[str], world_size: int = 1, source=None,
 def history(log_path) -> list:
     """The start and resume events of a run's log.jsonl, in order (its command history)."""
     return [e for e in read_log(log_path)[1] if e["event"] in ("start", "resume")]
+
+
+#: Options that say where and for how long a leg ran, not how it trained: left out of :func:`history_table`.
+BOOKKEEPING = ("outdir", "minutes", "kimg", "snapshot_steps", "log_steps")
+
+
+def history_table(events) -> str:
+    """A run's command history as a Markdown table: one row per start / resume event -- its step, time, device,
+    run folder, whether Adam's state came back, and the training options it changed (where, how long and how
+    often it logged are left out; the full command is in the event itself)."""
+    rows = ["| # | event | step | kimg | UTC | device | run folder | Adam | options changed |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for i, e in enumerate(events, 1):
+        changes = {k: v for k, v in (e.get("config_changes") or {}).items() if k not in BOOKKEEPING}
+        what = ", ".join(f"`{k}` {v[0]!r} → {v[1]!r}" for k, v in changes.items()) or "--"
+        folder = _option(e.get("command") or "", "--outdir")
+        adam = {None: "--", True: "yes", False: "no"}[e.get("optimizer_restored")]
+        rows.append(f"| {i} | {e['event']} | {e['step']} | {e['kimg']:.1f} | {e['time_utc'][:16].replace('T', ' ')} "
+                    f"| {e['device']} | `{folder}` | {adam} | {what} |")
+    return "\n".join(rows)
+
+
+def _option(command: str, name: str) -> str:
+    """The value of ``name`` in a logged command line ('?' without it)."""
+    import shlex
+    words = shlex.split(command)
+    return next((b for a, b in zip(words, words[1:]) if a == name), "?")
+
+
+def read_events(path) -> list:
+    """The start / resume events of a run folder (its log.jsonl), a log.jsonl, or an exported model folder (its
+    metrics.json ``history``)."""
+    path = Path(path)
+    if path.is_dir() and (path / "metrics.json").exists() and not (path / "log.jsonl").exists():
+        path = path / "metrics.json"
+    elif path.is_dir():
+        path = path / "log.jsonl"
+    if not path.exists():
+        raise InputError(f"{path} does not exist: give a run folder, its log.jsonl, or an exported model folder.")
+    if path.name == "metrics.json":
+        events = json.loads(path.read_text()).get("history")
+        if events is None:
+            raise InputError(f"{path} has no command history (exported without a training run: --export-checkpoint).")
+        return events
+    return history(path)
 
 
 def read_log(path) -> tuple:

@@ -185,7 +185,14 @@ def cli_main(argv) -> int:
     p.add_argument("--with-optimizer", action="store_true", help="--export-resume: keep the Adam state too")
     p.add_argument("--resume-from", default=None, metavar="PATH",
                    help="start this run directory from a resume file / folder / checkpoint.pt (facegen.world.resume)")
+    p.add_argument("--history", default=None, metavar="PATH",
+                   help="only print the command history of a run folder, its log.jsonl or an exported model, no training")
     args = vars(p.parse_args(argv))
+    history_of = args.pop("history")
+    if history_of:
+        from facegen.world.resume import history_table, read_events
+        print(history_table(read_events(history_of)))
+        return 0
     r_ckpt, with_optimizer, resume_from = args.pop("export_resume"), args.pop("with_optimizer"), args.pop("resume_from")
     if r_ckpt:
         from facegen.world.resume import export_resume
