@@ -2,7 +2,7 @@
 
 Serves on 127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override). Each tab is a module
 in ``demos/``; to add one, write ``demos/<tab>.py`` (TAB, TITLE, available(), build(ctx)) and add it
-to ``TABS`` below. The model is FACEGEN_MODEL if set, else the registry default ("mini", embedded,
+to ``TABS`` below. The model is FACEGEN_MODEL if set, else the registry default ("mini-v2", embedded,
 works offline).
 
 Hosting (a Space that stays up for everyone): short and long work have separate queues

@@ -25,7 +25,7 @@ CHECK_CHOICES = [("Check every face", "check"),
                  (f"Check, and keep the most varied of {cz.VARIETY}× as many", "varied"),
                  ("No check (fastest: z-code, sampler and fine-tuned faces as they come)", "none")]
 HELP = ("Several classes mean **all of them**. The classes are those of the model's labeller: the face world's "
-        "for `mini`, the photo labeller's (smiling, older, looking left …) for generators without a pack. "
+        "for `mini-v2` and `mini`, the photo labeller's (smiling, older, looking left …) for generators without a pack. "
         "*Auto* draws each class the way its pack measured best for this generator (method and check: the "
         "*Check* choice below is then the recipe's; the note names it; without measured recipes it is the "
         "z-code generator with your check). The *z-code generator* of the rarest chosen class proposes codes; "

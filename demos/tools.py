@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 
-MODEL = "model: a model name from the app's model dropdown, e.g. 'mini' (the embedded 64 px generator)"
+MODEL = "model: a model name from the app's model dropdown, e.g. 'mini-v2' (the embedded 64 px default) or 'mini'"
 NOISE = "noise_mode: 'const' (reproducible), 'random' or 'none'"
 PSI = "psi: truncation psi, -1 to 1.5 (lower = closer to the average face)"
 FACE = ("face: one face spec: a seed '7', a seed at its own psi '7@0.5', or a bank face '@Ada Quill' "

@@ -79,7 +79,8 @@ class ModelManager:
         kind, licence = registry.where(name), e.get("license", "licence: see registry")
         if kind == "embedded":
             why = "HF_HUB_OFFLINE is set" if hub_offline() else "no download needed"
-            return f"embedded offline default ({why}; Hub models load from the Hub or its local cache)"
+            what = "embedded offline default" if name == registry.default_name() else "embedded, works offline"
+            return f"{what} ({why}; Hub models load from the Hub or its local cache)"
         if kind == "hub":
             rev = e["revision"][:7] if len(e["revision"]) == 40 else e["revision"]
             return f"from the Hugging Face Hub ({e['repo']}@{rev}), {licence}"

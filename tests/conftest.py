@@ -1,7 +1,8 @@
 """App fixtures: one running facegen studio per test session (tests/test_app.py, tests/test_browser.py).
 
-The app serves the embedded default model "mini" when assets/mini/ exists; before it does, a seeded
-random generator of the same shape (64 px, 10 style layers) stands in via FACEGEN_MODEL.
+The tests' app serves the embedded model "mini" (v1; the registry's default is mini-v2, served by
+tests/test_space.py's default-model test) when assets/mini/ exists; before it does, a seeded random
+generator of the same shape (64 px, 10 style layers) stands in via FACEGEN_MODEL.
 """
 
 import os
@@ -84,14 +85,17 @@ ADA_FIXTURE = FIXTURES / "stylegan2-ada-tiny" / "G_ema.pkl"
 TF_FIXTURE = FIXTURES / "stylegan2-tf-tiny" / "Gs_tf.pkl"
 
 
-def launch_app(model: str, tmp_path, extra_env=None):
-    """`python app.py` with FACEGEN_MODEL=model on a free port -> (process, url); waits until it serves."""
+def launch_app(model, tmp_path, extra_env=None):
+    """`python app.py` with FACEGEN_MODEL=model on a free port -> (process, url); waits until it serves.
+    model None: without FACEGEN_MODEL, as a Space runs it (the registry default)."""
     import subprocess
     import time
     import urllib.request
     port = free_port()
-    env = dict(os.environ, FACEGEN_MODEL=str(model), GRADIO_SERVER_PORT=str(port), HF_HUB_OFFLINE="1",
-               GRADIO_ANALYTICS_ENABLED="False", **(extra_env or {}))
+    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
+               **({} if model is None else {"FACEGEN_MODEL": str(model)}), **(extra_env or {}))
+    if model is None:
+        env.pop("FACEGEN_MODEL", None)
     log = open(tmp_path / f"app-{port}.log", "w")
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=str(ROOT), env=env, stdout=log,
                             stderr=subprocess.STDOUT)

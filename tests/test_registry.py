@@ -86,7 +86,10 @@ def test_assets_are_not_generators_and_the_dropdown_says_where_models_live():
     labels = dict((v, label) for label, v in ModelManager(env={}).choices())
     assert "dlib-68-landmarks" not in labels
     assert labels["mini"] == "mini (64 px, embedded)"
-    assert labels["mini-v2"] == "mini-v2 (64 px, embedded)" and registry.default_name() == "mini"
+    assert labels["mini-v2"] == "mini-v2 (64 px, embedded)" and registry.default_name() == "mini-v2"
+    # Only the default is called the offline default; another embedded model says it works offline.
+    assert ModelManager(env={}).reason("mini-v2").startswith("embedded offline default (")
+    assert ModelManager(env={}).reason("mini").startswith("embedded, works offline (")
     assert labels["ffhq-config-f"] == "ffhq-config-f (1024 px, Hub)"
     assert labels["seeprettyface-yellow"] == "seeprettyface-yellow (1024 px, local copy needed)"
     reason = ModelManager(env={}).reason("ffhq-config-f")

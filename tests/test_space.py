@@ -500,3 +500,29 @@ def test_mcp_lists_the_tools_and_returns_a_face(space):
     image = next(c for c in fuse.content if c.type == "image")   # a single image comes back as image content
     import base64
     np.testing.assert_array_equal(_png(io.BytesIO(base64.b64decode(image.data))), expected)
+
+
+def test_the_space_serves_the_registry_default_with_its_pack(tmp_path):
+    """`python app.py` without FACEGEN_MODEL (how the Space runs it) serves the registry's default, mini v2:
+    a face asked for without naming a model is the one the core draws with mini-v2, and customisation's
+    default method draws with the recipe mini-v2's own pack measured."""
+    import facegen
+    from facegen.features.generate import generate_seeds
+    from facegen.packs.pack import find_pack
+    from facegen.packs.recipes import recipe_for
+    if not (ROOT / "assets" / "mini-v2" / "config.json").is_file():
+        pytest.skip("assets/mini-v2 is not built")
+    proc, url = launch_app(None, tmp_path)
+    try:
+        client = _client(url)
+        gallery, _, _ = client.predict(seeds="5", **{k: v for k, v in GEN.items() if k != "model"},
+                                       api_name="/generate")
+        G = facegen.load_generator("mini-v2")
+        direct, _, _ = generate_seeds(G, "5", psi=0.7)
+        np.testing.assert_array_equal(_png(gallery[0]["image"]), direct[0])
+        _, note = client.predict(classes=["beard"], count=2, psi=0.7, seed=7, api_name="/customize")
+        r = recipe_for(find_pack(G, hub=False), ["beard"])
+        assert note.startswith(f"the pack's recipe for 'beard' ({r['method']} + {r['check']}"), note
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
