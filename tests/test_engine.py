@@ -328,12 +328,12 @@ def test_offline_missing_repo_and_registry_entries_fail_clearly(offline_cache):
 def test_registry_lists_known_generators():
     from facegen.engine import registry
     names = registry.names()
-    for n in ("mini", "ffhq-config-f", "seeprettyface-yellow", "seeprettyface-wanghong", "seeprettyface-star",
+    for n in ("mini", "mini-v2", "ffhq-config-f", "seeprettyface-yellow", "seeprettyface-wanghong", "seeprettyface-star",
               "seeprettyface-model", "seeprettyface-kids"):
         assert n in names
         e = registry.get(n)
         assert e["format"] and e["resolution"] and e["license"]
-    assert registry.default_name() == "mini"
+    assert registry.default_name() == "mini-v2"
 
 
 # ---------------------------------------------------------------------------
