@@ -92,10 +92,9 @@ def launch_app(model, tmp_path, extra_env=None):
     import time
     import urllib.request
     port = free_port()
-    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
-               **({} if model is None else {"FACEGEN_MODEL": str(model)}), **(extra_env or {}))
-    if model is None:
-        env.pop("FACEGEN_MODEL", None)
+    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
+    env.pop("FACEGEN_MODEL", None)
+    env.update({} if model is None else {"FACEGEN_MODEL": str(model)}, **(extra_env or {}))
     log = open(tmp_path / f"app-{port}.log", "w")
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=str(ROOT), env=env, stdout=log,
                             stderr=subprocess.STDOUT)

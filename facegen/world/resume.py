@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import socket
 import time
 from pathlib import Path
@@ -174,7 +175,6 @@ def history_table(events) -> str:
 
 def _option(command: str, name: str) -> str:
     """The value of ``name`` in a logged command line ('?' without it)."""
-    import shlex
     words = shlex.split(command)
     return next((b for a, b in zip(words, words[1:]) if a == name), "?")
 
